@@ -1,0 +1,122 @@
+use crate::{Error, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use tokenizers::{PaddingParams, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// How token vectors become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean over the attention mask (sentence-transformers' default, MiniLM's).
+    Mean,
+    /// The first ([CLS]) token's vector.
+    Cls,
+}
+
+/// A Hugging Face style BERT-family model directory, checked and parsed.
+#[derive(Debug, Clone)]
+pub struct ModelDir {
+    pub dir: PathBuf,
+    pub name: String,
+    pub config: candle_transformers::models::bert::Config,
+    pub pooling: Pooling,
+    /// Longest input in tokens, special tokens included.
+    pub max_len: usize,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+impl ModelDir {
+    /// Reads and validates a model directory.
+    pub fn open(dir: &Path) -> Result<Self> {
+        for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+            if !dir.join(file).is_file() {
+                return Err(Error::MissingModelFile { dir: dir.to_path_buf(), file });
+            }
+        }
+        let config: candle_transformers::models::bert::Config = read_json(&dir.join("config.json"))?;
+        let pooling = match read_optional_json::<PoolingConfig>(&dir.join("1_Pooling/config.json"))? {
+            Some(p) if p.pooling_mode_cls_token && !p.pooling_mode_mean_tokens => Pooling::Cls,
+            _ => Pooling::Mean,
+        };
+        let st_max = read_optional_json::<SentenceBertConfig>(&dir.join("sentence_bert_config.json"))?
+            .and_then(|c| c.max_seq_length);
+        // sentence-transformers' max_seq_length wins; otherwise what the position table allows.
+        let max_len = st_max.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings).max(2);
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "encoder".to_string());
+        Ok(ModelDir { dir: dir.to_path_buf(), name, config, pooling, max_len })
+    }
+
+    /// The path of the weights file.
+    pub fn weights(&self) -> PathBuf {
+        self.dir.join("model.safetensors")
+    }
+
+    /// Loads the tokenizer with truncation at `max_len` and no padding: a model's shipped
+    /// `tokenizer.json` may pin both (MiniLM's says truncate at 128, pad to a fixed 128),
+    /// and the batcher pads each batch to its own longest sequence instead.
+    pub fn tokenizer(&self) -> Result<Tokenizer> {
+        let path = self.dir.join("tokenizer.json");
+        let mut tok = Tokenizer::from_file(&path)
+            .map_err(|e| Error::BadModelFile { path: path.clone(), reason: e.to_string() })?;
+        tok.with_padding(None::<PaddingParams>);
+        tok.with_truncation(Some(TruncationParams {
+            max_length: self.max_len,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))
+        .map_err(|e| Error::BadModelFile { path, reason: e.to_string() })?;
+        Ok(tok)
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::BadModelFile { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+fn read_optional_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if path.is_file() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_without_weights_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), "{}").unwrap();
+        let err = ModelDir::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_config_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            std::fs::write(dir.path().join(f), "not json").unwrap();
+        }
+        let err = ModelDir::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("config.json"), "{err}");
+    }
+}

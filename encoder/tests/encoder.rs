@@ -1,0 +1,120 @@
+//! The encoder against an independent implementation (scripts/golden_encoder.py, numpy),
+//! and its semantic and batching invariants, with the real all-MiniLM-L6-v2.
+
+mod common;
+
+use common::{cosine, encoder, minilm_dir};
+use serde::Deserialize;
+use sousuo_encoder::{Batching, Encoder, EncoderOptions};
+
+#[derive(Deserialize)]
+struct Golden {
+    max_len: usize,
+    sentences: Vec<GoldenSentence>,
+}
+
+#[derive(Deserialize)]
+struct GoldenSentence {
+    text: String,
+    ids: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+fn golden() -> Golden {
+    serde_json::from_str(include_str!("fixtures/golden.json")).expect("golden.json parses")
+}
+
+#[test]
+fn matches_the_independent_numpy_reference() {
+    let g = golden();
+    assert_eq!(g.sentences.len(), 20);
+    let enc = encoder();
+    assert_eq!(enc.max_len(), g.max_len);
+    assert_eq!(enc.dim(), 384);
+    let texts: Vec<&str> = g.sentences.iter().map(|s| s.text.as_str()).collect();
+    let ids = enc.tokenize(&texts).unwrap();
+    let got = enc.encode(&texts).unwrap();
+    assert_eq!(got.len(), texts.len());
+    for (i, s) in g.sentences.iter().enumerate() {
+        assert_eq!(ids[i], s.ids, "token ids of {:?}", s.text);
+        let c = cosine(got.row(i), &s.embedding);
+        assert!(c >= 0.9999, "cosine {c} for {:?}", s.text);
+    }
+}
+
+#[test]
+fn long_input_is_truncated_to_the_model_limit() {
+    let enc = encoder();
+    let long = "retrieval ".repeat(2000);
+    let ids = enc.tokenize(&[&long]).unwrap();
+    assert_eq!(ids[0].len(), 256);
+    assert!(enc.count_tokens(&long).unwrap() >= 2000, "count_tokens does not truncate");
+}
+
+#[test]
+fn vectors_are_unit_length_and_semantic() {
+    let enc = encoder();
+    let e = enc
+        .encode(&["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."])
+        .unwrap();
+    for row in e.rows() {
+        let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+    let bread = cosine(e.row(0), e.row(1));
+    let horse = cosine(e.row(0), e.row(2));
+    assert!(bread > horse, "eating/bread {bread} should beat eating/horse {horse}");
+}
+
+#[test]
+fn batch_results_equal_one_at_a_time_whatever_the_batch() {
+    let g = golden();
+    let texts: Vec<&str> = g.sentences.iter().map(|s| s.text.as_str()).collect();
+    let enc = encoder();
+    let singles: Vec<Vec<f32>> = texts.iter().map(|t| enc.encode(&[t]).unwrap().row(0).to_vec()).collect();
+    // Several batch compositions: all at once, reversed, and a naive fixed-size encoder.
+    let all = enc.encode(&texts).unwrap();
+    let mut reversed = texts.clone();
+    reversed.reverse();
+    let rev = enc.encode(&reversed).unwrap();
+    let fixed = Encoder::load(&minilm_dir(), EncoderOptions { batching: Batching::Fixed(3), ..Default::default() }).unwrap();
+    let fix = fixed.encode(&texts).unwrap();
+    let n = texts.len();
+    for i in 0..n {
+        for (what, row) in [("batch", all.row(i)), ("reversed", rev.row(n - 1 - i)), ("fixed-3", fix.row(i))] {
+            let c = cosine(row, &singles[i]);
+            assert!(c >= 0.99999, "{what}: cosine {c} for {:?}", texts[i]);
+        }
+    }
+}
+
+#[test]
+fn concurrent_callers_share_one_model_and_get_their_own_rows() {
+    let enc = encoder();
+    let texts = ["alpha particles", "beta decay", "gamma rays", "delta wing"];
+    let want: Vec<Vec<f32>> = texts.iter().map(|t| enc.encode(&[t]).unwrap().row(0).to_vec()).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|k| {
+                let enc = enc.clone();
+                s.spawn(move || {
+                    let order: Vec<&str> = (0..4).map(|i| texts[(i + k) % 4]).collect();
+                    (k, enc.encode(&order).unwrap())
+                })
+            })
+            .collect();
+        for h in handles {
+            let (k, got) = h.join().unwrap();
+            for i in 0..4 {
+                assert!(cosine(got.row(i), &want[(i + k) % 4]) >= 0.99999);
+            }
+        }
+    });
+}
+
+#[test]
+fn empty_input_gives_an_empty_matrix() {
+    let e = encoder().encode(&[]).unwrap();
+    assert!(e.is_empty());
+    assert_eq!(e.dim(), 384);
+}

@@ -1,0 +1,18 @@
+/// Errors from the kernels.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The matrix length is not a multiple of the row dimension, or the query has another width.
+    #[error("dimension mismatch: expected {expected}, got {got}")]
+    DimensionMismatch { expected: usize, got: usize },
+    /// The binary was built without the `cuda` feature.
+    #[error("this binary was built without CUDA support: rebuild with `cargo build --release --features cuda`")]
+    NotCompiledWithCuda,
+    /// No CUDA driver, NVRTC library or GPU could be found at run time.
+    #[error("CUDA is not available: {0}")]
+    CudaUnavailable(String),
+    /// A CUDA call failed.
+    #[error("CUDA error: {0}")]
+    Cuda(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

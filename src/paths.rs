@@ -1,0 +1,49 @@
+//! Where models and data live, and how the encoder is found.
+
+use crate::cli::Global;
+use anyhow::{Context, Result};
+use sousuo_encoder::models::{ModelCache, PinnedModel, MINILM};
+use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
+use std::path::PathBuf;
+
+/// The model cache: `HOME/models`, or the user's cache directory.
+pub fn model_cache(g: &Global) -> Result<ModelCache> {
+    let root = match &g.home {
+        Some(home) => home.join("models"),
+        None => dirs::cache_dir().context("no cache directory for this user: set SOUSUO_HOME")?.join("sousuo/models"),
+    };
+    Ok(ModelCache::new(root).with_python(g.python.clone()))
+}
+
+/// Where collections live: `HOME/data`, or the user's data directory.
+#[allow(dead_code)]
+pub fn data_dir(g: &Global) -> Result<PathBuf> {
+    Ok(match &g.home {
+        Some(home) => home.join("data"),
+        None => dirs::data_dir().context("no data directory for this user: set SOUSUO_HOME")?.join("sousuo/data"),
+    })
+}
+
+/// A pinned model's directory, fetched first (saying so in one line) when missing.
+pub fn ensure_model(g: &Global, model: &PinnedModel) -> Result<PathBuf> {
+    let cache = model_cache(g)?;
+    cache
+        .ensure(model, |m| eprintln!("{} is not in the model cache: fetching it into {} ...", m.name, cache.root().display()))
+        .with_context(|| format!("cannot get the {} model", model.name))
+}
+
+/// The encoder model directory: `--encoder PATH`, or the default MiniLM from the cache.
+pub fn encoder_dir(g: &Global) -> Result<ModelDir> {
+    let dir = match &g.encoder {
+        Some(p) => p.clone(),
+        None => ensure_model(g, &MINILM)?,
+    };
+    Ok(ModelDir::open(&dir)?)
+}
+
+/// Loads the encoder with the given options.
+pub fn load_encoder(g: &Global, mut options: EncoderOptions) -> Result<Encoder> {
+    options.device = g.device.parse()?;
+    let dir = encoder_dir(g)?;
+    Encoder::load(&dir, options).with_context(|| format!("cannot load the encoder from {}", dir.dir.display()))
+}
