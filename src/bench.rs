@@ -79,12 +79,26 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("encoder benchmark: {} texts from {}{}, threads {threads}", texts.len(), args.corpus.display(), if args.mixed { " (mixed with queries)" } else { "" });
-    println!("{:<22} {:>9} {:>11} {:>14} {:>9} {:>10} {:>10}", "variant", "docs/s", "tokens/s", "tokens/cpu-s", "padding", "wall s", "peak RSS");
+    println!(
+        "encoder benchmark: {} texts from {}{}, threads {threads}",
+        texts.len(),
+        args.corpus.display(),
+        if args.mixed { " (mixed with queries)" } else { "" }
+    );
+    println!(
+        "{:<22} {:>9} {:>11} {:>14} {:>9} {:>10} {:>10}",
+        "variant", "docs/s", "tokens/s", "tokens/cpu-s", "padding", "wall s", "peak RSS"
+    );
     for r in &results {
         println!(
             "{:<22} {:>9.1} {:>11.0} {:>14.0} {:>8.1}% {:>10.2} {:>10}",
-            r.variant, r.docs_per_s, r.tokens_per_s, r.tokens_per_cpu_s, 100.0 * r.padding_fraction, r.wall_s, human_bytes(r.peak_rss_bytes)
+            r.variant,
+            r.docs_per_s,
+            r.tokens_per_s,
+            r.tokens_per_cpu_s,
+            100.0 * r.padding_fraction,
+            r.wall_s,
+            human_bytes(r.peak_rss_bytes)
         );
     }
     println!("ratio shipped / naive (tokens/s, wall): {ratio:.2}x");
@@ -112,7 +126,8 @@ fn load_texts(dir: &Path, limit: Option<usize>, mixed: bool) -> Result<Vec<Strin
 }
 
 fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Vec<BeirDoc>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {} (is --corpus a BEIR directory?)", path.display()))?;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open {} (is --corpus a BEIR directory?)", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         if limit.is_some_and(|l| out.len() >= l) {

@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "sousuo", version, about = "Self-hosted semantic search: BM25 + embeddings, hybrid retrieval, grounded answers")]
+#[command(
+    name = "sousuo",
+    version,
+    about = "Self-hosted semantic search: BM25 + embeddings, hybrid retrieval, grounded answers"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -45,6 +49,38 @@ pub enum Command {
     },
     /// Embed texts (one a line, or JSONL) and write the vectors.
     Embed(EmbedArgs),
+    /// Index files or directories into a collection (created if missing).
+    Index(IndexArgs),
+    /// Delete documents by id from a collection.
+    Delete {
+        #[arg(long, short)]
+        collection: String,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Rebuild a collection's vector graph without deleted entries.
+    Compact {
+        #[arg(long, short)]
+        collection: String,
+    },
+    /// Counts, sizes and encoder of a collection.
+    Stats {
+        #[arg(long, short)]
+        collection: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the collections.
+    Collections {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search a collection (hybrid BM25 + semantic by default).
+    Search(SearchArgs),
+    /// Evaluate retrieval on a BEIR data set: nDCG@10, MRR@10, recall@100, latency per mode.
+    Eval(EvalArgs),
+    /// Fetch the models, index the sample corpus into `demo`, and show searches over it.
+    Demo(DemoArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -86,6 +122,115 @@ pub struct EmbedArgs {
     /// Write here instead of standard output.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+}
+
+/// Retrieval options shared by `search` and `eval`.
+#[derive(Args, Clone, Debug)]
+pub struct RetrievalArgs {
+    /// Hybrid fusion by reciprocal rank with this k (instead of the default convex combination).
+    #[arg(long)]
+    pub rrf: Option<f32>,
+    /// Weight of the semantic side in the convex combination, 0 (keywords) to 1 (semantic).
+    #[arg(long)]
+    pub semantic_ratio: Option<f32>,
+    /// Documents each retriever contributes before fusion.
+    #[arg(long, default_value_t = 100)]
+    pub depth: usize,
+    /// HNSW search breadth.
+    #[arg(long, default_value_t = 128)]
+    pub ef: usize,
+}
+
+#[derive(Args)]
+pub struct SearchArgs {
+    pub query: String,
+    #[arg(long, short)]
+    pub collection: String,
+    /// bm25 (keyword), dense (semantic) or hybrid.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub limit: usize,
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Metadata or id filter: field=value, field>=n, field<n, field in [a, b]. Repeat to AND.
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Parse the query with tantivy's query language (phrases, +/-, field:term).
+    #[arg(long)]
+    pub syntax: bool,
+    /// Show each retriever's rank and score.
+    #[arg(long)]
+    pub explain: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A BEIR directory: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
+    #[arg(long)]
+    pub beir: PathBuf,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// bm25, dense, hybrid or all.
+    #[arg(long, default_value = "all")]
+    pub mode: String,
+    /// Index into (and reuse) this named collection instead of a temporary one.
+    #[arg(long, short)]
+    pub collection: Option<String>,
+    /// Evaluate only the first N judged queries.
+    #[arg(long)]
+    pub max_queries: Option<usize>,
+    /// Also try a grid of fusion settings (RRF k, convex weights) for the hybrid mode.
+    #[arg(long)]
+    pub sweep: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// The folder to index.
+    #[arg(long, default_value = "corpora/sample")]
+    pub corpus: PathBuf,
+}
+
+#[derive(Args)]
+pub struct IndexArgs {
+    /// Files or directories (txt, md, html, pdf, json, jsonl; BEIR corpus.jsonl).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, short)]
+    pub collection: String,
+    /// Also delete documents whose files under PATHS have gone.
+    #[arg(long)]
+    pub sync: bool,
+    /// JSON field holding the document id (default: _id, then id).
+    #[arg(long)]
+    pub id_field: Option<String>,
+    /// JSON field holding the title (default: title).
+    #[arg(long)]
+    pub title_field: Option<String>,
+    /// JSON field holding the text (default: text, then body, then content).
+    #[arg(long)]
+    pub text_field: Option<String>,
+    /// Chunk size in tokens for a new collection (default: the encoder's maximum).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Tokens of overlap between neighbouring chunks, for a new collection.
+    #[arg(long, default_value_t = 32)]
+    pub overlap: usize,
+    /// Append the id of every durably committed document to this file (fsynced).
+    #[arg(long, hide = true)]
+    pub commit_log: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]

@@ -2,21 +2,18 @@
 
 use crate::cli::Global;
 use anyhow::{Context, Result};
-use sousuo_encoder::models::{ModelCache, PinnedModel, MINILM};
+use sousuo_encoder::models::{default_cache_root, ModelCache, PinnedModel, MINILM};
 use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
 use std::path::PathBuf;
 
 /// The model cache: `HOME/models`, or the user's cache directory.
 pub fn model_cache(g: &Global) -> Result<ModelCache> {
-    let root = match &g.home {
-        Some(home) => home.join("models"),
-        None => dirs::cache_dir().context("no cache directory for this user: set SOUSUO_HOME")?.join("sousuo/models"),
-    };
+    let root = default_cache_root(g.home.as_deref(), dirs::cache_dir().as_deref())
+        .context("no cache directory for this user: set SOUSUO_HOME")?;
     Ok(ModelCache::new(root).with_python(g.python.clone()))
 }
 
 /// Where collections live: `HOME/data`, or the user's data directory.
-#[allow(dead_code)]
 pub fn data_dir(g: &Global) -> Result<PathBuf> {
     Ok(match &g.home {
         Some(home) => home.join("data"),
@@ -28,7 +25,9 @@ pub fn data_dir(g: &Global) -> Result<PathBuf> {
 pub fn ensure_model(g: &Global, model: &PinnedModel) -> Result<PathBuf> {
     let cache = model_cache(g)?;
     cache
-        .ensure(model, |m| eprintln!("{} is not in the model cache: fetching it into {} ...", m.name, cache.root().display()))
+        .ensure(model, |m| {
+            eprintln!("{} is not in the model cache: fetching it into {} ...", m.name, cache.root().display())
+        })
         .with_context(|| format!("cannot get the {} model", model.name))
 }
 

@@ -53,16 +53,45 @@ impl ModelDir {
             .and_then(|c| c.max_seq_length);
         // sentence-transformers' max_seq_length wins; otherwise what the position table allows.
         let max_len = st_max.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings).max(2);
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "encoder".to_string());
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "encoder".to_string());
         Ok(ModelDir { dir: dir.to_path_buf(), name, config, pooling, max_len })
     }
 
     /// The path of the weights file.
     pub fn weights(&self) -> PathBuf {
         self.dir.join("model.safetensors")
+    }
+
+    /// SHA-256 of the weights file: the encoder's identity in a collection's manifest.
+    /// Cached beside the weights (`.sousuo-weights.json`, keyed by size and modification time)
+    /// when the directory is writable, so opening a collection does not rehash 90 MB.
+    pub fn weights_sha256(&self) -> Result<String> {
+        #[derive(serde::Serialize, Deserialize)]
+        struct Cached {
+            size: u64,
+            mtime: u64,
+            sha256: String,
+        }
+        let weights = self.weights();
+        let meta = std::fs::metadata(&weights).map_err(|e| Error::io(&weights, e))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let sidecar = self.dir.join(".sousuo-weights.json");
+        if let Some(c) = read_optional_json::<Cached>(&sidecar).ok().flatten() {
+            if c.size == meta.len() && c.mtime == mtime {
+                return Ok(c.sha256);
+            }
+        }
+        let sha256 = crate::models::sha256_file(&weights)?;
+        let cached = Cached { size: meta.len(), mtime, sha256: sha256.clone() };
+        if let Ok(bytes) = serde_json::to_vec(&cached) {
+            let _ = std::fs::write(&sidecar, bytes); // a read-only model directory just rehashes
+        }
+        Ok(sha256)
     }
 
     /// Loads the tokenizer with truncation at `max_len` and no padding: a model's shipped

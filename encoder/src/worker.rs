@@ -36,7 +36,7 @@ pub struct Embeddings {
 
 impl Embeddings {
     pub fn new(dim: usize, data: Vec<f32>) -> Result<Self> {
-        if dim == 0 || data.len() % dim != 0 {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(Error::DimensionMismatch { expected: dim, got: data.len() });
         }
         Ok(Embeddings { dim, data })
@@ -169,11 +169,8 @@ impl Encoder {
 
     /// Token ids for each text, truncated to the model's maximum length.
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        let encodings = self
-            .inner
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let encodings =
+            self.inner.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
@@ -186,7 +183,8 @@ impl Encoder {
     /// Token counts of many texts (no special tokens, no truncation), in parallel where the
     /// tokenizer can.
     pub fn count_tokens_batch(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        let encs = self.inner.counter.encode_batch(texts.to_vec(), false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let encs =
+            self.inner.counter.encode_batch(texts.to_vec(), false).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encs.iter().map(|e| e.len()).collect())
     }
 

@@ -77,7 +77,8 @@ fn batch_results_equal_one_at_a_time_whatever_the_batch() {
     let mut reversed = texts.clone();
     reversed.reverse();
     let rev = enc.encode(&reversed).unwrap();
-    let fixed = Encoder::load(&minilm_dir(), EncoderOptions { batching: Batching::Fixed(3), ..Default::default() }).unwrap();
+    let fixed =
+        Encoder::load(&minilm_dir(), EncoderOptions { batching: Batching::Fixed(3), ..Default::default() }).unwrap();
     let fix = fixed.encode(&texts).unwrap();
     let n = texts.len();
     for i in 0..n {

@@ -32,7 +32,8 @@ fn libraries_present() -> Result<()> {
     match (driver, nvrtc) {
         (true, true) => Ok(()),
         (false, _) => Err(Error::CudaUnavailable(
-            "libcuda (the NVIDIA driver) was not found; install the driver or add its directory to LD_LIBRARY_PATH".into(),
+            "libcuda (the NVIDIA driver) was not found; install the driver or add its directory to LD_LIBRARY_PATH"
+                .into(),
         )),
         (true, false) => Err(Error::CudaUnavailable(
             "libnvrtc was not found; install the CUDA runtime libraries (nvrtc) or add them to LD_LIBRARY_PATH".into(),
@@ -62,7 +63,7 @@ impl CudaTopK {
         if query.len() != dim {
             return Err(Error::DimensionMismatch { expected: dim, got: query.len() });
         }
-        if dim == 0 || matrix.len() % dim != 0 {
+        if dim == 0 || !matrix.len().is_multiple_of(dim) {
             return Err(Error::DimensionMismatch { expected: dim, got: matrix.len() });
         }
         let n = matrix.len() / dim;

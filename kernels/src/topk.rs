@@ -65,19 +65,9 @@ pub fn top_k_dot_scalar(matrix: &[f32], dim: usize, query: &[f32], k: usize) -> 
 }
 
 /// [`top_k_dot`] at a chosen level; a level the CPU lacks falls back to the best it has.
-pub fn top_k_dot_with(
-    level: SimdLevel,
-    matrix: &[f32],
-    dim: usize,
-    query: &[f32],
-    k: usize,
-) -> Result<Vec<Hit>> {
+pub fn top_k_dot_with(level: SimdLevel, matrix: &[f32], dim: usize, query: &[f32], k: usize) -> Result<Vec<Hit>> {
     check_shape(matrix, dim, query)?;
-    let level = if SimdLevel::available().contains(&level) {
-        level
-    } else {
-        SimdLevel::detect()
-    };
+    let level = if SimdLevel::available().contains(&level) { level } else { SimdLevel::detect() };
     let mut heap = TopK::new(k);
     if dim == 0 {
         return Ok(heap.into_sorted());
@@ -110,11 +100,8 @@ fn check_shape(matrix: &[f32], dim: usize, query: &[f32]) -> Result<()> {
     if query.len() != dim {
         return Err(Error::DimensionMismatch { expected: dim, got: query.len() });
     }
-    if dim > 0 && matrix.len() % dim != 0 {
-        return Err(Error::DimensionMismatch {
-            expected: matrix.len().div_ceil(dim) * dim,
-            got: matrix.len(),
-        });
+    if dim > 0 && !matrix.len().is_multiple_of(dim) {
+        return Err(Error::DimensionMismatch { expected: matrix.len().div_ceil(dim) * dim, got: matrix.len() });
     }
     Ok(())
 }
@@ -153,9 +140,7 @@ mod x86 {
         let mut acc = _mm256_setzero_ps();
         for i in 0..chunks {
             // SAFETY: i * 8 + 8 <= n, so both loads stay inside the slices.
-            let (va, vb) = unsafe {
-                (_mm256_loadu_ps(a.as_ptr().add(i * 8)), _mm256_loadu_ps(b.as_ptr().add(i * 8)))
-            };
+            let (va, vb) = unsafe { (_mm256_loadu_ps(a.as_ptr().add(i * 8)), _mm256_loadu_ps(b.as_ptr().add(i * 8))) };
             acc = _mm256_fmadd_ps(va, vb, acc);
         }
         let mut lanes = [0f32; 8];
@@ -174,9 +159,8 @@ mod x86 {
         let mut acc = _mm512_setzero_ps();
         for i in 0..chunks {
             // SAFETY: i * 16 + 16 <= n, so both loads stay inside the slices.
-            let (va, vb) = unsafe {
-                (_mm512_loadu_ps(a.as_ptr().add(i * 16)), _mm512_loadu_ps(b.as_ptr().add(i * 16)))
-            };
+            let (va, vb) =
+                unsafe { (_mm512_loadu_ps(a.as_ptr().add(i * 16)), _mm512_loadu_ps(b.as_ptr().add(i * 16))) };
             acc = _mm512_fmadd_ps(va, vb, acc);
         }
         let tail: f32 = a[chunks * 16..n].iter().zip(&b[chunks * 16..n]).map(|(x, y)| x * y).sum();
@@ -267,14 +251,8 @@ mod tests {
 
     #[test]
     fn shape_errors_are_reported() {
-        assert!(matches!(
-            top_k_dot(&[1.0, 2.0, 3.0], 2, &[1.0, 2.0], 1),
-            Err(Error::DimensionMismatch { .. })
-        ));
-        assert!(matches!(
-            top_k_dot(&[1.0, 2.0], 2, &[1.0], 1),
-            Err(Error::DimensionMismatch { expected: 2, got: 1 })
-        ));
+        assert!(matches!(top_k_dot(&[1.0, 2.0, 3.0], 2, &[1.0, 2.0], 1), Err(Error::DimensionMismatch { .. })));
+        assert!(matches!(top_k_dot(&[1.0, 2.0], 2, &[1.0], 1), Err(Error::DimensionMismatch { expected: 2, got: 1 })));
     }
 
     #[test]

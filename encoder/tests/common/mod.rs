@@ -1,16 +1,15 @@
 //! Test support: the real default model, fetched into the cache on first use.
 
-use sousuo_encoder::models::{ModelCache, MINILM};
+use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
 use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// The model cache the tests share with the binary: `$SOUSUO_HOME/models`, else the user's cache.
 pub fn cache() -> ModelCache {
-    let root = match std::env::var_os("SOUSUO_HOME") {
-        Some(home) => PathBuf::from(home).join("models"),
-        None => dirs::cache_dir().expect("no cache directory: set SOUSUO_HOME").join("sousuo/models"),
-    };
+    let home = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
+    let root =
+        default_cache_root(home.as_deref(), dirs::cache_dir().as_deref()).expect("no cache directory: set SOUSUO_HOME");
     ModelCache::new(root)
 }
 

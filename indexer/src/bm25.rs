@@ -1,0 +1,205 @@
+//! The BM25 index (tantivy): one tantivy document per chunk.
+//!
+//! Fields: `chunk_key` (u64, the sled key), `doc_id` (raw string), `title` (analysed, stored)
+//! and `text` (title + passage, analysed, stored: what queries and snippets run on; one field
+//! for both measured best on SciFact). Each commit carries the sled sequence number it
+//! includes as its payload.
+
+use crate::document::Chunk;
+use crate::store::{Op, Store};
+use crate::tokenizer::{analyzer, ANALYZER};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Mutex;
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
+};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+#[derive(Clone, Copy)]
+pub struct Fields {
+    pub chunk_key: Field,
+    pub doc_id: Field,
+    pub title: Field,
+    pub text: Field,
+}
+
+/// A chunk found by BM25.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bm25Hit {
+    pub chunk_key: u64,
+    pub doc_id: String,
+    pub score: f32,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Payload {
+    seq: u64,
+}
+
+pub struct Bm25 {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+    /// The sequence number of the last change added to the writer (committed or not).
+    pending_seq: Mutex<u64>,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let analysed = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        chunk_key: b.add_u64_field("chunk_key", INDEXED | STORED | FAST),
+        doc_id: b.add_text_field("doc_id", STRING | STORED),
+        title: b.add_text_field("title", analysed.clone()),
+        text: b.add_text_field("text", analysed),
+    };
+    (b.build(), fields)
+}
+
+impl Bm25 {
+    /// Opens or creates the index in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let (schema, fields) = schema();
+        let mmap = tantivy::directory::MmapDirectory::open(dir).map_err(|e| Error::Bm25(e.to_string()))?;
+        let index = Index::open_or_create(mmap, schema)?;
+        index.tokenizers().register(ANALYZER, analyzer());
+        let writer = index.writer_with_num_threads(1, 64_000_000)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let bm25 = Bm25 { index, reader, writer: Mutex::new(writer), fields, pending_seq: Mutex::new(0) };
+        let seq = bm25.committed_seq()?;
+        *bm25.pending_seq.lock().map_err(|_| poisoned())? = seq;
+        Ok(bm25)
+    }
+
+    pub fn fields(&self) -> Fields {
+        self.fields
+    }
+
+    /// The sled sequence number included in the last commit.
+    pub fn committed_seq(&self) -> Result<u64> {
+        let metas = self.index.load_metas()?;
+        Ok(metas.payload.as_deref().and_then(|p| serde_json::from_str::<Payload>(p).ok()).map(|p| p.seq).unwrap_or(0))
+    }
+
+    /// Adds one operation's changes to the writer (visible after [`Self::commit`]). Chunks that
+    /// are no longer in sled (a later operation removed them) are skipped.
+    pub fn apply(&self, op: &Op, store: &Store, title: &str) -> Result<()> {
+        let writer = self.writer.lock().map_err(|_| poisoned())?;
+        for k in op.removed.iter().chain(&op.added) {
+            writer.delete_term(Term::from_field_u64(self.fields.chunk_key, *k));
+        }
+        for &k in &op.added {
+            if let Some(chunk) = store.get_chunk(k)? {
+                writer.add_document(self.document(k, &chunk, title))?;
+            }
+        }
+        let mut pending = self.pending_seq.lock().map_err(|_| poisoned())?;
+        *pending = (*pending).max(op.seq);
+        Ok(())
+    }
+
+    fn document(&self, key: u64, chunk: &Chunk, title: &str) -> TantivyDocument {
+        let f = self.fields;
+        let text = if title.is_empty() { chunk.text.clone() } else { format!("{title}\n\n{}", chunk.text) };
+        doc!(f.chunk_key => key, f.doc_id => chunk.doc_id.clone(), f.title => title.to_string(), f.text => text)
+    }
+
+    /// Commits what was added, recording the sequence number, and makes it searchable.
+    pub fn commit(&self) -> Result<()> {
+        let seq = *self.pending_seq.lock().map_err(|_| poisoned())?;
+        let mut writer = self.writer.lock().map_err(|_| poisoned())?;
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&serde_json::to_string(&Payload { seq }).unwrap_or_default());
+        prepared.commit()?;
+        drop(writer);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Number of chunk documents visible to searches.
+    pub fn num_chunks(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    pub fn reader(&self) -> &IndexReader {
+        &self.reader
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The analysed terms of `text` for the `text` field.
+    pub fn terms(&self, text: &str) -> Vec<Term> {
+        let mut a = analyzer();
+        let mut stream = a.token_stream(text);
+        let mut terms = Vec::new();
+        while stream.advance() {
+            let t = Term::from_field_text(self.fields.text, &stream.token().text);
+            if !terms.contains(&t) {
+                terms.push(t);
+            }
+        }
+        terms
+    }
+
+    /// Plain-text BM25 search: the query's words OR-ed; syntax characters are just separators.
+    pub fn search_plain(&self, query: &str, limit: usize) -> Result<Vec<Bm25Hit>> {
+        let terms = self.terms(query);
+        if terms.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .into_iter()
+            .map(|t| (Occur::Should, Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)) as Box<dyn Query>))
+            .collect();
+        self.search_query(&BooleanQuery::new(clauses), limit)
+    }
+
+    /// Runs a built query.
+    pub fn search_query(&self, query: &dyn Query, limit: usize) -> Result<Vec<Bm25Hit>> {
+        let searcher = self.reader.searcher();
+        let top = searcher.search(query, &TopDocs::with_limit(limit).order_by_score())?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            let chunk_key = d.get_first(self.fields.chunk_key).and_then(|v| v.as_u64()).unwrap_or(0);
+            let doc_id = d.get_first(self.fields.doc_id).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            hits.push(Bm25Hit { chunk_key, doc_id, score });
+        }
+        Ok(hits)
+    }
+
+    /// Every chunk key in the committed index, with repetitions (for consistency checks).
+    pub fn all_chunk_keys(&self) -> Result<Vec<u64>> {
+        let searcher = self.reader.searcher();
+        let mut keys = Vec::new();
+        for segment in searcher.segment_readers() {
+            let col = segment.fast_fields().u64("chunk_key")?;
+            let alive = segment.alive_bitset();
+            for doc in 0..segment.max_doc() {
+                if alive.is_some_and(|a| !a.is_alive(doc)) {
+                    continue;
+                }
+                keys.extend(col.values_for_doc(doc));
+            }
+        }
+        Ok(keys)
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Bm25("a writer lock was poisoned by a panic".into())
+}

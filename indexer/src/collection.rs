@@ -1,0 +1,422 @@
+//! A collection: a directory holding the manifest, the sled store and the two derived indexes.
+//!
+//! ```text
+//! <data>/<name>/manifest.json   format version, encoder identity, chunking parameters
+//! <data>/<name>/store/          sled: documents, chunks, vectors, oplog (source of truth)
+//! <data>/<name>/bm25/           tantivy index (commit payload = sled seq included)
+//! <data>/<name>/hnsw/           CURRENT + g-<seq>/graph.hnsw.{graph,data}
+//! ```
+
+use crate::bm25::{Bm25, Bm25Hit};
+use crate::chunk::ChunkParams;
+use crate::store::{Change, DocRecord, Op, Store};
+use crate::vectors::{HnswParams, VectorHit, VectorIndex};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Which encoder built a collection's vectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderInfo {
+    pub name: String,
+    pub dim: usize,
+    pub weights_sha256: String,
+}
+
+impl EncoderInfo {
+    /// The identity of a loaded encoder.
+    pub fn of(encoder: &sousuo_encoder::Encoder) -> Result<Self> {
+        Ok(EncoderInfo {
+            name: encoder.model().name.clone(),
+            dim: encoder.dim(),
+            weights_sha256: encoder.model().weights_sha256()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub name: String,
+    pub encoder: EncoderInfo,
+    pub chunking: ChunkParams,
+    pub created_at: u64,
+}
+
+/// Document and chunk counts as of the last commit (`counts.json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub documents: usize,
+    pub chunks: usize,
+}
+
+/// Reads the counts a collection wrote at its last commit, without opening it.
+pub fn read_counts(data_dir: &Path, name: &str) -> Option<Counts> {
+    let bytes = std::fs::read(data_dir.join(name).join("counts.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Counts and sizes for `sousuo stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub name: String,
+    pub documents: usize,
+    pub chunks: usize,
+    pub bm25_chunks: u64,
+    pub hnsw_points: usize,
+    pub tombstones: usize,
+    pub seq: u64,
+    pub encoder: EncoderInfo,
+    pub chunking: ChunkParams,
+    pub bytes_on_disk: u64,
+    pub last_update: Option<u64>,
+}
+
+/// Checks a collection name: letters, digits, `-`, `_`, `.`; no path separators or `..`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason| Err(Error::InvalidName { name: name.to_string(), reason });
+    if name.is_empty() || name.len() > 64 {
+        return bad("use 1 to 64 characters");
+    }
+    if name.contains('/') || name.contains('\\') {
+        return bad("path separators are not allowed");
+    }
+    if name == "." || name == ".." || name.starts_with('.') {
+        return bad("it must not start with a dot");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return bad("use ASCII letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+/// Names of the collections in `data_dir`.
+pub fn list_collections(data_dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    match std::fs::read_dir(data_dir) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.path().join("manifest.json").is_file() && validate_name(&name).is_ok() {
+                    names.push(name);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(data_dir, e)),
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Reads a collection's manifest without opening its stores.
+pub fn read_manifest(data_dir: &Path, name: &str) -> Result<Manifest> {
+    validate_name(name)?;
+    let path = data_dir.join(name).join("manifest.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoSuchCollection(name.into())),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
+    if m.format_version != FORMAT_VERSION {
+        return Err(Error::FormatVersion {
+            collection: name.into(),
+            found: m.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(m)
+}
+
+pub struct Collection {
+    name: String,
+    dir: PathBuf,
+    manifest: Manifest,
+    store: Store,
+    bm25: Bm25,
+    vectors: RwLock<VectorIndex>,
+    last_commit: Mutex<Instant>,
+    write: Mutex<()>,
+}
+
+/// How the collection should be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Fail if it does not exist.
+    Existing,
+    /// Create it (with these chunking parameters) if it does not exist.
+    Create(ChunkParams),
+}
+
+impl Collection {
+    /// Opens (or creates) collection `name` in `data_dir` for `encoder`. A collection built
+    /// with another encoder is refused. Derived indexes behind sled are caught up.
+    pub fn open(data_dir: &Path, name: &str, encoder: &EncoderInfo, mode: OpenMode) -> Result<Self> {
+        validate_name(name)?;
+        let dir = data_dir.join(name);
+        let manifest = match (read_manifest(data_dir, name), mode) {
+            (Ok(m), _) => m,
+            (Err(Error::NoSuchCollection(_)), OpenMode::Create(chunking)) => {
+                create_manifest(&dir, name, encoder, chunking)?
+            }
+            (Err(e), _) => return Err(e),
+        };
+        if manifest.encoder.weights_sha256 != encoder.weights_sha256 || manifest.encoder.dim != encoder.dim {
+            return Err(Error::EncoderMismatch {
+                collection: name.into(),
+                built_with: manifest.encoder.name.clone(),
+                built_dim: manifest.encoder.dim,
+                requested: encoder.name.clone(),
+                requested_dim: encoder.dim,
+            });
+        }
+        Self::open_stores(name, dir, manifest)
+    }
+
+    fn open_stores(name: &str, dir: PathBuf, manifest: Manifest) -> Result<Self> {
+        let store = Store::open(&dir.join("store")).map_err(|e| in_use(name, e))?;
+        let bm25 = Bm25::open(&dir.join("bm25")).map_err(|e| in_use(name, e))?;
+        let vectors = VectorIndex::open(&dir.join("hnsw"), manifest.encoder.dim, HnswParams::default())?;
+        let c = Collection {
+            name: name.to_string(),
+            dir,
+            manifest,
+            store,
+            bm25,
+            vectors: RwLock::new(vectors),
+            last_commit: Mutex::new(Instant::now()),
+            write: Mutex::new(()),
+        };
+        c.catch_up()?;
+        Ok(c)
+    }
+
+    /// Replays the oplog into whichever derived index is behind sled.
+    fn catch_up(&self) -> Result<()> {
+        let seq = self.store.seq()?;
+        let bm25_seq = self.bm25.committed_seq()?;
+        if bm25_seq < seq {
+            let mut replayed = 0usize;
+            for op in self.store.ops_after(bm25_seq) {
+                let op = op?;
+                let title = self.store.get_doc(&op.doc_id)?.map(|d| d.title).unwrap_or_default();
+                self.bm25.apply(&op, &self.store, &title)?;
+                replayed += 1;
+            }
+            self.bm25.commit()?;
+            tracing::info!(collection = %self.name, from = bm25_seq, to = seq, ops = replayed, "BM25 index caught up");
+        }
+        let vectors = self.vectors.read().map_err(|_| poisoned())?;
+        if vectors.seq() < seq {
+            let from = vectors.seq();
+            let ops: Vec<Op> = self.store.ops_after(from).collect::<Result<_>>()?;
+            vectors.apply(&ops, &self.store)?;
+            vectors.persist()?;
+            tracing::info!(collection = %self.name, from, to = seq, ops = ops.len(), "vector index caught up");
+        }
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn bm25(&self) -> &Bm25 {
+        &self.bm25
+    }
+
+    /// Applies changes to sled (durably), then to both derived indexes. BM25 commits at most
+    /// every few seconds (and on [`Self::commit`]); the oplog covers what is not yet committed.
+    pub fn apply(&self, changes: &[Change]) -> Result<Vec<Op>> {
+        let _w = self.write.lock().map_err(|_| poisoned())?;
+        let ops = self.store.apply(changes)?;
+        for op in &ops {
+            let title = self.store.get_doc(&op.doc_id)?.map(|d| d.title).unwrap_or_default();
+            self.bm25.apply(op, &self.store, &title)?;
+        }
+        self.vectors.read().map_err(|_| poisoned())?.apply(&ops, &self.store)?;
+        let mut last = self.last_commit.lock().map_err(|_| poisoned())?;
+        if last.elapsed() > Duration::from_secs(5) {
+            self.bm25.commit()?;
+            *last = Instant::now();
+        }
+        Ok(ops)
+    }
+
+    /// Makes everything searchable and durable in every store: BM25 commit, graph dump,
+    /// oplog pruned to what both indexes hold.
+    pub fn commit(&self) -> Result<()> {
+        let _w = self.write.lock().map_err(|_| poisoned())?;
+        self.bm25.commit()?;
+        let vectors = self.vectors.read().map_err(|_| poisoned())?;
+        vectors.persist()?;
+        let upto = self.bm25.committed_seq()?.min(vectors.seq());
+        self.store.prune_oplog(upto)?;
+        *self.last_commit.lock().map_err(|_| poisoned())? = Instant::now();
+        drop(vectors);
+        self.write_counts()
+    }
+
+    /// Writes `counts.json` so listings can show counts without opening (and locking) the stores.
+    fn write_counts(&self) -> Result<()> {
+        let counts = Counts { documents: self.store.doc_count(), chunks: self.store.chunk_count() };
+        let tmp = self.dir.join("counts.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&counts).unwrap_or_default()).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, self.dir.join("counts.json")).map_err(|e| Error::io(&self.dir, e))
+    }
+
+    /// Makes BM25 changes visible without dumping the graph.
+    pub fn refresh(&self) -> Result<()> {
+        self.bm25.commit()
+    }
+
+    pub fn get_doc(&self, id: &str) -> Result<Option<DocRecord>> {
+        self.store.get_doc(id)
+    }
+
+    /// Deletes documents by id from all three stores; returns how many existed.
+    pub fn delete(&self, ids: &[String]) -> Result<usize> {
+        let changes: Vec<Change> = ids.iter().map(|id| Change::Delete { doc_id: id.clone() }).collect();
+        let ops = self.apply(&changes)?;
+        Ok(ops.len())
+    }
+
+    /// Rebuilds the HNSW graph without tombstones.
+    pub fn compact(&self) -> Result<usize> {
+        let _w = self.write.lock().map_err(|_| poisoned())?;
+        let mut vectors = self.vectors.write().map_err(|_| poisoned())?;
+        let before = vectors.points();
+        vectors.rebuild(&self.store)?;
+        Ok(before.saturating_sub(vectors.points()))
+    }
+
+    /// BM25 over chunks (plain text query).
+    pub fn search_bm25(&self, query: &str, limit: usize) -> Result<Vec<Bm25Hit>> {
+        self.bm25.search_plain(query, limit)
+    }
+
+    /// Nearest live chunks to a query vector.
+    pub fn search_vectors(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<VectorHit>> {
+        self.search_vectors_filtered(query, k, ef, &|_| true)
+    }
+
+    /// Nearest live chunks that also pass `keep` (applied during the graph walk).
+    pub fn search_vectors_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: &dyn Fn(u64) -> bool,
+    ) -> Result<Vec<VectorHit>> {
+        let store = &self.store;
+        let live = |key: u64| keep(key) && store.has_chunk(key).unwrap_or(false);
+        self.vectors.read().map_err(|_| poisoned())?.search(query, k, ef, &live)
+    }
+
+    /// Every point id in the graph (tombstones included).
+    pub fn vector_ids(&self) -> Result<Vec<u64>> {
+        Ok(self.vectors.read().map_err(|_| poisoned())?.all_ids())
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let vectors = self.vectors.read().map_err(|_| poisoned())?;
+        let chunks = self.store.chunk_count();
+        let updated = std::fs::metadata(self.dir.join("store"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        Ok(Stats {
+            name: self.name.clone(),
+            documents: self.store.doc_count(),
+            chunks,
+            bm25_chunks: self.bm25.num_chunks(),
+            hnsw_points: vectors.points(),
+            tombstones: vectors.points().saturating_sub(chunks),
+            seq: self.store.seq()?,
+            encoder: self.manifest.encoder.clone(),
+            chunking: self.manifest.chunking,
+            bytes_on_disk: dir_size(&self.dir),
+            last_update: updated,
+        })
+    }
+}
+
+impl Drop for Collection {
+    fn drop(&mut self) {
+        if let Err(e) = self.commit() {
+            tracing::warn!(collection = %self.name, error = %e, "could not commit on close; the next open replays the oplog");
+        }
+    }
+}
+
+fn create_manifest(dir: &Path, name: &str, encoder: &EncoderInfo, chunking: ChunkParams) -> Result<Manifest> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let m =
+        Manifest { format_version: FORMAT_VERSION, name: name.into(), encoder: encoder.clone(), chunking, created_at };
+    let tmp = dir.join("manifest.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&m).unwrap_or_default()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, dir.join("manifest.json")).map_err(|e| Error::io(dir, e))?;
+    Ok(m)
+}
+
+/// sled and tantivy lock their directories: say plainly that another process holds them.
+fn in_use(name: &str, e: Error) -> Error {
+    let msg = e.to_string();
+    if msg.contains("lock") || msg.contains("Lock") {
+        Error::Store(format!(
+            "collection {name:?} is open in another process (a running `sousuo serve` or `index`?): {msg}"
+        ))
+    } else {
+        e
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Store("a lock was poisoned by a panic".into())
+}
+
+pub(crate) fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_escape_are_refused() {
+        for bad in ["", "..", "../x", "a/b", "a\\b", ".hidden", "a b", "ü"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["scifact", "my-docs_2", "v1.2"] {
+            assert!(validate_name(good).is_ok(), "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! An index run: files -> parse -> chunk (one thread) -> embed (the encoder's worker) ->
+//! write (sled, then tantivy and HNSW), with bounded queues between the stages so parsing,
+//! embedding and writing overlap and memory stays bounded.
+
+use crate::chunk::{chunk_document, ChunkParams};
+use crate::collection::Collection;
+use crate::document::{Chunk, Document};
+use crate::formats::{parse, JsonFields};
+use crate::sources::{walk, SourceFile};
+use crate::store::{Change, DocRecord};
+use crate::{Error, Result};
+use crossbeam_channel::bounded;
+use sousuo_encoder::Encoder;
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Options of an index run.
+#[derive(Debug, Clone, Default)]
+pub struct IndexOptions {
+    pub fields: JsonFields,
+    /// Also delete documents whose source files under the given paths are gone.
+    pub sync: bool,
+}
+
+/// Events for progress display and for the crash-safety log.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Files found, and an estimate of the documents they hold.
+    Planned {
+        files: usize,
+        estimated_docs: usize,
+    },
+    /// Documents parsed and checked (indexed or unchanged).
+    Seen {
+        docs: usize,
+    },
+    /// Chunks embedded.
+    Embedded {
+        chunks: usize,
+    },
+    /// These documents are durably stored (sled flushed).
+    Committed {
+        doc_ids: Vec<String>,
+    },
+    Warning(String),
+    Error(String),
+}
+
+/// What an index run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IndexSummary {
+    pub documents_seen: usize,
+    pub documents_indexed: usize,
+    pub documents_unchanged: usize,
+    pub documents_deleted: usize,
+    pub chunks_embedded: usize,
+    pub skipped: BTreeMap<String, usize>,
+    pub errors: Vec<String>,
+    pub warnings: usize,
+    pub seconds: f64,
+    pub embed_seconds: f64,
+    pub bytes_on_disk: u64,
+}
+
+/// A parsed document with its chunks, ready to embed.
+struct Prepared {
+    doc: Document,
+    hash: String,
+    chunks: Vec<Chunk>,
+}
+
+/// Documents per write transaction.
+const BATCH_DOCS: usize = 64;
+
+/// Indexes `paths` into `collection`.
+pub fn index_paths(
+    collection: &Collection,
+    encoder: &Encoder,
+    paths: &[PathBuf],
+    options: &IndexOptions,
+    on: &(dyn Fn(Progress) + Sync),
+) -> Result<IndexSummary> {
+    let started = Instant::now();
+    let found = walk(paths);
+    if let Some(p) = found.missing.first() {
+        return Err(Error::Io { path: p.clone(), source: std::io::Error::from(std::io::ErrorKind::NotFound) });
+    }
+    let mut summary = IndexSummary { skipped: found.skipped.iter().cloned().collect(), ..Default::default() };
+    on(Progress::Planned { files: found.files.len(), estimated_docs: estimate_docs(&found.files) });
+    let chunking = collection.manifest().chunking;
+    let (tx, rx) = bounded::<Vec<Prepared>>(4);
+    let seen_ids = std::thread::scope(|s| -> Result<HashSet<String>> {
+        let files = &found.files;
+        let parser = s.spawn(move || parse_stage(collection, encoder, files, options, &chunking, &tx, on));
+        let mut embed_time = Duration::ZERO;
+        for batch in rx {
+            let (changes, unchanged) = embed_batch(collection, encoder, batch, &mut embed_time, &mut summary, on)?;
+            summary.documents_unchanged += unchanged;
+            summary.documents_seen += unchanged + changes.len();
+            if !changes.is_empty() {
+                let ids: Vec<String> = changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Upsert { doc, .. } => Some(doc.id.clone()),
+                        Change::Delete { .. } => None,
+                    })
+                    .collect();
+                collection.apply(&changes)?;
+                summary.documents_indexed += ids.len();
+                on(Progress::Committed { doc_ids: ids });
+            }
+            on(Progress::Seen { docs: summary.documents_seen });
+        }
+        summary.embed_seconds = embed_time.as_secs_f64();
+        let (seen, parse_summary) = parser.join().map_err(|_| Error::Store("the parser thread panicked".into()))??;
+        for (k, v) in parse_summary.skipped {
+            *summary.skipped.entry(k).or_default() += v;
+        }
+        summary.errors.extend(parse_summary.errors);
+        summary.warnings += parse_summary.warnings;
+        Ok(seen)
+    })?;
+    if options.sync {
+        summary.documents_deleted = sync_deletes(collection, paths, &seen_ids)?;
+    }
+    collection.commit()?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.bytes_on_disk = crate::collection::dir_size(collection.dir());
+    Ok(summary)
+}
+
+/// Rough document count for the progress bar: one per file, lines for JSONL.
+fn estimate_docs(files: &[SourceFile]) -> usize {
+    use crate::formats::Format;
+    files
+        .iter()
+        .map(|f| match f.format {
+            Format::JsonLines => std::fs::read(&f.path).map(|b| bytecount_lines(&b)).unwrap_or(1),
+            _ => 1,
+        })
+        .sum()
+}
+
+fn bytecount_lines(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| c == b'\n').count().max(1)
+}
+
+#[derive(Default)]
+struct ParseSummary {
+    skipped: BTreeMap<String, usize>,
+    errors: Vec<String>,
+    warnings: usize,
+}
+
+/// Stage 1: read, parse and chunk every file; send batches of prepared documents.
+fn parse_stage(
+    collection: &Collection,
+    encoder: &Encoder,
+    files: &[SourceFile],
+    options: &IndexOptions,
+    chunking: &ChunkParams,
+    tx: &crossbeam_channel::Sender<Vec<Prepared>>,
+    on: &(dyn Fn(Progress) + Sync),
+) -> Result<(HashSet<String>, ParseSummary)> {
+    let mut ps = ParseSummary::default();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut batch: Vec<Prepared> = Vec::new();
+    for file in files {
+        let source =
+            std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone()).to_string_lossy().into_owned();
+        let bytes = match std::fs::read(&file.path) {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!("{}: {e}", file.path.display());
+                on(Progress::Error(msg.clone()));
+                ps.errors.push(msg);
+                continue;
+            }
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            *ps.skipped.entry("empty".into()).or_default() += 1;
+            continue;
+        }
+        let parsed = match parse(file.format, &bytes, &file.id, &source, &options.fields) {
+            Ok(p) => p,
+            Err(e) => {
+                let key = if e.to_string().contains("binary content") { "binary" } else { "error" };
+                if key == "binary" {
+                    *ps.skipped.entry(key.into()).or_default() += 1;
+                } else {
+                    on(Progress::Error(e.to_string()));
+                    ps.errors.push(e.to_string());
+                }
+                continue;
+            }
+        };
+        drop(bytes);
+        for w in parsed.warnings {
+            ps.warnings += 1;
+            on(Progress::Warning(w));
+        }
+        for e in parsed.errors {
+            on(Progress::Error(e.to_string()));
+            ps.errors.push(e.to_string());
+        }
+        for doc in parsed.docs {
+            if doc.is_empty() {
+                *ps.skipped.entry("empty".into()).or_default() += 1;
+                continue;
+            }
+            if !seen.insert(doc.id.clone()) {
+                ps.warnings += 1;
+                on(Progress::Warning(format!(
+                    "duplicate id {:?} in this run ({}): the last one wins",
+                    doc.id, doc.source
+                )));
+            }
+            let hash = doc.content_hash();
+            let unchanged = collection.get_doc(&doc.id)?.is_some_and(|d| d.content_hash == hash);
+            let chunks = if unchanged {
+                Vec::new()
+            } else {
+                // Every chunk is embedded after its title: leave the title room in the budget.
+                let title_tokens = if doc.title.is_empty() { 0 } else { encoder.count_tokens(&doc.title)? + 1 };
+                let budget = ChunkParams {
+                    max_tokens: chunking.max_tokens.saturating_sub(title_tokens).max(chunking.max_tokens / 2),
+                    ..*chunking
+                };
+                chunk_document(&doc, &budget, encoder)?
+            };
+            batch.push(Prepared { doc, hash, chunks });
+            if batch.len() >= BATCH_DOCS {
+                if tx.send(std::mem::take(&mut batch)).is_err() {
+                    return Err(Error::Cancelled);
+                }
+            }
+        }
+    }
+    if !batch.is_empty() && tx.send(batch).is_err() {
+        return Err(Error::Cancelled);
+    }
+    Ok((seen, ps))
+}
+
+/// Stage 2: embed the chunks of changed documents; unchanged ones cost nothing.
+fn embed_batch(
+    collection: &Collection,
+    encoder: &Encoder,
+    batch: Vec<Prepared>,
+    embed_time: &mut Duration,
+    summary: &mut IndexSummary,
+    on: &(dyn Fn(Progress) + Sync),
+) -> Result<(Vec<Change>, usize)> {
+    let mut unchanged = 0;
+    let mut todo = Vec::new();
+    for p in batch {
+        // Checked again here: an earlier batch of this run may have written the same id.
+        if collection.get_doc(&p.doc.id)?.is_some_and(|d| d.content_hash == p.hash) {
+            unchanged += 1;
+        } else {
+            todo.push(p);
+        }
+    }
+    let texts: Vec<String> =
+        todo.iter().flat_map(|p| p.chunks.iter().map(|c| embed_text(&p.doc.title, &c.text))).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let t = Instant::now();
+    let vectors = encoder.encode(&refs)?;
+    *embed_time += t.elapsed();
+    summary.chunks_embedded += refs.len();
+    on(Progress::Embedded { chunks: refs.len() });
+    let mut rows = vectors.rows();
+    let mut changes = Vec::with_capacity(todo.len());
+    for p in todo {
+        let vs: Vec<Vec<f32>> = rows.by_ref().take(p.chunks.len()).map(<[f32]>::to_vec).collect();
+        let doc = DocRecord {
+            id: p.doc.id,
+            title: p.doc.title,
+            source: p.doc.source,
+            metadata: p.doc.metadata,
+            content_hash: p.hash,
+            chunk_keys: Vec::new(),
+            seq: 0,
+        };
+        changes.push(Change::Upsert { doc, chunks: p.chunks, vectors: vs });
+    }
+    Ok((changes, unchanged))
+}
+
+/// The text a chunk is embedded as: its document's title, then the passage.
+pub fn embed_text(title: &str, text: &str) -> String {
+    if title.is_empty() || text.starts_with(title) {
+        text.to_string()
+    } else {
+        format!("{title}\n{text}")
+    }
+}
+
+/// Deletes documents whose source lies under one of `paths` and was not seen in this run.
+fn sync_deletes(collection: &Collection, paths: &[PathBuf], seen: &HashSet<String>) -> Result<usize> {
+    let roots: Vec<String> =
+        paths.iter().filter_map(|p| std::fs::canonicalize(p).ok()).map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut gone = Vec::new();
+    for doc in collection.store().docs() {
+        let doc = doc?;
+        let file = doc.source.split('#').next().unwrap_or(&doc.source);
+        let under = roots.iter().any(|r| file == r || file.starts_with(&format!("{r}/")));
+        if under && !seen.contains(&doc.id) {
+            gone.push(doc.id);
+        }
+    }
+    collection.delete(&gone)
+}

@@ -1,0 +1,275 @@
+//! The source of truth: one sled database per collection.
+//!
+//! Trees: `docs` (id -> [`DocRecord`]), `chunks` (key -> [`Chunk`]), `vectors` (key -> f32 LE),
+//! `oplog` (seq -> [`Op`]) and `meta` (counters). Every change to a document is one serialisable
+//! transaction over all of them that also appends an oplog entry with the next sequence number;
+//! the derived indexes (tantivy, HNSW) record the sequence number they include and replay the
+//! oplog after it when they are behind, so a crash between the stores heals on the next open.
+
+use crate::document::Chunk;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A stored document (its text lives in its chunks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocRecord {
+    pub id: String,
+    pub title: String,
+    pub source: String,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    pub content_hash: String,
+    pub chunk_keys: Vec<u64>,
+    /// The sequence number of the operation that wrote it.
+    pub seq: u64,
+}
+
+/// One oplog entry: what a sequence number changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Op {
+    pub seq: u64,
+    pub doc_id: String,
+    pub added: Vec<u64>,
+    pub removed: Vec<u64>,
+}
+
+/// A change to apply: a document with its chunks and their vectors, or a deletion.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Upsert { doc: DocRecord, chunks: Vec<Chunk>, vectors: Vec<Vec<f32>> },
+    Delete { doc_id: String },
+}
+
+pub struct Store {
+    db: sled::Db,
+    docs: sled::Tree,
+    chunks: sled::Tree,
+    vectors: sled::Tree,
+    oplog: sled::Tree,
+    meta: sled::Tree,
+}
+
+const SEQ: &[u8] = b"seq";
+const NEXT_CHUNK: &[u8] = b"next_chunk";
+
+fn key(k: u64) -> [u8; 8] {
+    k.to_be_bytes()
+}
+
+fn read_u64(v: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = v.len().min(8);
+    b[..n].copy_from_slice(&v[..n]);
+    u64::from_be_bytes(b)
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising these plain records cannot fail (string keys, no non-finite floats).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, v: &[u8]) -> Result<T> {
+    serde_json::from_slice(v).map_err(|e| Error::Store(format!("corrupt {what} record: {e}")))
+}
+
+pub fn vector_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn vector_from_bytes(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        Ok(Store {
+            docs: db.open_tree("docs")?,
+            chunks: db.open_tree("chunks")?,
+            vectors: db.open_tree("vectors")?,
+            oplog: db.open_tree("oplog")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// The sequence number of the last committed operation (0 for none).
+    pub fn seq(&self) -> Result<u64> {
+        Ok(self.meta.get(SEQ)?.map(|v| read_u64(&v)).unwrap_or(0))
+    }
+
+    /// Applies `changes` atomically, then flushes to disk. Returns the oplog entries written
+    /// (a deletion of an absent document writes none).
+    pub fn apply(&self, changes: &[Change]) -> Result<Vec<Op>> {
+        let trees = (&self.docs, &self.chunks, &self.vectors, &self.oplog, &self.meta);
+        let result = trees.transaction(|(docs, chunks, vectors, oplog, meta)| {
+            let mut seq = meta.get(SEQ)?.map(|v| read_u64(&v)).unwrap_or(0);
+            let mut next = meta.get(NEXT_CHUNK)?.map(|v| read_u64(&v)).unwrap_or(1);
+            let mut ops = Vec::new();
+            for change in changes {
+                let doc_id = match change {
+                    Change::Upsert { doc, .. } => &doc.id,
+                    Change::Delete { doc_id } => doc_id,
+                };
+                let old: Option<DocRecord> = match docs.get(doc_id.as_bytes())? {
+                    Some(v) => Some(from_json("document", &v).map_err(ConflictableTransactionError::Abort)?),
+                    None => None,
+                };
+                let removed = old.map(|o| o.chunk_keys).unwrap_or_default();
+                for k in &removed {
+                    chunks.remove(&key(*k))?;
+                    vectors.remove(&key(*k))?;
+                }
+                let mut added = Vec::new();
+                match change {
+                    Change::Upsert { doc, chunks: cs, vectors: vs } => {
+                        for (c, v) in cs.iter().zip(vs) {
+                            chunks.insert(&key(next), to_json(c))?;
+                            vectors.insert(&key(next), vector_bytes(v))?;
+                            added.push(next);
+                            next += 1;
+                        }
+                        seq += 1;
+                        let rec = DocRecord { chunk_keys: added.clone(), seq, ..doc.clone() };
+                        docs.insert(doc_id.as_bytes(), to_json(&rec))?;
+                    }
+                    Change::Delete { .. } => {
+                        if removed.is_empty() && docs.get(doc_id.as_bytes())?.is_none() {
+                            continue;
+                        }
+                        docs.remove(doc_id.as_bytes())?;
+                        seq += 1;
+                    }
+                }
+                let op = Op { seq, doc_id: doc_id.clone(), added, removed };
+                oplog.insert(&key(seq), to_json(&op))?;
+                ops.push(op);
+            }
+            meta.insert(SEQ, &key(seq))?;
+            meta.insert(NEXT_CHUNK, &key(next))?;
+            Ok(ops)
+        });
+        let ops = result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => Error::Store(e.to_string()),
+        })?;
+        self.db.flush()?;
+        Ok(ops)
+    }
+
+    pub fn get_doc(&self, id: &str) -> Result<Option<DocRecord>> {
+        self.docs.get(id.as_bytes())?.map(|v| from_json("document", &v)).transpose()
+    }
+
+    pub fn get_chunk(&self, k: u64) -> Result<Option<Chunk>> {
+        self.chunks.get(key(k))?.map(|v| from_json("chunk", &v)).transpose()
+    }
+
+    pub fn get_vector(&self, k: u64) -> Result<Option<Vec<f32>>> {
+        Ok(self.vectors.get(key(k))?.map(|v| vector_from_bytes(&v)))
+    }
+
+    pub fn has_chunk(&self, k: u64) -> Result<bool> {
+        Ok(self.chunks.contains_key(key(k))?)
+    }
+
+    pub fn doc_count(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Every stored document.
+    pub fn docs(&self) -> impl Iterator<Item = Result<DocRecord>> + '_ {
+        self.docs.iter().map(|r| r.map_err(Error::from).and_then(|(_, v)| from_json("document", &v)))
+    }
+
+    /// Every live chunk key.
+    pub fn chunk_keys(&self) -> impl Iterator<Item = Result<u64>> + '_ {
+        self.chunks.iter().keys().map(|k| k.map(|k| read_u64(&k)).map_err(Error::from))
+    }
+
+    /// Every live chunk key with its vector.
+    pub fn vectors(&self) -> impl Iterator<Item = Result<(u64, Vec<f32>)>> + '_ {
+        self.vectors.iter().map(|r| r.map(|(k, v)| (read_u64(&k), vector_from_bytes(&v))).map_err(Error::from))
+    }
+
+    /// Oplog entries after `seq`, in order.
+    pub fn ops_after(&self, seq: u64) -> impl Iterator<Item = Result<Op>> + '_ {
+        self.oplog
+            .range(key(seq.saturating_add(1))..)
+            .map(|r| r.map_err(Error::from).and_then(|(_, v)| from_json("oplog", &v)))
+    }
+
+    /// Drops oplog entries up to `seq` (every derived index has them).
+    pub fn prune_oplog(&self, seq: u64) -> Result<()> {
+        let keys: Vec<sled::IVec> = self.oplog.range(..=key(seq)).keys().collect::<std::result::Result<_, _>>()?;
+        for k in keys {
+            self.oplog.remove(k)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str) -> DocRecord {
+        DocRecord {
+            id: id.into(),
+            title: "t".into(),
+            source: "s".into(),
+            metadata: Default::default(),
+            content_hash: "h".into(),
+            chunk_keys: vec![],
+            seq: 0,
+        }
+    }
+
+    fn chunk(id: &str, n: u32) -> Chunk {
+        Chunk { doc_id: id.into(), ordinal: n, text: format!("c{n}"), start: 0, end: 2, heading: None, page: None }
+    }
+
+    #[test]
+    fn upsert_replace_delete_keep_the_oplog() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let up = |n: u32| Change::Upsert {
+            doc: rec("a"),
+            chunks: (0..n).map(|i| chunk("a", i)).collect(),
+            vectors: (0..n).map(|i| vec![i as f32; 3]).collect(),
+        };
+        let ops = s.apply(&[up(2)]).unwrap();
+        assert_eq!(ops[0].added, vec![1, 2]);
+        let ops = s.apply(&[up(1)]).unwrap();
+        assert_eq!((ops[0].added.clone(), ops[0].removed.clone()), (vec![3], vec![1, 2]));
+        assert_eq!(s.chunk_count(), 1);
+        assert_eq!(s.get_vector(3).unwrap().unwrap(), vec![0.0; 3]);
+        assert_eq!(s.get_doc("a").unwrap().unwrap().seq, 2);
+        let ops = s.apply(&[Change::Delete { doc_id: "a".into() }, Change::Delete { doc_id: "zz".into() }]).unwrap();
+        assert_eq!(ops.len(), 1);
+        assert_eq!(s.doc_count(), 0);
+        assert_eq!(s.chunk_count(), 0);
+        assert_eq!(s.seq().unwrap(), 3);
+        let all: Vec<Op> = s.ops_after(1).collect::<Result<_>>().unwrap();
+        assert_eq!(all.iter().map(|o| o.seq).collect::<Vec<_>>(), vec![2, 3]);
+        s.prune_oplog(2).unwrap();
+        assert_eq!(s.ops_after(0).count(), 1);
+    }
+}

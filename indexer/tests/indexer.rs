@@ -1,0 +1,256 @@
+//! Collections end to end through the library, with the real encoder: SciFact findability,
+//! every format, Chinese text, incremental runs, sync deletes, bad input.
+
+use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
+use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
+use sousuo_indexer::{
+    index_paths, ChunkParams, Collection, EncoderInfo, IndexOptions, IndexSummary, OpenMode, Progress,
+};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn encoder() -> &'static Encoder {
+    static ENC: OnceLock<Encoder> = OnceLock::new();
+    ENC.get_or_init(|| {
+        let home = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
+        let root = default_cache_root(home.as_deref(), dirs::cache_dir().as_deref()).expect("set SOUSUO_HOME");
+        let dir = ModelCache::new(root)
+            .ensure(&MINILM, |_| eprintln!("fetching the encoder for the tests"))
+            .unwrap_or_else(|e| panic!("the indexer tests need {}: {e}; run `cargo run -- models fetch`", MINILM.name));
+        Encoder::load(&ModelDir::open(&dir).unwrap(), EncoderOptions::default()).unwrap()
+    })
+}
+
+fn open(data: &Path, name: &str) -> Collection {
+    let info = EncoderInfo::of(encoder()).unwrap();
+    Collection::open(data, name, &info, OpenMode::Create(ChunkParams::default())).unwrap()
+}
+
+fn run(c: &Collection, paths: &[PathBuf], sync: bool) -> IndexSummary {
+    let opts = IndexOptions { sync, ..Default::default() };
+    index_paths(c, encoder(), paths, &opts, &|_: Progress| {}).unwrap()
+}
+
+fn scifact() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora/scifact");
+    assert!(p.join("corpus.jsonl").is_file(), "SciFact is expected at {} (see DEVELOPERS.md)", p.display());
+    p
+}
+
+/// The first `n` lines of SciFact's corpus (all of it with SOUSUO_FULL=1).
+fn scifact_slice(dir: &Path, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(scifact().join("corpus.jsonl")).unwrap();
+    let full = std::env::var_os("SOUSUO_FULL").is_some();
+    let lines: Vec<&str> = text.lines().take(if full { usize::MAX } else { n }).collect();
+    let path = dir.join("corpus.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn scifact_documents_are_findable_by_title_and_by_their_own_vector() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = scifact_slice(tmp.path(), 250);
+    let c = open(&tmp.path().join("data"), "scifact");
+    let s = run(&c, std::slice::from_ref(&corpus), false);
+    let n = std::fs::read_to_string(&corpus).unwrap().lines().count();
+    assert_eq!(c.stats().unwrap().documents, n);
+    assert_eq!(s.documents_indexed, n);
+    let docs: Vec<_> = c.store().docs().map(|d| d.unwrap()).collect();
+    let step = (docs.len() / 200).max(1);
+    let (mut by_title, mut by_vector, mut tried) = (0, 0, 0);
+    for d in docs.iter().step_by(step).take(200) {
+        tried += 1;
+        let hits = c.search_bm25(&d.title, 10).unwrap();
+        if hits.iter().any(|h| h.doc_id == d.id) {
+            by_title += 1;
+        }
+        let chunk = c.store().get_chunk(d.chunk_keys[0]).unwrap().unwrap();
+        let v = encoder().encode(&[&sousuo_indexer::embed_text(&d.title, &chunk.text)]).unwrap();
+        let hits = c.search_vectors(v.row(0), 10, 100).unwrap();
+        if hits.first().is_some_and(|h| h.chunk_key == d.chunk_keys[0]) {
+            by_vector += 1;
+        }
+    }
+    assert_eq!(by_title, tried, "every title finds its document in the BM25 top 10");
+    assert_eq!(by_vector, tried, "every document's own vector finds it first");
+}
+
+/// A two-page PDF written with lopdf, page texts as given.
+fn write_pdf(path: &Path, title: &str, pages: &[&str]) {
+    use lopdf::content::{Content, Operation};
+    use lopdf::{dictionary, Document, Object, Stream};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! {"Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica"});
+    let resources_id = doc.add_object(dictionary! {"Font" => dictionary! {"F1" => font_id}});
+    let mut kids = Vec::new();
+    for text in pages {
+        let content = Content {
+            operations: vec![
+                Operation::new("BT", vec![]),
+                Operation::new("Tf", vec!["F1".into(), 12.into()]),
+                Operation::new("Td", vec![72.into(), 700.into()]),
+                Operation::new("Tj", vec![Object::string_literal(*text)]),
+                Operation::new("ET", vec![]),
+            ],
+        };
+        let content_id = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
+        let page_id = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+            "Resources" => resources_id, "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+        });
+        kids.push(page_id.into());
+    }
+    let count = kids.len() as i64;
+    doc.objects.insert(pages_id, Object::Dictionary(dictionary! {"Type" => "Pages", "Kids" => kids, "Count" => count}));
+    let catalog_id = doc.add_object(dictionary! {"Type" => "Catalog", "Pages" => pages_id});
+    doc.trailer.set("Root", catalog_id);
+    let info_id = doc.add_object(dictionary! {"Title" => Object::string_literal(title)});
+    doc.trailer.set("Info", info_id);
+    doc.save(path).unwrap();
+}
+
+fn write(dir: &Path, name: &str, content: &[u8]) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::File::create(p).unwrap().write_all(content).unwrap();
+}
+
+#[test]
+fn every_format_indexes_with_titles_text_and_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    write(&docs, "notes.txt", b"Plain notes\n\nThe quick brown fox studies retrieval.");
+    write(
+        &docs,
+        "guide.md",
+        b"# Markdown Guide\n\nIntro about *embeddings*.\n\n## Setup\n\nInstall the `zebra` package.",
+    );
+    write(&docs, "page.html", b"<html><head><title>Html Page</title><script>var evil=1;</script></head><body><p>Hypertext about giraffes.</p></body></html>");
+    write(&docs, "items.json", br#"[{"id": "j1", "title": "Json One", "text": "Octopus facts", "year": 2021}]"#);
+    write(&docs, "lines.jsonl", b"{\"id\": \"l1\", \"title\": \"Line One\", \"text\": \"Penguin colonies\"}\n{\"id\": \"l2\", \"text\": \"Walrus tusks\"}\n");
+    write_pdf(
+        &docs.join("paper.pdf"),
+        "Pdf Paper",
+        &["First page mentions kangaroos.", "Second page mentions wombats."],
+    );
+    let c = open(&tmp.path().join("data"), "formats");
+    let s = run(&c, &[docs.clone()], false);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.documents_indexed, 7);
+    let title = |id: &str| c.get_doc(id).unwrap().unwrap_or_else(|| panic!("{id} missing")).title;
+    assert_eq!(title("notes.txt"), "Plain notes");
+    assert_eq!(title("guide.md"), "Markdown Guide");
+    assert_eq!(title("page.html"), "Html Page");
+    assert_eq!(title("j1"), "Json One");
+    assert_eq!(title("l1"), "Line One");
+    assert_eq!(title("paper.pdf"), "Pdf Paper");
+    assert_eq!(c.get_doc("j1").unwrap().unwrap().metadata.get("year"), Some(&serde_json::json!(2021)));
+    let find = |q: &str| c.search_bm25(q, 5).unwrap().first().map(|h| h.doc_id.clone());
+    assert_eq!(find("fox").as_deref(), Some("notes.txt"));
+    assert_eq!(find("zebra").as_deref(), Some("guide.md"));
+    assert_eq!(find("giraffes").as_deref(), Some("page.html"));
+    assert_eq!(find("evil"), None, "script text is not indexed");
+    assert_eq!(find("octopus").as_deref(), Some("j1"));
+    assert_eq!(find("walrus").as_deref(), Some("l2"));
+    let wombat = c.search_bm25("wombats", 5).unwrap();
+    assert_eq!(wombat[0].doc_id, "paper.pdf");
+    let chunk = c.store().get_chunk(wombat[0].chunk_key).unwrap().unwrap();
+    assert_eq!(chunk.page, Some(2), "the PDF page number is kept for citations");
+    let md = c.get_doc("guide.md").unwrap().unwrap();
+    let md_chunk = c.store().get_chunk(md.chunk_keys[0]).unwrap().unwrap();
+    assert!(md_chunk.text.contains("Install the zebra package") && !md_chunk.text.contains('`'));
+}
+
+#[test]
+fn chinese_words_are_searchable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("zh");
+    write(&docs, "a.txt", "向量检索\n\n搜索引擎使用倒排索引和向量检索来查找相关的文档。".as_bytes());
+    write(&docs, "b.txt", "天气\n\n今天的天气很好，我们去公园散步吧。".as_bytes());
+    let c = open(&tmp.path().join("data"), "zh");
+    run(&c, &[docs], false);
+    let hits = c.search_bm25("索引", 5).unwrap();
+    assert_eq!(hits.first().map(|h| h.doc_id.as_str()), Some("a.txt"));
+    let hits = c.search_bm25("公园", 5).unwrap();
+    assert_eq!(hits.first().map(|h| h.doc_id.as_str()), Some("b.txt"));
+}
+
+#[test]
+fn incremental_runs_embed_only_what_changed_and_sync_deletes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("inc");
+    write(&docs, "a.txt", b"Alpha\n\nThe first document talks about apples.");
+    write(&docs, "b.txt", b"Beta\n\nThe second document talks about bananas.");
+    let data = tmp.path().join("data");
+    let c = open(&data, "inc");
+    let first = run(&c, &[docs.clone()], false);
+    assert_eq!((first.documents_indexed, first.chunks_embedded), (2, 2));
+    let again = run(&c, &[docs.clone()], false);
+    assert_eq!((again.documents_unchanged, again.chunks_embedded), (2, 0), "an unchanged run embeds nothing");
+    write(&docs, "b.txt", b"Beta\n\nThe second document now talks about cherries.");
+    let edit = run(&c, &[docs.clone()], false);
+    assert_eq!((edit.documents_indexed, edit.chunks_embedded), (1, 1));
+    assert!(c.search_bm25("bananas", 5).unwrap().is_empty(), "the old text is gone from BM25");
+    assert_eq!(c.search_bm25("cherries", 5).unwrap()[0].doc_id, "b.txt");
+    std::fs::remove_file(docs.join("b.txt")).unwrap();
+    let sync = run(&c, &[docs.clone()], true);
+    assert_eq!(sync.documents_deleted, 1);
+    assert!(c.get_doc("b.txt").unwrap().is_none());
+    assert!(c.search_bm25("cherries", 5).unwrap().is_empty());
+    let v = encoder().encode(&["Beta\nThe second document now talks about cherries."]).unwrap();
+    let hits = c.search_vectors(v.row(0), 5, 50).unwrap();
+    assert!(hits.iter().all(|h| c.store().get_chunk(h.chunk_key).unwrap().is_some_and(|ch| ch.doc_id != "b.txt")));
+    // Reopen: everything persisted, compact drops the tombstones.
+    drop(c);
+    let c = open(&data, "inc");
+    assert_eq!(c.stats().unwrap().documents, 1);
+    assert!(c.stats().unwrap().tombstones >= 1);
+    c.compact().unwrap();
+    assert_eq!(c.stats().unwrap().tombstones, 0);
+    assert_eq!(c.search_bm25("apples", 5).unwrap()[0].doc_id, "a.txt");
+}
+
+#[test]
+fn bad_input_is_counted_and_never_aborts_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("bad");
+    write(&docs, "empty.txt", b"   \n");
+    write(&docs, "latin1.txt", b"Caf\xe9\n\nA menu in Latin-1.");
+    write(&docs, "broken.pdf", b"%PDF-1.4 this is not a pdf");
+    write(&docs, "binary.txt", b"\x00\x01\x02binary");
+    write(
+        &docs,
+        "mixed.jsonl",
+        b"{\"id\": \"ok1\", \"text\": \"fine\"}\n{broken\n{\"id\": \"ok1\", \"text\": \"fine again\"}\n",
+    );
+    write(&docs, "good.md", b"# Good\n\nThis one is fine.");
+    let c = open(&tmp.path().join("data"), "bad");
+    let s = run(&c, &[docs], false);
+    assert_eq!(s.skipped.get("empty"), Some(&1), "{:?}", s.skipped);
+    assert_eq!(s.skipped.get("binary"), Some(&1), "{:?}", s.skipped);
+    assert!(s.errors.iter().any(|e| e.contains("broken.pdf")), "{:?}", s.errors);
+    assert!(s.errors.iter().any(|e| e.contains("mixed.jsonl") && e.contains("line 2")), "{:?}", s.errors);
+    assert!(s.warnings >= 2, "lossy UTF-8 and the duplicate id are warned");
+    assert!(c.get_doc("good.md").unwrap().is_some());
+    assert!(c.get_doc("latin1.txt").unwrap().is_some());
+    let chunk = c.store().get_chunk(c.get_doc("ok1").unwrap().unwrap().chunk_keys[0]).unwrap().unwrap();
+    assert_eq!(chunk.text, "fine again", "the last duplicate wins");
+}
+
+#[test]
+fn another_encoder_is_refused_and_names_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    drop(open(&data, "enc"));
+    let other = EncoderInfo { name: "other".into(), dim: 768, weights_sha256: "00".into() };
+    let err = Collection::open(&data, "enc", &other, OpenMode::Existing).err().unwrap().to_string();
+    assert!(err.contains("reindex") && err.contains("all-MiniLM-L6-v2"), "{err}");
+    let info = EncoderInfo::of(encoder()).unwrap();
+    for bad in ["../escape", "a/b", ".."] {
+        assert!(Collection::open(&data, bad, &info, OpenMode::Create(ChunkParams::default())).is_err());
+    }
+    assert!(!tmp.path().join("escape").exists());
+}

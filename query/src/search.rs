@@ -1,0 +1,438 @@
+//! Hybrid retrieval: BM25 and dense retrieval over chunks, aggregated to documents (best
+//! chunk), fused, paged, with snippets.
+
+use crate::filter::Filter;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sousuo_encoder::Encoder;
+use sousuo_indexer::Collection;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::snippet::SnippetGenerator;
+use tantivy::Term;
+
+/// Which retrievers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Bm25,
+    Dense,
+    #[default]
+    Hybrid,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bm25" | "keyword" => Ok(Mode::Bm25),
+            "dense" | "semantic" => Ok(Mode::Dense),
+            "hybrid" => Ok(Mode::Hybrid),
+            _ => Err(Error::BadParameter { name: "mode", reason: format!("{s:?}: use bm25, dense or hybrid") }),
+        }
+    }
+}
+
+/// How hybrid mode merges the two lists.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "method")]
+pub enum Fusion {
+    /// Reciprocal rank fusion: sum of 1 / (k + rank).
+    Rrf { k: f32 },
+    /// (1 - ratio) * minmax(bm25) + ratio * minmax(dense).
+    Convex { semantic_ratio: f32 },
+}
+
+/// The default fusion, chosen on SciFact's train qrels (docs/retrieval.md says how).
+pub const DEFAULT_FUSION: Fusion = Fusion::Convex { semantic_ratio: 0.5 };
+
+/// Search parameters.
+#[derive(Debug, Clone)]
+pub struct SearchParams {
+    pub mode: Mode,
+    pub fusion: Fusion,
+    pub limit: usize,
+    pub offset: usize,
+    /// Documents each retriever contributes before fusion.
+    pub depth: usize,
+    /// HNSW search breadth.
+    pub ef: usize,
+    /// Parse the query with tantivy's query language instead of as plain words.
+    pub syntax: bool,
+    pub filter: Filter,
+    pub snippets: bool,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        SearchParams {
+            mode: Mode::Hybrid,
+            fusion: DEFAULT_FUSION,
+            limit: 10,
+            offset: 0,
+            depth: 100,
+            ef: 128,
+            syntax: false,
+            filter: Filter::default(),
+            snippets: true,
+        }
+    }
+}
+
+/// A retriever's view of a hit (for `--explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RetrieverScore {
+    pub rank: usize,
+    pub score: f32,
+}
+
+/// One result document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub doc_id: String,
+    pub title: String,
+    pub source: String,
+    pub score: f32,
+    /// The best chunk: its key, plain text, and highlighted HTML snippet.
+    pub chunk_key: u64,
+    pub passage: String,
+    pub snippet: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heading: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bm25: Option<RetrieverScore>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense: Option<RetrieverScore>,
+}
+
+/// A result page.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResults {
+    pub query: String,
+    pub mode: Mode,
+    pub hits: Vec<Hit>,
+    /// Documents that either retriever found (before paging).
+    pub candidates: usize,
+    pub took_ms: f64,
+}
+
+/// A document's best chunk from one retriever.
+#[derive(Debug, Clone, Copy)]
+struct DocScore {
+    chunk_key: u64,
+    score: f32,
+}
+
+/// Ranked documents from one retriever: (doc id, best chunk), best first.
+type Ranked = Vec<(String, DocScore)>;
+
+/// Runs a search.
+pub fn search(collection: &Collection, encoder: &Encoder, query: &str, p: &SearchParams) -> Result<SearchResults> {
+    let started = Instant::now();
+    if query.trim().is_empty() {
+        return Err(Error::EmptyQuery);
+    }
+    if p.limit > 1000 || p.depth == 0 || p.depth > 10_000 {
+        return Err(Error::BadParameter {
+            name: "limit/depth",
+            reason: "limit is at most 1000, depth 1 to 10000".into(),
+        });
+    }
+    let allowed = if p.filter.is_empty() { None } else { Some(p.filter.allowed_chunks(collection)?) };
+    let depth = p.depth.max(p.offset + p.limit);
+    let bm25_query = build_query(collection, query, p.syntax)?;
+    let bm25 = match (p.mode, &bm25_query) {
+        (Mode::Dense, _) | (_, None) => Vec::new(),
+        (_, Some(q)) => bm25_docs(collection, q.box_clone(), allowed.as_ref(), depth)?,
+    };
+    let dense = match p.mode {
+        Mode::Bm25 => Vec::new(),
+        _ => dense_docs(collection, encoder, query, allowed.as_ref(), depth, p.ef)?,
+    };
+    let fused = fuse(p.mode, p.fusion, &bm25, &dense);
+    let candidates = fused.len();
+    let page: Vec<(String, f32, DocScore)> = fused.into_iter().skip(p.offset).take(p.limit).collect();
+    let ranks = |list: &Ranked| -> HashMap<String, RetrieverScore> {
+        list.iter().enumerate().map(|(i, (d, s))| (d.clone(), RetrieverScore { rank: i + 1, score: s.score })).collect()
+    };
+    let (bm25_ranks, dense_ranks) = (ranks(&bm25), ranks(&dense));
+    let snippets = match (&bm25_query, p.snippets) {
+        (Some(q), true) => {
+            let searcher = collection.bm25().reader().searcher();
+            let mut g = SnippetGenerator::create(&searcher, &**q, collection.bm25().fields().text)?;
+            g.set_max_num_chars(240);
+            Some(g)
+        }
+        _ => None,
+    };
+    let mut hits = Vec::with_capacity(page.len());
+    for (doc_id, score, best) in page {
+        let Some(doc) = collection.get_doc(&doc_id)? else { continue };
+        let chunk = collection.store().get_chunk(best.chunk_key)?;
+        let passage = chunk.as_ref().map(|c| c.text.clone()).unwrap_or_default();
+        let snippet = snippet(snippets.as_ref(), &passage);
+        hits.push(Hit {
+            bm25: bm25_ranks.get(&doc_id).copied(),
+            dense: dense_ranks.get(&doc_id).copied(),
+            doc_id,
+            title: doc.title,
+            source: doc.source,
+            score,
+            chunk_key: best.chunk_key,
+            page: chunk.as_ref().and_then(|c| c.page),
+            heading: chunk.as_ref().and_then(|c| c.heading.clone()),
+            passage,
+            snippet,
+        });
+    }
+    Ok(SearchResults {
+        query: query.to_string(),
+        mode: p.mode,
+        hits,
+        candidates,
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+/// The BM25 query: the plain words OR-ed (syntax characters are separators), or tantivy's
+/// query language with `syntax`. `None` when the text has no searchable word.
+fn build_query(collection: &Collection, query: &str, syntax: bool) -> Result<Option<Box<dyn Query>>> {
+    let bm25 = collection.bm25();
+    if syntax {
+        let f = bm25.fields();
+        let parser = QueryParser::for_index(bm25.index(), vec![f.text]);
+        let q = parser
+            .parse_query(query)
+            .map_err(|e| Error::QuerySyntax { query: query.to_string(), reason: e.to_string() })?;
+        return Ok(Some(q));
+    }
+    let terms = bm25.terms(query);
+    if terms.is_empty() {
+        return Ok(None);
+    }
+    let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+        .into_iter()
+        .map(|t| (Occur::Should, Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)) as Box<dyn Query>))
+        .collect();
+    Ok(Some(Box::new(BooleanQuery::new(clauses))))
+}
+
+fn bm25_docs(
+    collection: &Collection,
+    query: Box<dyn Query>,
+    allowed: Option<&HashSet<u64>>,
+    depth: usize,
+) -> Result<Ranked> {
+    let query: Box<dyn Query> = match allowed {
+        None => query,
+        Some(keys) => {
+            let field = collection.bm25().fields().chunk_key;
+            let terms = keys.iter().map(|&k| Term::from_field_u64(field, k));
+            Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(TermSetQuery::new(terms)))]))
+        }
+    };
+    // Several chunks of one document can rank: over-fetch, then keep each document's best.
+    let hits = collection.bm25().search_query(&*query, depth * 3)?;
+    Ok(best_per_doc(hits.into_iter().map(|h| (h.doc_id, DocScore { chunk_key: h.chunk_key, score: h.score })), depth))
+}
+
+/// Below this many allowed chunks, a filtered dense search scores them exactly.
+const EXACT_FILTER_LIMIT: usize = 4096;
+
+fn dense_docs(
+    collection: &Collection,
+    encoder: &Encoder,
+    query: &str,
+    allowed: Option<&HashSet<u64>>,
+    depth: usize,
+    ef: usize,
+) -> Result<Ranked> {
+    let v = encoder.encode(&[query])?;
+    let q = v.row(0);
+    let k = depth * 2;
+    let hits: Vec<(u64, f32)> = match allowed {
+        Some(keys) if keys.len() <= EXACT_FILTER_LIMIT => exact_scores(collection, q, keys, k)?,
+        Some(keys) => collection
+            .search_vectors_filtered(q, k, ef.max(k), &|key| keys.contains(&key))?
+            .into_iter()
+            .map(|h| (h.chunk_key, h.score))
+            .collect(),
+        None => collection.search_vectors(q, k, ef.max(k))?.into_iter().map(|h| (h.chunk_key, h.score)).collect(),
+    };
+    let mut docs = Vec::with_capacity(hits.len());
+    for (key, score) in hits {
+        if let Some(chunk) = collection.store().get_chunk(key)? {
+            docs.push((chunk.doc_id, DocScore { chunk_key: key, score }));
+        }
+    }
+    Ok(best_per_doc(docs.into_iter(), depth))
+}
+
+/// Exact top-k over the allowed chunks' vectors (the kernels' SIMD dot product).
+fn exact_scores(collection: &Collection, q: &[f32], keys: &HashSet<u64>, k: usize) -> Result<Vec<(u64, f32)>> {
+    let mut order: Vec<u64> = keys.iter().copied().collect();
+    order.sort_unstable();
+    let mut matrix = Vec::with_capacity(order.len() * q.len());
+    let mut present = Vec::with_capacity(order.len());
+    for key in order {
+        if let Some(v) = collection.store().get_vector(key)? {
+            if v.len() == q.len() {
+                matrix.extend_from_slice(&v);
+                present.push(key);
+            }
+        }
+    }
+    let top = sousuo_kernels::top_k_dot(&matrix, q.len(), q, k)
+        .map_err(|e| Error::BadParameter { name: "query vector", reason: e.to_string() })?;
+    Ok(top.into_iter().map(|h| (present[h.index], h.score)).collect())
+}
+
+/// Keeps each document's best chunk, in score order, at most `depth` documents.
+fn best_per_doc(chunks: impl Iterator<Item = (String, DocScore)>, depth: usize) -> Ranked {
+    let mut seen = HashSet::new();
+    let mut all: Vec<(String, DocScore)> = chunks.collect();
+    all.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+    all.into_iter().filter(|(d, _)| seen.insert(d.clone())).take(depth).collect()
+}
+
+/// Merges the two ranked lists into (doc, fused score, best chunk), best first.
+fn fuse(mode: Mode, fusion: Fusion, bm25: &Ranked, dense: &Ranked) -> Vec<(String, f32, DocScore)> {
+    let mut scores: HashMap<String, (f32, DocScore)> = HashMap::new();
+    match mode {
+        Mode::Bm25 | Mode::Dense => {
+            let list = if mode == Mode::Bm25 { bm25 } else { dense };
+            for (d, s) in list {
+                scores.insert(d.clone(), (s.score, *s));
+            }
+        }
+        Mode::Hybrid => match fusion {
+            Fusion::Rrf { k } => {
+                for list in [bm25, dense] {
+                    for (i, (d, s)) in list.iter().enumerate() {
+                        let e = scores.entry(d.clone()).or_insert((0.0, *s));
+                        e.0 += 1.0 / (k + (i + 1) as f32);
+                    }
+                }
+            }
+            Fusion::Convex { semantic_ratio } => {
+                let w = semantic_ratio.clamp(0.0, 1.0);
+                for (list, weight) in [(bm25, 1.0 - w), (dense, w)] {
+                    let (lo, hi) =
+                        list.iter().fold((f32::MAX, f32::MIN), |(lo, hi), (_, s)| (lo.min(s.score), hi.max(s.score)));
+                    for (d, s) in list {
+                        let norm = if hi > lo { (s.score - lo) / (hi - lo) } else { 1.0 };
+                        let e = scores.entry(d.clone()).or_insert((0.0, *s));
+                        e.0 += weight * norm;
+                    }
+                }
+            }
+        },
+    }
+    // The snippet comes from BM25's best chunk when there is one (it holds the query's words).
+    for (d, s) in bm25 {
+        if let Some(e) = scores.get_mut(d) {
+            e.1 = *s;
+        }
+    }
+    let mut out: Vec<(String, f32, DocScore)> = scores.into_iter().map(|(d, (score, best))| (d, score, best)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// The highlighted snippet of a passage, or its opening sentences (escaped) when no query
+/// word occurs in it (a dense-only hit).
+fn snippet(generator: Option<&SnippetGenerator>, passage: &str) -> String {
+    if let Some(g) = generator {
+        let s = g.snippet(passage);
+        if !s.highlighted().is_empty() {
+            return s.to_html();
+        }
+    }
+    let mut end = passage.len().min(240);
+    while !passage.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = &passage[..end];
+    let cut = match cut.rfind(['.', '。', '!', '?']) {
+        Some(i) if i > 80 => &cut[..=i],
+        _ => cut,
+    };
+    let mut out = escape_html(cut);
+    if cut.len() < passage.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// Escapes text for HTML.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(k: u64, s: f32) -> DocScore {
+        DocScore { chunk_key: k, score: s }
+    }
+
+    #[test]
+    fn rrf_rewards_agreement() {
+        let bm25 = vec![("a".to_string(), ds(1, 9.0)), ("b".to_string(), ds(2, 5.0))];
+        let dense = vec![("b".to_string(), ds(3, 0.9)), ("c".to_string(), ds(4, 0.8))];
+        let out = fuse(Mode::Hybrid, Fusion::Rrf { k: 60.0 }, &bm25, &dense);
+        assert_eq!(out[0].0, "b");
+        assert_eq!(out[0].2.chunk_key, 2, "the BM25 chunk is kept for the snippet");
+        assert!((out[0].1 - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn convex_weights_normalised_scores() {
+        let bm25 = vec![("a".to_string(), ds(1, 10.0)), ("b".to_string(), ds(2, 0.0))];
+        let dense = vec![("b".to_string(), ds(3, 0.9)), ("a".to_string(), ds(4, 0.1))];
+        let all_sem = fuse(Mode::Hybrid, Fusion::Convex { semantic_ratio: 1.0 }, &bm25, &dense);
+        assert_eq!(all_sem[0].0, "b");
+        let all_kw = fuse(Mode::Hybrid, Fusion::Convex { semantic_ratio: 0.0 }, &bm25, &dense);
+        assert_eq!(all_kw[0].0, "a");
+    }
+
+    #[test]
+    fn best_chunk_per_document() {
+        let r = best_per_doc(
+            vec![("a".into(), ds(1, 1.0)), ("a".into(), ds(2, 3.0)), ("b".into(), ds(3, 2.0))].into_iter(),
+            10,
+        );
+        assert_eq!(r.iter().map(|(d, s)| (d.as_str(), s.chunk_key)).collect::<Vec<_>>(), vec![("a", 2), ("b", 3)]);
+    }
+
+    #[test]
+    fn snippets_escape_document_text() {
+        let s = snippet(None, "<script>alert(1)</script> & <img onerror=x>");
+        assert!(!s.contains('<') && s.contains("&lt;script&gt;"), "{s}");
+    }
+}
+
+/// Fusion on plain (doc, score) lists, for the criterion benchmark.
+#[doc(hidden)]
+pub fn fuse_for_bench(fusion: Fusion, bm25: &[(String, f32)], dense: &[(String, f32)]) -> usize {
+    let conv = |l: &[(String, f32)]| -> Ranked {
+        l.iter().map(|(d, s)| (d.clone(), DocScore { chunk_key: 0, score: *s })).collect()
+    };
+    fuse(Mode::Hybrid, fusion, &conv(bm25), &conv(dense)).len()
+}

@@ -1,0 +1,215 @@
+//! `sousuo search | eval | demo`.
+
+use crate::cli::{DemoArgs, EvalArgs, Global, RetrievalArgs, SearchArgs};
+use crate::collections::open;
+use crate::paths::{ensure_model, load_encoder};
+use anyhow::{bail, Result};
+use sousuo_encoder::models::PINNED;
+use sousuo_encoder::EncoderOptions;
+use sousuo_indexer::{index_paths, ChunkParams, IndexOptions, Progress};
+use sousuo_query::eval::{evaluate, load_beir, ModeReport};
+use sousuo_query::{search as run_search, Filter, Fusion, Mode, SearchParams, DEFAULT_FUSION};
+use std::time::Instant;
+
+fn fusion(r: &RetrievalArgs) -> Fusion {
+    match (r.rrf, r.semantic_ratio) {
+        (Some(k), _) => Fusion::Rrf { k },
+        (None, Some(w)) => Fusion::Convex { semantic_ratio: w },
+        (None, None) => DEFAULT_FUSION,
+    }
+}
+
+fn params(r: &RetrievalArgs, mode: Mode) -> SearchParams {
+    SearchParams { mode, fusion: fusion(r), depth: r.depth, ef: r.ef, ..SearchParams::default() }
+}
+
+pub fn search(g: &Global, args: SearchArgs) -> Result<()> {
+    let started = Instant::now();
+    let mode: Mode = args.mode.parse()?;
+    let filter = Filter::parse(&args.filter)?;
+    if args.query.trim().is_empty() {
+        bail!("the query is empty: type some words to search for");
+    }
+    let encoder = load_encoder(g, EncoderOptions::default())?;
+    let collection = open(g, &args.collection, &encoder, None)?;
+    let p = SearchParams {
+        limit: args.limit,
+        offset: args.offset,
+        syntax: args.syntax,
+        filter,
+        ..params(&args.retrieval, mode)
+    };
+    let results = run_search(&collection, &encoder, &args.query, &p)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(());
+    }
+    if results.hits.is_empty() {
+        println!("no results for {:?} in {:?}", args.query, args.collection);
+    }
+    for (i, h) in results.hits.iter().enumerate() {
+        let place = match (h.page, &h.heading) {
+            (Some(p), _) => format!(" (page {p})"),
+            (None, Some(hd)) => format!(" ({hd})"),
+            _ => String::new(),
+        };
+        println!("{:>2}. {}{}  [{:.3}]", i + 1 + args.offset, h.title, place, h.score);
+        println!("    {}", h.source);
+        println!("    {}", terminal_snippet(&h.snippet));
+        if args.explain {
+            let show = |s: Option<sousuo_query::search::RetrieverScore>| {
+                s.map(|s| format!("#{} ({:.3})", s.rank, s.score)).unwrap_or_else(|| "-".into())
+            };
+            println!("    bm25 {}  dense {}  doc {}  chunk {}", show(h.bm25), show(h.dense), h.doc_id, h.chunk_key);
+        }
+    }
+    eprintln!(
+        "{} of {} candidates, search {:.1} ms, total {:.0} ms (model load included)",
+        results.hits.len(),
+        results.candidates,
+        results.took_ms,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
+/// The snippet's HTML as terminal text: highlights in bold, entities decoded.
+fn terminal_snippet(html: &str) -> String {
+    let bold = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let (on, off) = if bold { ("\x1b[1m", "\x1b[0m") } else { ("", "") };
+    html.replace("<b>", on)
+        .replace("</b>", off)
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+        .replace('\n', " ")
+}
+
+pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
+    let corpus = args.beir.join("corpus.jsonl");
+    if !corpus.is_file() {
+        bail!("{} has no corpus.jsonl: --beir takes a BEIR directory", args.beir.display());
+    }
+    let mut judged = load_beir(&args.beir, &args.split)?;
+    if let Some(n) = args.max_queries {
+        judged.queries.truncate(n);
+    }
+    let encoder = load_encoder(g, EncoderOptions::default())?;
+    let tmp;
+    let (collection, name) = match &args.collection {
+        Some(name) => (open(g, name, &encoder, Some(default_chunking(&encoder)))?, name.clone()),
+        None => {
+            tmp = tempfile_dir()?;
+            let info = sousuo_indexer::EncoderInfo::of(&encoder)?;
+            let c = sousuo_indexer::Collection::open(
+                tmp.path(),
+                "eval",
+                &info,
+                sousuo_indexer::OpenMode::Create(default_chunking(&encoder)),
+            )?;
+            (c, "eval (temporary)".to_string())
+        }
+    };
+    let bar = crate::util::progress(0, "docs");
+    let on = |p: Progress| match p {
+        Progress::Planned { estimated_docs, .. } => bar.set_length(estimated_docs as u64),
+        Progress::Seen { docs } => bar.set_position(docs as u64),
+        _ => {}
+    };
+    let summary = index_paths(&collection, &encoder, &[corpus], &IndexOptions::default(), &on)?;
+    bar.finish_and_clear();
+    eprintln!(
+        "collection {name}: {} documents ({} embedded now, {:.0} s)",
+        summary.documents_seen, summary.documents_indexed, summary.seconds
+    );
+    let modes: Vec<(String, SearchParams)> = match args.mode.as_str() {
+        "all" => ["bm25", "dense", "hybrid"]
+            .iter()
+            .map(|m| (m.to_string(), params(&args.retrieval, m.parse().unwrap_or_default())))
+            .collect(),
+        m => vec![(m.to_string(), params(&args.retrieval, m.parse()?))],
+    };
+    let mut reports: Vec<(String, ModeReport)> = Vec::new();
+    for (name, p) in &modes {
+        reports.push((name.clone(), evaluate(&collection, &encoder, &judged, p)?));
+    }
+    if args.sweep {
+        let mut grid: Vec<(String, Fusion)> =
+            [20.0, 40.0, 60.0, 100.0].iter().map(|&k| (format!("rrf k={k}"), Fusion::Rrf { k })).collect();
+        grid.extend((1..10).map(|i| {
+            let w = i as f32 / 10.0;
+            (format!("convex w={w:.1}"), Fusion::Convex { semantic_ratio: w })
+        }));
+        for (name, f) in grid {
+            let p = SearchParams { fusion: f, ..params(&args.retrieval, Mode::Hybrid) };
+            reports.push((name, evaluate(&collection, &encoder, &judged, &p)?));
+        }
+    }
+    if args.json {
+        let modes: serde_json::Map<String, serde_json::Value> =
+            reports.iter().map(|(n, r)| (n.clone(), serde_json::to_value(r).unwrap_or_default())).collect();
+        let dataset = args.beir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let v = serde_json::json!({"dataset": dataset, "split": args.split, "queries": judged.queries.len(), "modes": modes});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{} on {} ({} queries, split {})", name, args.beir.display(), judged.queries.len(), args.split);
+    println!(
+        "{:<16} {:>8} {:>8} {:>10} {:>9} {:>8} {:>8}",
+        "mode", "nDCG@10", "MRR@10", "R@100", "mean ms", "p50 ms", "p99 ms"
+    );
+    for (n, r) in &reports {
+        println!(
+            "{:<16} {:>8.4} {:>8.4} {:>10.4} {:>9.2} {:>8.2} {:>8.2}",
+            n, r.ndcg_10, r.mrr_10, r.recall_100, r.latency_ms.mean, r.latency_ms.p50, r.latency_ms.p99
+        );
+    }
+    Ok(())
+}
+
+fn default_chunking(encoder: &sousuo_encoder::Encoder) -> ChunkParams {
+    ChunkParams { max_tokens: encoder.max_len().saturating_sub(2), ..ChunkParams::default() }
+}
+
+fn tempfile_dir() -> Result<tempfile::TempDir> {
+    Ok(tempfile::Builder::new().prefix("sousuo-eval-").tempdir()?)
+}
+
+/// The main job for a new user: models, the sample corpus indexed, and searches over it.
+pub fn demo(g: &Global, args: DemoArgs) -> Result<()> {
+    for m in PINNED {
+        ensure_model(g, m)?;
+    }
+    if !args.corpus.is_dir() {
+        bail!("{} is not a folder: run the demo from the repository root, or pass --corpus", args.corpus.display());
+    }
+    let encoder = load_encoder(g, EncoderOptions::default())?;
+    let collection = open(g, "demo", &encoder, Some(default_chunking(&encoder)))?;
+    let summary = index_paths(
+        &collection,
+        &encoder,
+        std::slice::from_ref(&args.corpus),
+        &IndexOptions { sync: true, ..Default::default() },
+        &|_| {},
+    )?;
+    println!(
+        "demo collection: {} documents ({} indexed now, {} unchanged, {:.1} s)",
+        summary.documents_seen, summary.documents_indexed, summary.documents_unchanged, summary.seconds
+    );
+    for q in [
+        "how does a search engine rank documents by keywords",
+        "why do small language models make things up",
+        "向量检索",
+    ] {
+        let r = run_search(&collection, &encoder, q, &SearchParams { limit: 3, ..SearchParams::default() })?;
+        println!("\nsearch: {q}");
+        for (i, h) in r.hits.iter().enumerate() {
+            println!("  {}. {}  ({})", i + 1, h.title, h.doc_id);
+        }
+    }
+    println!("\nsearch it yourself: sousuo search \"your question\" --collection demo");
+    Ok(())
+}
