@@ -144,3 +144,91 @@ fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Vec<BeirDoc>> {
     }
     Ok(out)
 }
+
+#[derive(Serialize)]
+struct QueryFigures {
+    mode: String,
+    clients: usize,
+    queries: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    queries_per_s: f64,
+}
+
+/// `sousuo bench query`: each mode with one client, then with N clients sharing the
+/// collection and the encoder (whose worker batches their query embeddings together).
+pub fn query(g: &Global, args: crate::cli::BenchQueryArgs) -> Result<()> {
+    let queries = read_queries(&args.queries, args.max_queries)?;
+    if queries.is_empty() {
+        bail!("{} holds no queries", args.queries.display());
+    }
+    let encoder = load_encoder(g, EncoderOptions::default())?;
+    let collection = crate::collections::open(g, &args.collection, &encoder, None)?;
+    let mut rows = Vec::new();
+    for mode in [sousuo_query::Mode::Bm25, sousuo_query::Mode::Dense, sousuo_query::Mode::Hybrid] {
+        let p = sousuo_query::SearchParams { mode, snippets: true, ..Default::default() };
+        for clients in [1, args.concurrency.max(1)] {
+            let started = Instant::now();
+            let latencies = std::sync::Mutex::new(Vec::with_capacity(queries.len()));
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let failed = std::sync::Mutex::new(None);
+            std::thread::scope(|s| {
+                for _ in 0..clients {
+                    s.spawn(|| loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(q) = queries.get(i) else { break };
+                        let t = Instant::now();
+                        if let Err(e) = sousuo_query::search(&collection, &encoder, q, &p) {
+                            if let Ok(mut f) = failed.lock() {
+                                *f = Some(e.to_string());
+                            }
+                            break;
+                        }
+                        if let Ok(mut l) = latencies.lock() {
+                            l.push(t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                    });
+                }
+            });
+            if let Some(e) = failed.into_inner().ok().flatten() {
+                bail!("a query failed: {e}");
+            }
+            let wall = started.elapsed().as_secs_f64();
+            let lat = latencies.into_inner().unwrap_or_default();
+            let (_, p50, p99) = sousuo_query::metrics::latency_summary(&lat);
+            rows.push(QueryFigures {
+                mode: format!("{mode:?}").to_lowercase(),
+                clients,
+                queries: lat.len(),
+                p50_ms: p50,
+                p99_ms: p99,
+                queries_per_s: lat.len() as f64 / wall,
+            });
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("query benchmark: {} queries on {:?}", queries.len(), args.collection);
+    println!("{:<8} {:>8} {:>9} {:>9} {:>11}", "mode", "clients", "p50 ms", "p99 ms", "queries/s");
+    for r in rows {
+        println!("{:<8} {:>8} {:>9.2} {:>9.2} {:>11.1}", r.mode, r.clients, r.p50_ms, r.p99_ms, r.queries_per_s);
+    }
+    Ok(())
+}
+
+fn read_queries(path: &Path, max: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()).take(max) {
+        let q = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v.is_object() => v["text"].as_str().unwrap_or_default().to_string(),
+            _ => line.to_string(),
+        };
+        if !q.trim().is_empty() {
+            out.push(q);
+        }
+    }
+    Ok(out)
+}

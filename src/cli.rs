@@ -63,6 +63,11 @@ pub enum Command {
         #[arg(long, short)]
         collection: String,
     },
+    /// Re-embed a collection with the encoder given by --encoder (built beside, then swapped in).
+    Reindex {
+        #[arg(long, short)]
+        collection: String,
+    },
     /// Counts, sizes and encoder of a collection.
     Stats {
         #[arg(long, short)]
@@ -237,6 +242,25 @@ pub struct IndexArgs {
 pub enum BenchCommand {
     /// Encoder throughput: shipped token-budget batching vs naive fixed batches of 32.
     Encode(BenchEncodeArgs),
+    /// Query latency and throughput per mode, with 1 and N concurrent clients.
+    Query(BenchQueryArgs),
+}
+
+#[derive(Args)]
+pub struct BenchQueryArgs {
+    #[arg(long, short)]
+    pub collection: String,
+    /// Queries: a BEIR queries.jsonl ({"text": ...} lines) or one query a line.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Use at most this many queries.
+    #[arg(long, default_value_t = 300)]
+    pub max_queries: usize,
+    /// Concurrent clients for the second measurement.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

@@ -205,3 +205,25 @@ fn dir_size(path: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+pub fn reindex(g: &Global, name: &str) -> Result<()> {
+    let data = data_dir(g)?;
+    let before = sousuo_indexer::read_manifest(&data, name)?;
+    let encoder = load_encoder(g, EncoderOptions::default())?;
+    let info = EncoderInfo::of(&encoder)?;
+    if info.weights_sha256 == before.encoder.weights_sha256 {
+        println!("{name:?} is already embedded with {}: nothing to do", info.name);
+        return Ok(());
+    }
+    let bar = progress(0, "docs");
+    let n = sousuo_indexer::reindex(&data, name, &encoder, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "re-embedded {n} documents of {name:?}: {} (dim {}) -> {} (dim {})",
+        before.encoder.name, before.encoder.dim, info.name, info.dim
+    );
+    Ok(())
+}

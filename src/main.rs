@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index(args) => collections::index(g, args),
         Command::Delete { collection, ids } => collections::delete(g, &collection, &ids),
         Command::Compact { collection } => collections::compact(g, &collection),
+        Command::Reindex { collection } => collections::reindex(g, &collection),
         Command::Stats { collection, json } => collections::stats(g, &collection, json),
         Command::Collections { json } => collections::list(g, json),
         Command::Search(args) => search::search(g, args),
@@ -51,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => search::demo(g, args),
         Command::Bench { command } => match command {
             BenchCommand::Encode(args) => bench::encode(g, args),
+            BenchCommand::Query(args) => bench::query(g, args),
         },
     }
 }

@@ -14,6 +14,7 @@ mod document;
 mod error;
 pub mod formats;
 mod pipeline;
+mod reindex;
 pub mod sources;
 pub mod store;
 pub mod tokenizer;
@@ -27,3 +28,4 @@ pub use collection::{
 pub use document::{Chunk, Document, Part};
 pub use error::{Error, Result};
 pub use pipeline::{embed_text, index_paths, IndexOptions, IndexSummary, Progress};
+pub use reindex::reindex;

@@ -254,3 +254,43 @@ fn another_encoder_is_refused_and_names_are_checked() {
     }
     assert!(!tmp.path().join("escape").exists());
 }
+
+#[test]
+fn reindex_swaps_in_vectors_from_another_encoder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("re");
+    write(&docs, "a.txt", b"Apples\n\nApples grow on trees in orchards.");
+    write(&docs, "b.txt", b"Boats\n\nBoats float on the water of the harbour.");
+    let data = tmp.path().join("data");
+    drop({
+        let c = open(&data, "re");
+        run(&c, &[docs], false);
+        c
+    });
+    // "Another" encoder: the same model with its weights re-serialised, so its identity differs.
+    let other_dir = tmp.path().join("other-model");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let src = encoder().model().dir.clone();
+    for f in ["config.json", "tokenizer.json", "sentence_bert_config.json"] {
+        std::fs::copy(src.join(f), other_dir.join(f)).unwrap();
+    }
+    std::fs::create_dir_all(other_dir.join("1_Pooling")).unwrap();
+    std::fs::copy(src.join("1_Pooling/config.json"), other_dir.join("1_Pooling/config.json")).unwrap();
+    let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let mut tensors: Vec<(String, candle_core::Tensor)> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| b.0.cmp(&a.0));
+    candle_core::safetensors::save(&tensors.into_iter().collect(), other_dir.join("model.safetensors")).unwrap();
+    let other = Encoder::load(&ModelDir::open(&other_dir).unwrap(), EncoderOptions::default()).unwrap();
+    let other_info = EncoderInfo::of(&other).unwrap();
+    assert_ne!(other_info.weights_sha256, EncoderInfo::of(encoder()).unwrap().weights_sha256);
+    assert!(Collection::open(&data, "re", &other_info, OpenMode::Existing).is_err(), "refused before reindex");
+    let moved = sousuo_indexer::reindex(&data, "re", &other, &|_, _| {}).unwrap();
+    assert_eq!(moved, 2);
+    let c = Collection::open(&data, "re", &other_info, OpenMode::Existing).expect("opens with the new encoder");
+    assert_eq!(c.stats().unwrap().documents, 2);
+    let v = other.encode(&["Boats\nBoats float on the water of the harbour."]).unwrap();
+    let hit = c.search_vectors(v.row(0), 1, 50).unwrap()[0];
+    assert_eq!(c.store().get_chunk(hit.chunk_key).unwrap().unwrap().doc_id, "b.txt");
+    assert!(Collection::open(&data, "re", &EncoderInfo::of(encoder()).unwrap(), OpenMode::Existing).is_err());
+    assert!(!data.join(".reindex/re").exists(), "the staging copy is gone");
+}

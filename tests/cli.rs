@@ -1,0 +1,107 @@
+//! The real binary from the outside: embed, index, search, stats, and its errors.
+
+use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A private SOUSUO_HOME whose model cache links to the shared one (fetched if missing).
+fn home() -> tempfile::TempDir {
+    let shared = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
+    let root = default_cache_root(shared.as_deref(), dirs::cache_dir().as_deref()).expect("set SOUSUO_HOME");
+    ModelCache::new(&root)
+        .ensure(&MINILM, |_| eprintln!("fetching the encoder for the CLI tests"))
+        .unwrap_or_else(|e| panic!("the CLI tests need {}: {e}; run `cargo run -- models fetch`", MINILM.name));
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&root, dir.path().join("models")).unwrap();
+    dir
+}
+
+fn sousuo(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sousuo"));
+    cmd.arg("--home").arg(home).args(args).env_remove("SOUSUO_ENCODER");
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn embed_writes_jsonl_in_input_order_and_npy() {
+    let h = home();
+    let out = sousuo(h.path(), &["embed", "-"], Some("first line\nsecond line\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["id"], 0);
+    assert_eq!(rows[1]["id"], 1);
+    assert_eq!(rows[0]["embedding"].as_array().unwrap().len(), 384);
+    let input = h.path().join("in.jsonl");
+    std::fs::write(&input, "{\"id\": \"a\", \"text\": \"alpha\"}\n{\"id\": \"b\", \"text\": \"beta\"}\n").unwrap();
+    let npy = h.path().join("out.npy");
+    let out =
+        sousuo(h.path(), &["embed", input.to_str().unwrap(), "--format", "npy", "-o", npy.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bytes = std::fs::read(&npy).unwrap();
+    assert!(bytes.starts_with(b"\x93NUMPY"));
+    assert!(text(&bytes[..128]).contains("(2, 384)"), "{}", text(&bytes[..128]));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let h = home();
+    let input = h.path().join("bad.jsonl");
+    std::fs::write(&input, "{\"id\": 1, \"text\": \"ok\"}\nnot json\n").unwrap();
+    let out = sousuo(h.path(), &["embed", input.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("bad.jsonl:2"), "{}", text(&out.stderr));
+    let out = sousuo(h.path(), &["index", "/nonexistent/path", "-c", "x"], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("/nonexistent/path"), "{}", text(&out.stderr));
+    let out = sousuo(h.path(), &["index", ".", "-c", "../escape"], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("invalid collection name"), "{}", text(&out.stderr));
+    let out = sousuo(h.path(), &["search", "anything", "-c", "missing"], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("does not exist"), "{}", text(&out.stderr));
+    let out = sousuo(h.path(), &["--encoder", "/nonexistent/model", "embed", "-"], Some("x\n"));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("config.json"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn index_search_stats_and_delete_through_the_binary() {
+    let h = home();
+    let docs = h.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("tea.md"), "# Tea\n\nGreen tea is steeped at eighty degrees.").unwrap();
+    std::fs::write(docs.join("bikes.txt"), "Bicycles\n\nA derailleur moves the chain between sprockets.").unwrap();
+    let out = sousuo(h.path(), &["index", docs.to_str().unwrap(), "-c", "mini"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("2 new or changed"), "{}", text(&out.stdout));
+    let again = sousuo(h.path(), &["index", docs.to_str().unwrap(), "-c", "mini"], None);
+    assert!(text(&again.stdout).contains("0 chunks embedded"), "{}", text(&again.stdout));
+    let out = sousuo(h.path(), &["search", "how hot should the water be for tea", "-c", "mini", "--json"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["hits"][0]["doc_id"], "tea.md");
+    let out = sousuo(h.path(), &["search", "", "-c", "mini"], None);
+    assert!(!out.status.success() && text(&out.stderr).contains("empty"), "{}", text(&out.stderr));
+    let out = sousuo(h.path(), &["stats", "-c", "mini", "--json"], None);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["documents"], 2);
+    let out = sousuo(h.path(), &["delete", "-c", "mini", "tea.md"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = sousuo(h.path(), &["collections", "--json"], None);
+    let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(l[0]["name"], "mini");
+    assert_eq!(l[0]["documents"], 1);
+}
