@@ -230,10 +230,8 @@ fn parse_stage(
                 chunk_document(&doc, &budget, encoder)?
             };
             batch.push(Prepared { doc, hash, chunks });
-            if batch.len() >= BATCH_DOCS {
-                if tx.send(std::mem::take(&mut batch)).is_err() {
-                    return Err(Error::Cancelled);
-                }
+            if batch.len() >= BATCH_DOCS && tx.send(std::mem::take(&mut batch)).is_err() {
+                return Err(Error::Cancelled);
             }
         }
     }

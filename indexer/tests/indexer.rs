@@ -137,7 +137,7 @@ fn every_format_indexes_with_titles_text_and_pages() {
         &["First page mentions kangaroos.", "Second page mentions wombats."],
     );
     let c = open(&tmp.path().join("data"), "formats");
-    let s = run(&c, &[docs.clone()], false);
+    let s = run(&c, std::slice::from_ref(&docs), false);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!(s.documents_indexed, 7);
     let title = |id: &str| c.get_doc(id).unwrap().unwrap_or_else(|| panic!("{id} missing")).title;
@@ -186,17 +186,17 @@ fn incremental_runs_embed_only_what_changed_and_sync_deletes() {
     write(&docs, "b.txt", b"Beta\n\nThe second document talks about bananas.");
     let data = tmp.path().join("data");
     let c = open(&data, "inc");
-    let first = run(&c, &[docs.clone()], false);
+    let first = run(&c, std::slice::from_ref(&docs), false);
     assert_eq!((first.documents_indexed, first.chunks_embedded), (2, 2));
-    let again = run(&c, &[docs.clone()], false);
+    let again = run(&c, std::slice::from_ref(&docs), false);
     assert_eq!((again.documents_unchanged, again.chunks_embedded), (2, 0), "an unchanged run embeds nothing");
     write(&docs, "b.txt", b"Beta\n\nThe second document now talks about cherries.");
-    let edit = run(&c, &[docs.clone()], false);
+    let edit = run(&c, std::slice::from_ref(&docs), false);
     assert_eq!((edit.documents_indexed, edit.chunks_embedded), (1, 1));
     assert!(c.search_bm25("bananas", 5).unwrap().is_empty(), "the old text is gone from BM25");
     assert_eq!(c.search_bm25("cherries", 5).unwrap()[0].doc_id, "b.txt");
     std::fs::remove_file(docs.join("b.txt")).unwrap();
-    let sync = run(&c, &[docs.clone()], true);
+    let sync = run(&c, std::slice::from_ref(&docs), true);
     assert_eq!(sync.documents_deleted, 1);
     assert!(c.get_doc("b.txt").unwrap().is_none());
     assert!(c.search_bm25("cherries", 5).unwrap().is_empty());

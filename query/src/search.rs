@@ -384,6 +384,15 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// Fusion on plain (doc, score) lists, for the criterion benchmark.
+#[doc(hidden)]
+pub fn fuse_for_bench(fusion: Fusion, bm25: &[(String, f32)], dense: &[(String, f32)]) -> usize {
+    let conv = |l: &[(String, f32)]| -> Ranked {
+        l.iter().map(|(d, s)| (d.clone(), DocScore { chunk_key: 0, score: *s })).collect()
+    };
+    fuse(Mode::Hybrid, fusion, &conv(bm25), &conv(dense)).len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,13 +435,4 @@ mod tests {
         let s = snippet(None, "<script>alert(1)</script> & <img onerror=x>");
         assert!(!s.contains('<') && s.contains("&lt;script&gt;"), "{s}");
     }
-}
-
-/// Fusion on plain (doc, score) lists, for the criterion benchmark.
-#[doc(hidden)]
-pub fn fuse_for_bench(fusion: Fusion, bm25: &[(String, f32)], dense: &[(String, f32)]) -> usize {
-    let conv = |l: &[(String, f32)]| -> Ranked {
-        l.iter().map(|(d, s)| (d.clone(), DocScore { chunk_key: 0, score: *s })).collect()
-    };
-    fuse(Mode::Hybrid, fusion, &conv(bm25), &conv(dense)).len()
 }
