@@ -4,6 +4,7 @@ use crate::cli::{Global, IndexArgs};
 use crate::paths::{data_dir, load_encoder};
 use crate::util::{human_bytes, progress};
 use anyhow::{bail, Context, Result};
+use sousuo_encoder::models::dir_size;
 use sousuo_encoder::{Encoder, EncoderOptions};
 use sousuo_indexer::formats::JsonFields;
 use sousuo_indexer::{index_paths, ChunkParams, Collection, EncoderInfo, IndexOptions, OpenMode, Progress};
@@ -193,17 +194,6 @@ pub fn list(g: &Global, json: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
-        })
-        .sum()
 }
 
 pub fn reindex(g: &Global, name: &str) -> Result<()> {

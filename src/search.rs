@@ -50,7 +50,7 @@ pub fn search(g: &Global, args: SearchArgs) -> Result<()> {
     for (i, h) in results.hits.iter().enumerate() {
         let place = match (h.page, &h.heading) {
             (Some(p), _) => format!(" (page {p})"),
-            (None, Some(hd)) => format!(" ({hd})"),
+            (None, Some(hd)) if *hd != h.title => format!(" ({hd})"),
             _ => String::new(),
         };
         println!("{:>2}. {}{}  [{:.3}]", i + 1 + args.offset, h.title, place, h.score);
@@ -199,11 +199,8 @@ pub fn demo(g: &Global, args: DemoArgs) -> Result<()> {
         "demo collection: {} documents ({} indexed now, {} unchanged, {:.1} s)",
         summary.documents_seen, summary.documents_indexed, summary.documents_unchanged, summary.seconds
     );
-    for q in [
-        "how does a search engine rank documents by keywords",
-        "why do small language models make things up",
-        "向量检索",
-    ] {
+    for q in ["how does a search engine rank documents by keywords", "why do language models hallucinate", "向量检索"]
+    {
         let r = run_search(&collection, &encoder, q, &SearchParams { limit: 3, ..SearchParams::default() })?;
         println!("\nsearch: {q}");
         for (i, h) in r.hits.iter().enumerate() {

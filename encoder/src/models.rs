@@ -310,7 +310,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     copy_hashing(&mut f, &mut std::io::sink()).map_err(|e| Error::io(path, e))
 }
 
-fn dir_size(path: &Path) -> u64 {
+/// Bytes under `path`, recursively (0 when it does not exist).
+pub fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = fs::read_dir(path) else { return 0 };
     entries
         .filter_map(|e| e.ok())

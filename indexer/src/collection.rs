@@ -395,16 +395,7 @@ fn poisoned() -> Error {
     Error::Store("a lock was poisoned by a panic".into())
 }
 
-pub(crate) fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
-        })
-        .sum()
-}
+pub(crate) use sousuo_encoder::models::dir_size;
 
 #[cfg(test)]
 mod tests {
