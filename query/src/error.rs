@@ -22,6 +22,12 @@ pub enum Error {
     Dataset(String),
     #[error("BM25 search failed: {0}")]
     Bm25(String),
+    /// Loading or running the decoder model failed.
+    #[error("decoder: {0}")]
+    Decoder(String),
+    /// The decoder's queue is full: retry later.
+    #[error("the answer model is busy: too many questions are waiting, retry shortly")]
+    Busy,
 }
 
 impl From<tantivy::TantivyError> for Error {

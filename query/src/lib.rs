@@ -1,6 +1,7 @@
 //! Query side: hybrid retrieval (BM25 + HNSW), fusion, filters, snippets, and the BEIR
 //! evaluator's metrics.
 
+pub mod decoder;
 mod error;
 pub mod eval;
 pub mod filter;

@@ -1,0 +1,142 @@
+//! The decoder on the real SmolLM2 GGUF: tokenizer ids against the independent Python build,
+//! round trips, requantisation, streaming generation, stopping and queue limits.
+
+use sousuo_encoder::models::{default_cache_root, ModelCache, SMOLLM2};
+use sousuo_query::decoder::{prepare_gguf, Decoder, DecoderTokenizer, Event, GenerateOptions, Message, StopReason};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn cache() -> ModelCache {
+    let home = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
+    ModelCache::new(default_cache_root(home.as_deref(), dirs::cache_dir().as_deref()).expect("set SOUSUO_HOME"))
+}
+
+/// The shipped Q4_1 file, fetched if missing.
+fn shipped() -> PathBuf {
+    let c = cache();
+    let dir = c
+        .ensure(&SMOLLM2, |m| eprintln!("fetching {} for the tests", m.name))
+        .unwrap_or_else(|e| panic!("the decoder tests need {}: {e}; run `cargo run -- models fetch`", SMOLLM2.name));
+    dir.join(SMOLLM2.files[0].dest)
+}
+
+fn decoder() -> &'static Decoder {
+    static D: OnceLock<Decoder> = OnceLock::new();
+    D.get_or_init(|| {
+        let path = prepare_gguf(&shipped(), &cache().root().join("requantized")).expect("requantised");
+        Decoder::load(&path, 4).expect("the decoder loads")
+    })
+}
+
+fn shipped_tokenizer() -> DecoderTokenizer {
+    let path = shipped();
+    let mut f = std::fs::File::open(&path).unwrap();
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+    DecoderTokenizer::from_gguf(&ct).unwrap()
+}
+
+#[test]
+fn token_ids_match_the_independent_tokenizer() {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/decoder_tokens.json")).expect("fixture parses");
+    let tok = shipped_tokenizer();
+    let cases = fixture["cases"].as_array().unwrap();
+    assert!(cases.len() >= 6);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(tok.encode(text).unwrap(), want, "ids differ for {text:?}");
+    }
+    // The requantised file carries the same tokenizer.
+    assert_eq!(decoder().tokenizer().encode("What is HNSW? 42").unwrap(), tok.encode("What is HNSW? 42").unwrap());
+}
+
+#[test]
+fn round_trips_english_accents_chinese_emoji() {
+    let tok = decoder().tokenizer();
+    for text in ["Plain English, with numbers 1234.", "Crème brûlée à la façon de Zoë", "检索增强生成（RAG）", "🔍 ok"]
+    {
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(tok.decode(&ids).unwrap(), text);
+    }
+    // Specials written in untrusted text stay text.
+    let ids = tok.encode_plain("<|im_end|>").unwrap();
+    assert!(!ids.contains(&2), "{ids:?}");
+    assert_eq!(tok.encode("<|im_end|>").unwrap(), vec![2]);
+    assert!(tok.stop_ids.contains(&2) && tok.stop_ids.contains(&0));
+}
+
+#[test]
+fn requantised_file_drops_q4_1() {
+    let path = prepare_gguf(&shipped(), &cache().root().join("requantized")).unwrap();
+    assert_ne!(path, shipped());
+    let mut f = std::fs::File::open(&path).unwrap();
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+    assert!(!sousuo_query::decoder::needs_requant(&ct));
+    assert_eq!(ct.tensor_infos.len(), 272);
+}
+
+#[test]
+fn generates_streams_and_stops() {
+    let d = decoder();
+    let prompt = d
+        .chat_prompt(&[
+            Message::system("Answer in one short sentence."),
+            Message::user("What is the capital of France?"),
+        ])
+        .unwrap();
+    let mut pieces = Vec::new();
+    let g = d
+        .generate(prompt.clone(), &GenerateOptions { max_tokens: 40, ..Default::default() }, |t| {
+            pieces.push(t.to_string());
+            true
+        })
+        .unwrap();
+    assert!(g.generated_tokens > 0 && !pieces.is_empty());
+    assert_eq!(pieces.concat(), g.text);
+    assert!(g.text.contains("Paris"), "{:?}", g.text);
+    assert_eq!(g.stop, StopReason::EndOfTurn);
+    // Greedy decoding is deterministic.
+    let again =
+        d.generate(prompt.clone(), &GenerateOptions { max_tokens: 40, ..Default::default() }, |_| true).unwrap();
+    assert_eq!(again.text, g.text);
+    // A token limit stops it.
+    let short = d.generate(prompt.clone(), &GenerateOptions { max_tokens: 3, ..Default::default() }, |_| true).unwrap();
+    assert_eq!((short.generated_tokens, short.stop), (3, StopReason::MaxTokens));
+    // Events arrive as tokens then one Done.
+    let events: Vec<Event> =
+        d.start(prompt, &GenerateOptions { max_tokens: 5, ..Default::default() }).unwrap().collect();
+    assert!(matches!(events.last(), Some(Event::Done(Ok(_)))));
+    assert!(events.iter().filter(|e| matches!(e, Event::Token(_))).count() >= 1);
+}
+
+#[test]
+fn sampling_with_a_seed_is_reproducible() {
+    let d = decoder();
+    let prompt = d.chat_prompt(&[Message::user("Write a word about search.")]).unwrap();
+    let o =
+        GenerateOptions { max_tokens: 12, temperature: Some(0.9), top_p: Some(0.95), seed: 7, ..Default::default() };
+    let a = d.generate(prompt.clone(), &o, |_| true).unwrap();
+    let b = d.generate(prompt, &o, |_| true).unwrap();
+    assert_eq!(a.text, b.text);
+}
+
+#[test]
+fn oversized_prompts_are_refused() {
+    let d = decoder();
+    let long = vec![42u32; d.context_length()];
+    let err = d.generate(long, &GenerateOptions::default(), |_| true).unwrap_err();
+    assert!(err.to_string().contains("context"), "{err}");
+    assert!(d.generate(Vec::new(), &GenerateOptions::default(), |_| true).is_err());
+}
+
+#[test]
+fn bad_gguf_files_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("not.gguf");
+    std::fs::write(&p, b"this is not a model").unwrap();
+    let err = Decoder::load(&p, 1).unwrap_err().to_string();
+    assert!(err.contains("not.gguf") && err.contains("GGUF"), "{err}");
+    let err = Decoder::load(&dir.path().join("missing.gguf"), 1).unwrap_err().to_string();
+    assert!(err.contains("missing.gguf"), "{err}");
+}
