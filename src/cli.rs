@@ -84,6 +84,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Evaluate retrieval on a BEIR data set: nDCG@10, MRR@10, recall@100, latency per mode.
     Eval(EvalArgs),
+    /// Ask a question: a short answer written from the best passages, with checked citations.
+    Ask(AskArgs),
     /// Fetch the models, index the sample corpus into `demo`, and show searches over it.
     Demo(DemoArgs),
     /// Benchmarks.
@@ -244,6 +246,67 @@ pub enum BenchCommand {
     Encode(BenchEncodeArgs),
     /// Query latency and throughput per mode, with 1 and N concurrent clients.
     Query(BenchQueryArgs),
+    /// Decoder speed on a fixed 600-token prompt, and citation metrics on a question set.
+    Answer(BenchAnswerArgs),
+}
+
+#[derive(Args)]
+pub struct BenchAnswerArgs {
+    /// The corpus to index (into a temporary collection) and ask about.
+    #[arg(long, default_value = "corpora/sample")]
+    pub corpus: PathBuf,
+    /// Questions: JSONL lines {"question", "answerable", "key": [strings the right passage holds]}.
+    #[arg(long, default_value = "corpora/sample/questions.jsonl")]
+    pub questions: PathBuf,
+    #[command(flatten)]
+    pub decoder: DecoderArgs,
+    /// Tokens to decode in the speed measurement.
+    #[arg(long, default_value_t = 128)]
+    pub decode_tokens: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which decoder runs.
+#[derive(Args, Clone, Debug)]
+pub struct DecoderArgs {
+    /// A GGUF decoder (llama family) instead of the default SmolLM2-135M-Instruct.
+    #[arg(long, env = "SOUSUO_DECODER")]
+    pub decoder: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct AskArgs {
+    pub question: String,
+    #[arg(long, short)]
+    pub collection: String,
+    /// Print the whole structured result as JSON (no streaming).
+    #[arg(long)]
+    pub json: bool,
+    /// Earlier turns as JSON: [{"question": .., "answer": ..}] (the question is rewritten).
+    #[arg(long)]
+    pub history: Option<String>,
+    /// Passages considered.
+    #[arg(long, default_value_t = 5)]
+    pub passages: usize,
+    /// Tokens to generate at most.
+    #[arg(long, default_value_t = 160)]
+    pub max_tokens: usize,
+    /// Sampling temperature (default: greedy).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    #[arg(long, default_value_t = 299_792_458)]
+    pub seed: u64,
+    /// Do not run the decoder: answer by quoting the best sentences.
+    #[arg(long)]
+    pub extractive: bool,
+    /// Metadata filter, as for search.
+    #[arg(long)]
+    pub filter: Vec<String>,
+    #[command(flatten)]
+    pub decoder: DecoderArgs,
 }
 
 #[derive(Args)]

@@ -2,6 +2,7 @@
 //! installs logging, and hands each command to its module. Errors become one clear message
 //! and a non-zero exit code.
 
+mod ask;
 mod bench;
 mod cli;
 mod collections;
@@ -49,10 +50,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collections { json } => collections::list(g, json),
         Command::Search(args) => search::search(g, args),
         Command::Eval(args) => search::eval(g, args),
+        Command::Ask(args) => ask::ask(g, args),
         Command::Demo(args) => search::demo(g, args),
         Command::Bench { command } => match command {
             BenchCommand::Encode(args) => bench::encode(g, args),
             BenchCommand::Query(args) => bench::query(g, args),
+            BenchCommand::Answer(args) => ask::bench(g, args),
         },
     }
 }

@@ -18,6 +18,11 @@ pub fn fetch(g: &Global, encoder_only: bool) -> Result<()> {
         let path = cache.fetch(model).with_context(|| format!("cannot fetch {}", model.name))?;
         println!("{}: fetched and verified at {}", model.name, path.display());
     }
+    if !encoder_only {
+        // The shipped Q4_1 weights run without SIMD in candle: convert them once, now.
+        let q8 = crate::paths::decoder_file(g, None)?;
+        println!("decoder ready to run: {}", q8.display());
+    }
     Ok(())
 }
 

@@ -357,8 +357,8 @@ fn snippet(generator: Option<&SnippetGenerator>, passage: &str) -> String {
         end -= 1;
     }
     let cut = &passage[..end];
-    let cut = match cut.rfind(['.', '。', '!', '?']) {
-        Some(i) if i > 80 => &cut[..=i],
+    let cut = match cut.char_indices().rev().find(|(_, c)| matches!(c, '.' | '。' | '!' | '?' | '！' | '？')) {
+        Some((i, c)) if i > 80 => &cut[..i + c.len_utf8()],
         _ => cut,
     };
     let mut out = escape_html(cut);
@@ -428,6 +428,13 @@ mod tests {
             10,
         );
         assert_eq!(r.iter().map(|(d, s)| (d.as_str(), s.chunk_key)).collect::<Vec<_>>(), vec![("a", 2), ("b", 3)]);
+    }
+
+    #[test]
+    fn snippets_cut_at_multibyte_full_stops() {
+        let text = "向量检索把文本转换成向量，通过计算余弦相似度寻找语义相近的文档。".repeat(8);
+        let s = snippet(None, &text);
+        assert!(s.ends_with('。') || s.ends_with('…'), "{s}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct GenerateOptions {
     /// Penalty on tokens among the last `repeat_last_n` (1.0: none). Small models loop without it.
     pub repeat_penalty: f32,
     pub repeat_last_n: usize,
+    /// Keep generating past end-of-turn tokens (benchmarks measure a fixed length).
+    pub ignore_stop: bool,
 }
 
 impl Default for GenerateOptions {
@@ -49,6 +51,7 @@ impl Default for GenerateOptions {
             seed: 299_792_458,
             repeat_penalty: 1.1,
             repeat_last_n: 64,
+            ignore_stop: false,
         }
     }
 }
@@ -369,7 +372,7 @@ fn generate(
             prefill_ms = started.elapsed().as_secs_f64() * 1000.0;
             decode_started = Instant::now();
         }
-        if tok.stop_ids.contains(&next) {
+        if !o.ignore_stop && tok.stop_ids.contains(&next) {
             stop = StopReason::EndOfTurn;
             break;
         }
