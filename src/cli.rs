@@ -84,9 +84,11 @@ pub enum Command {
     Search(SearchArgs),
     /// Evaluate retrieval on a BEIR data set: nDCG@10, MRR@10, recall@100, latency per mode.
     Eval(EvalArgs),
+    /// Serve the HTTP API and the search page.
+    Serve(ServeArgs),
     /// Ask a question: a short answer written from the best passages, with checked citations.
     Ask(AskArgs),
-    /// Fetch the models, index the sample corpus into `demo`, and show searches over it.
+    /// Fetch the models, index the sample corpus into `demo`, and serve the search page.
     Demo(DemoArgs),
     /// Benchmarks.
     Bench {
@@ -205,6 +207,35 @@ pub struct DemoArgs {
     /// The folder to index.
     #[arg(long, default_value = "corpora/sample")]
     pub corpus: PathBuf,
+    /// Index and show example searches, but do not serve the page.
+    #[arg(long)]
+    pub no_serve: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub bind: std::net::SocketAddr,
+    /// Where collections live (default: HOME/data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The master key: with it every route but /health needs an API key.
+    #[arg(long, env = "SOUSUO_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Allow listening on a non-loopback address without API keys.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Do not load the decoder: `ask` answers by quoting the best sentences.
+    #[arg(long)]
+    pub no_answers: bool,
+    /// Largest upload in MiB.
+    #[arg(long, default_value_t = 100)]
+    pub max_upload_mb: usize,
+    #[command(flatten)]
+    pub decoder: DecoderArgs,
 }
 
 #[derive(Args)]

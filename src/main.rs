@@ -10,6 +10,7 @@ mod embed;
 mod models;
 mod paths;
 mod search;
+mod serve;
 mod util;
 
 use clap::Parser;
@@ -51,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => search::search(g, args),
         Command::Eval(args) => search::eval(g, args),
         Command::Ask(args) => ask::ask(g, args),
+        Command::Serve(args) => serve::serve(g, args),
         Command::Demo(args) => search::demo(g, args),
         Command::Bench { command } => match command {
             BenchCommand::Encode(args) => bench::encode(g, args),

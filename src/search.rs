@@ -207,6 +207,10 @@ pub fn demo(g: &Global, args: DemoArgs) -> Result<()> {
             println!("  {}. {}  ({})", i + 1, h.title, h.doc_id);
         }
     }
-    println!("\nsearch it yourself: sousuo search \"your question\" --collection demo");
-    Ok(())
+    drop(collection);
+    if args.no_serve {
+        println!("\nsearch it yourself: sousuo search \"your question\" --collection demo");
+        return Ok(());
+    }
+    crate::serve::run(g, &args.serve, encoder)
 }

@@ -49,6 +49,8 @@ pub struct AnswerParams {
     pub strong_evidence: f32,
     /// Earlier turns of the conversation, oldest first (only the last [`MAX_HISTORY`] count).
     pub history: Vec<Turn>,
+    /// Wait for a decoder queue slot (`false`: fail with [`Error::Busy`] when it is full).
+    pub wait_for_decoder: bool,
 }
 
 impl Default for AnswerParams {
@@ -62,6 +64,7 @@ impl Default for AnswerParams {
             evidence_floor: EVIDENCE_FLOOR,
             strong_evidence: STRONG_EVIDENCE,
             history: Vec::new(),
+            wait_for_decoder: true,
         }
     }
 }
@@ -268,7 +271,9 @@ pub fn answer(
             let t = Instant::now();
             let prompt = d.chat_prompt(&prompt_messages(&query, &passages))?;
             let mut first = None;
-            let g = d.start(prompt, &p.generate)?.finish(|tok| {
+            let stream =
+                if p.wait_for_decoder { d.start(prompt, &p.generate)? } else { d.try_start(prompt, &p.generate)? };
+            let g = stream.finish(|tok| {
                 first.get_or_insert_with(|| ms(t));
                 on(AnswerEvent::Token(tok));
                 true
@@ -729,7 +734,10 @@ fn extract(qv: &[f32], passages: &[Passage], n: usize) -> Vec<Sentence> {
         }
     }
     all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // Only sentences about as close to the question as the best one.
+    let floor = all.first().map(|a| a.0 - 0.15).unwrap_or(0.0);
     all.into_iter()
+        .take_while(|a| a.0 >= floor)
         .take(n)
         .map(|(score, src, s)| Sentence {
             text: format!("“{}”", s.trim()),

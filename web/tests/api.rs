@@ -1,0 +1,414 @@
+//! Every route through `app(state).oneshot(..)` (no socket), with the real encoder, including
+//! the 4xx paths: bad JSON, unknown collection, oversized body, missing / wrong / insufficient
+//! keys, hostile query strings.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
+use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
+use sousuo_web::{app, AppState, Config};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tower::ServiceExt;
+
+const MASTER: &str = "master-key-for-tests-0123456789";
+
+fn encoder() -> Encoder {
+    static E: OnceLock<Encoder> = OnceLock::new();
+    E.get_or_init(|| {
+        let home = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
+        let cache = ModelCache::new(default_cache_root(home.as_deref(), dirs::cache_dir().as_deref()).unwrap());
+        let dir = cache
+            .ensure(&MINILM, |_| eprintln!("fetching the encoder for the tests"))
+            .unwrap_or_else(|e| panic!("the web tests need {}: {e}; run `cargo run -- models fetch`", MINILM.name));
+        Encoder::load(&ModelDir::open(&dir).unwrap(), EncoderOptions::default()).unwrap()
+    })
+    .clone()
+}
+
+struct Server {
+    dir: tempfile::TempDir,
+    state: Arc<AppState>,
+    app: Router,
+}
+
+fn server(master: bool, tweak: impl FnOnce(&mut Config)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().join("data"));
+    if master {
+        config.master_key = Some(MASTER.into());
+    }
+    tweak(&mut config);
+    let state = AppState::new(config, encoder(), None).unwrap();
+    Server { app: app(state.clone()), state, dir }
+}
+
+async fn call(s: &Server, method: &str, uri: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(k) = key {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    let req = match body {
+        Some(v) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(v.to_string())).unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    };
+    raw(s, req).await
+}
+
+async fn raw(s: &Server, req: Request<Body>) -> (StatusCode, Value) {
+    let res = s.app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 10 << 20).await.unwrap();
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, v)
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {v}"))
+}
+
+async fn wait_task(s: &Server, id: u64, key: Option<&str>) -> Value {
+    for _ in 0..600 {
+        let (st, t) = call(s, "GET", &format!("/tasks/{id}"), key, None).await;
+        assert_eq!(st, StatusCode::OK, "{t}");
+        if t["status"] == "succeeded" || t["status"] == "failed" {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("task {id} did not finish");
+}
+
+async fn with_docs(s: &Server, key: Option<&str>) {
+    let docs = json!([
+        {"id": "bm25", "title": "BM25", "text": "BM25 ranks documents by term frequency and inverse document frequency, with saturation (k1) and length normalisation (b).", "year": 2020},
+        {"id": "hnsw", "title": "HNSW", "text": "HNSW is a layered graph for approximate nearest neighbour search over vectors.", "year": 2016},
+        {"id": "xss", "title": "<script>alert('t')</script>", "text": "A hostile page: <script>alert(1)</script> <img src=x onerror=alert(2)> about graphs and ranking."}
+    ]);
+    let (st, t) = call(s, "POST", "/collections/kb/documents", key, Some(docs)).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{t}");
+    let t = wait_task(s, t["id"].as_u64().unwrap(), key).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["documents_indexed"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_documents_search_and_ask() {
+    let s = server(false, |_| {});
+    let (st, v) = call(&s, "GET", "/health", None, None).await;
+    assert_eq!((st, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (st, v) = call(&s, "POST", "/collections", None, Some(json!({"name": "kb"}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = call(&s, "POST", "/collections", None, Some(json!({"name": "kb"}))).await;
+    assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "collection_exists"));
+    with_docs(&s, None).await;
+
+    let (st, v) = call(&s, "GET", "/collections", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v[0]["name"], "kb");
+    let (st, v) = call(&s, "GET", "/collections/kb", None, None).await;
+    assert_eq!((st, v["documents"].as_u64()), (StatusCode::OK, Some(3)));
+    let (st, v) = call(&s, "GET", "/collections/kb/stats", None, None).await;
+    assert_eq!((st, v["documents"].as_u64()), (StatusCode::OK, Some(3)), "{v}");
+
+    let (st, v) = call(&s, "GET", "/collections/kb/search?q=term%20frequency&limit=2", None, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["hits"][0]["doc_id"], "bm25");
+    assert!(v["hits"][0]["snippet"].as_str().unwrap().contains("<b>"), "{v}");
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/collections/kb/search",
+        None,
+        Some(json!({"q": "graph", "mode": "keyword", "filter": ["year>=2000"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["hits"].as_array().unwrap().len(), 1, "the filter keeps documents with a year: {v}");
+    // Document text is escaped in snippets.
+    let (_, v) = call(&s, "GET", "/collections/kb/search?q=hostile%20page%20onerror", None, None).await;
+    let snip = v["hits"][0]["snippet"].as_str().unwrap();
+    assert!(!snip.contains("<script") && !snip.contains("<img"), "{snip}");
+
+    let (st, v) = call(&s, "GET", "/collections/kb/documents/hnsw", None, None).await;
+    assert_eq!((st, v["title"].as_str()), (StatusCode::OK, Some("HNSW")));
+    let (st, v) = call(&s, "GET", "/collections/kb/documents/nope", None, None).await;
+    assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "document_not_found"));
+
+    // No decoder in this state: the answer is extractive, cited, and checked.
+    let (st, v) =
+        call(&s, "POST", "/collections/kb/ask", None, Some(json!({"q": "What does BM25 rank documents by?"}))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["kind"], "extractive", "{v}");
+    assert!(v["sentences"][0]["citations"][0].as_u64().is_some(), "{v}");
+    // SSE framing without a decoder: sources then done.
+    let req = Request::post("/collections/kb/ask")
+        .header(header::ACCEPT, "text/event-stream")
+        .body(Body::from(json!({"q": "HNSW graph"}).to_string()))
+        .unwrap();
+    let (st, v) = raw(&s, req).await;
+    let text = v.as_str().unwrap();
+    assert_eq!(st, StatusCode::OK);
+    let (src, done) = (text.find("event: sources").unwrap(), text.find("event: done").unwrap());
+    assert!(src < done, "{text}");
+
+    let (st, _) = call(&s, "DELETE", "/collections/kb/documents/hnsw", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, v) = call(&s, "GET", "/collections/kb/search?q=nearest%20neighbour&mode=keyword", None, None).await;
+    assert!(v["hits"].as_array().unwrap().iter().all(|h| h["doc_id"] != "hnsw"), "{v}");
+    let (st, v) = call(&s, "DELETE", "/collections/kb/documents/hnsw", None, None).await;
+    assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "document_not_found"));
+
+    let (st, v) = call(&s, "GET", "/openapi.json", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(v["paths"]["/collections/{name}/ask"].is_object(), "{}", v["paths"]);
+    let (st, v) = call(&s, "GET", "/metrics", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let m = v.as_str().unwrap();
+    assert!(
+        m.contains("sousuo_http_requests_total{method=\"GET\",route=\"/collections/{name}/search\",status=\"200\"}"),
+        "{m}"
+    );
+    assert!(m.contains("sousuo_documents_indexed_total 3"), "{m}");
+
+    let (st, _) = call(&s, "DELETE", "/collections/kb", None, None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, v) = call(&s, "GET", "/collections/kb", None, None).await;
+    assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "collection_not_found"));
+    assert!(s.state.collection_names().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_4xx() {
+    let s = server(false, |c| {
+        c.max_upload_bytes = 4096;
+        c.max_body_bytes = 2048;
+    });
+    with_docs(&s, None).await;
+    let cases: Vec<(&str, &str, Option<&str>, StatusCode, &str)> = vec![
+        ("POST", "/collections", Some("{not json"), StatusCode::BAD_REQUEST, "bad_json"),
+        ("POST", "/collections", Some(r#"{"name": "../etc"}"#), StatusCode::BAD_REQUEST, "bad_collection_name"),
+        ("GET", "/collections/missing/search?q=x", None, StatusCode::NOT_FOUND, "collection_not_found"),
+        ("POST", "/collections/missing/ask", Some(r#"{"q": "x"}"#), StatusCode::NOT_FOUND, "collection_not_found"),
+        ("GET", "/collections/kb/search?q=", None, StatusCode::BAD_REQUEST, "empty_query"),
+        ("GET", "/collections/kb/search?q=x&limit=0", None, StatusCode::BAD_REQUEST, "bad_parameter"),
+        ("GET", "/collections/kb/search?q=x&limit=abc", None, StatusCode::BAD_REQUEST, "bad_parameter"),
+        ("GET", "/collections/kb/search?q=x&mode=psychic", None, StatusCode::BAD_REQUEST, "bad_parameter"),
+        ("GET", "/collections/kb/search?q=x&filter=year%3E%3D", None, StatusCode::BAD_REQUEST, "bad_filter"),
+        ("GET", "/collections/kb/search?q=x&semantic_ratio=7", None, StatusCode::BAD_REQUEST, "bad_parameter"),
+        ("POST", "/collections/kb/search", Some("[1,2"), StatusCode::BAD_REQUEST, "bad_json"),
+        ("POST", "/collections/kb/ask", Some(r#"{"q": "   "}"#), StatusCode::BAD_REQUEST, "empty_query"),
+        ("POST", "/collections/kb/ask", Some(r#"{"question": 5}"#), StatusCode::BAD_REQUEST, "bad_json"),
+        ("POST", "/collections/kb/documents", Some("[]"), StatusCode::BAD_REQUEST, "no_documents"),
+        (
+            "POST",
+            "/collections/kb/documents",
+            Some(r#"[{"title": "no id", "text": "t"}]"#),
+            StatusCode::BAD_REQUEST,
+            "bad_document",
+        ),
+        ("POST", "/collections/kb/documents", Some(r#"[{"id": "x"}]"#), StatusCode::BAD_REQUEST, "bad_document"),
+        ("POST", "/collections/kb/documents", Some("plain words"), StatusCode::BAD_REQUEST, "bad_json"),
+        ("GET", "/tasks/999", None, StatusCode::NOT_FOUND, "task_not_found"),
+        ("GET", "/tasks/abc", None, StatusCode::NOT_FOUND, "task_not_found"),
+        ("GET", "/no/such/route", None, StatusCode::NOT_FOUND, "not_found"),
+        ("PUT", "/collections", None, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        ("GET", "/keys", None, StatusCode::BAD_REQUEST, "keys_disabled"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            Some(r#"{"model": "kb", "messages": []}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_messages",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            Some(r#"{"model": "../x", "messages": [{"role": "user", "content": "q"}]}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_model",
+        ),
+        ("POST", "/v1/chat/completions", Some(r#"{"messages": 3}"#), StatusCode::BAD_REQUEST, "bad_json"),
+    ];
+    for (method, uri, body, want, want_code) in cases {
+        let mut b = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            b = b.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = b.body(body.map(|x| Body::from(x.to_string())).unwrap_or_else(Body::empty)).unwrap();
+        let (st, v) = raw(&s, req).await;
+        assert_eq!((st, code(&v)), (want, want_code), "{method} {uri}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // Oversized bodies: 413 for uploads and for other routes.
+    let big = json!([{"id": "big", "text": "x".repeat(10_000)}]);
+    let (st, v) = call(&s, "POST", "/collections/kb/documents", None, Some(big)).await;
+    assert_eq!((st, code(&v)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    let (st, v) = call(&s, "POST", "/collections/kb/search", None, Some(json!({"q": "y".repeat(5000)}))).await;
+    assert_eq!((st, code(&v)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    // Hostile query strings are searched as text, or refused with a 400; never a 5xx.
+    for q in [
+        "%27%20OR%201%3D1%20--",
+        "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "title%3A(%22%20AND%20NOT",
+        "%E2%80%AE%00%FF",
+        "%5B%5D%7B%7D*%3F~%5E",
+    ] {
+        let (st, v) = call(&s, "GET", &format!("/collections/kb/search?q={q}"), None, None).await;
+        assert!(st == StatusCode::OK || st == StatusCode::BAD_REQUEST, "{q}: {st} {v}");
+    }
+    // Unsupported upload format in multipart.
+    let boundary = "XyZ";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"evil.exe\"\r\n\r\nMZ\r\n--{boundary}--\r\n"
+    );
+    let req = Request::post("/collections/kb/documents")
+        .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+        .body(Body::from(body))
+        .unwrap();
+    let (st, v) = raw(&s, req).await;
+    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "unsupported_format"));
+    // Stored data is intact after all of it.
+    let (_, v) = call(&s, "GET", "/collections/kb", None, None).await;
+    assert_eq!(v["documents"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_gate_every_route() {
+    let s = server(true, |_| {});
+    // Health and the page are open; everything else needs a key.
+    assert_eq!(call(&s, "GET", "/health", None, None).await.0, StatusCode::OK);
+    let (st, page) = call(&s, "GET", "/", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("<title>Sousuo"));
+    for (m, uri) in [
+        ("GET", "/collections"),
+        ("GET", "/collections/kb/search?q=x"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/keys"),
+        ("GET", "/tasks/1"),
+    ] {
+        let (st, v) = call(&s, m, uri, None, None).await;
+        assert_eq!((st, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_api_key"), "{uri}");
+        let (st, _) = call(&s, m, uri, Some("wrong-key"), None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    with_docs(&s, Some(MASTER)).await;
+    let (st, _) = call(&s, "POST", "/collections", Some(MASTER), Some(json!({"name": "secret"}))).await;
+    assert_eq!(st, StatusCode::CREATED);
+
+    let (st, k) = call(
+        &s,
+        "POST",
+        "/keys",
+        Some(MASTER),
+        Some(json!({"name": "reader", "actions": ["search"], "collections": ["kb"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{k}");
+    let reader = k["key"].as_str().unwrap().to_string();
+    let uid = k["uid"].as_str().unwrap().to_string();
+    // Stored hashed: the secret is not in the key file.
+    let file = std::fs::read_to_string(s.dir.path().join("data/keys.json")).unwrap();
+    assert!(!file.contains(&reader) && file.contains(&uid));
+
+    let (st, _) = call(&s, "GET", "/collections/kb/search?q=graph", Some(&reader), None).await;
+    assert_eq!(st, StatusCode::OK);
+    // Listing shows only its collections.
+    let (_, v) = call(&s, "GET", "/collections", Some(&reader), None).await;
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    // Another collection: 403 without saying whether it exists; same for a missing one.
+    let (st1, v1) = call(&s, "GET", "/collections/secret/search?q=x", Some(&reader), None).await;
+    let (st2, v2) = call(&s, "GET", "/collections/ghost/search?q=x", Some(&reader), None).await;
+    assert_eq!((st1, st2), (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN));
+    assert_eq!(
+        v1["error"]["message"].as_str().unwrap().replace("secret", "ghost"),
+        v2["error"]["message"].as_str().unwrap()
+    );
+    // Actions it lacks: 403.
+    for (m, uri, body) in [
+        ("POST", "/collections/kb/ask", Some(json!({"q": "x"}))),
+        ("POST", "/collections/kb/documents", Some(json!([{"id": "n", "text": "t"}]))),
+        ("DELETE", "/collections/kb/documents/bm25", None),
+        ("DELETE", "/collections/kb", None),
+        ("POST", "/collections", Some(json!({"name": "kb2"}))),
+        ("GET", "/keys", None),
+        ("GET", "/metrics", None),
+    ] {
+        let (st, v) = call(&s, m, uri, Some(&reader), body).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{m} {uri}: {v}");
+    }
+    // A task of another collection is invisible.
+    let (st, t) = call(
+        &s,
+        "POST",
+        "/collections/secret/documents",
+        Some(MASTER),
+        Some(json!([{"id": "s", "text": "classified"}])),
+    )
+    .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let (st, _) = call(&s, "GET", &format!("/tasks/{}", t["id"]), Some(&reader), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // Expired keys are refused; deleted keys too.
+    let (_, k2) = call(
+        &s,
+        "POST",
+        "/keys",
+        Some(MASTER),
+        Some(json!({"actions": ["*"], "collections": ["*"], "expires_at": now() + 1})),
+    )
+    .await;
+    let short = k2["key"].as_str().unwrap().to_string();
+    assert_eq!(call(&s, "GET", "/collections", Some(&short), None).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (st, v) = call(&s, "GET", "/collections", Some(&short), None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(v["error"]["message"].as_str().unwrap().contains("expired"));
+    let (st, v) = call(&s, "GET", "/keys", Some(MASTER), None).await;
+    assert_eq!((st, v.as_array().unwrap().len()), (StatusCode::OK, 2));
+    assert!(v[0].get("hash").is_none() && v[0].get("key").is_none());
+    assert_eq!(call(&s, "DELETE", &format!("/keys/{uid}"), Some(MASTER), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&s, "GET", "/collections/kb/search?q=x", Some(&reader), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&s, "DELETE", &format!("/keys/{uid}"), Some(MASTER), None).await.0, StatusCode::NOT_FOUND);
+    // Bad key requests.
+    let (st, _) = call(&s, "POST", "/keys", Some(MASTER), Some(json!({"actions": [], "collections": ["kb"]}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) =
+        call(&s, "POST", "/keys", Some(MASTER), Some(json!({"actions": ["fly"], "collections": ["kb"]}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_sheds_load_with_503() {
+    // No CPU slot and no queue: every CPU request is shed at once, with Retry-After.
+    let s = server(false, |c| {
+        c.cpu_workers = 0;
+        c.cpu_queue = 0;
+    });
+    let res =
+        s.app.clone().oneshot(Request::get("/collections/kb/search?q=x").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().get(header::RETRY_AFTER).is_some());
+    // Health still answers.
+    assert_eq!(call(&s, "GET", "/health", None, None).await.0, StatusCode::OK);
+}
+
+#[test]
+fn refuses_open_non_loopback_binds() {
+    let any: std::net::SocketAddr = "0.0.0.0:7700".parse().unwrap();
+    let err = sousuo_web::check_bind(any, false, false).unwrap_err().to_string();
+    assert!(err.contains("--master-key") && err.contains("--insecure-no-auth"), "{err}");
+    assert!(sousuo_web::check_bind(any, true, false).is_ok());
+    assert!(sousuo_web::check_bind(any, false, true).is_ok());
+    assert!(sousuo_web::check_bind("127.0.0.1:7700".parse().unwrap(), false, false).is_ok());
+}
