@@ -377,7 +377,7 @@ impl Tasks {
     }
 
     fn active_for(&self, collection: &str) -> bool {
-        self.map.lock().map_or(false, |m| {
+        self.map.lock().is_ok_and(|m| {
             m.values().any(|t| {
                 t.view.collection == collection
                     && matches!(t.view.status, TaskStatus::Enqueued | TaskStatus::Processing)

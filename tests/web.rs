@@ -1,0 +1,411 @@
+//! The real binary serving on loopback: uploads through the API, tasks, search, SSE answers,
+//! the OpenAI-compatible endpoint, 20 concurrent clients while documents are added, and the
+//! page in headless Chromium (fantoccini + chromedriver).
+
+use serde_json::{json, Value};
+use sousuo_encoder::models::default_cache_root;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sousuo")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A Sousuo home whose models are the shared cache's (no second download).
+fn home() -> tempfile::TempDir {
+    let h = tempfile::tempdir().unwrap();
+    let env_home = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
+    let cache = default_cache_root(env_home.as_deref(), dirs::cache_dir().as_deref()).expect("a cache directory");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::os::unix::fs::symlink(&cache, h.path().join("models")).unwrap();
+    h
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    home: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sousuo(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin()).arg("--home").arg(home).args(args).output().unwrap()
+}
+
+/// Starts `sousuo serve` (fetching models first if the cache lacks them) and waits for /health.
+async fn start(extra: &[&str]) -> Server {
+    let home = home();
+    let out = sousuo(home.path(), &["models", "fetch"]);
+    assert!(out.status.success(), "models fetch: {}", String::from_utf8_lossy(&out.stderr));
+    let port = free_port();
+    let child = Command::new(bin())
+        .arg("--home")
+        .arg(home.path())
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let s = Server { child, base, home };
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Ok(r) = http.get(format!("{}/health", s.base)).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the server did not come up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s
+}
+
+async fn wait_task(http: &reqwest::Client, base: &str, task: &Value) -> Value {
+    let id = task["id"].as_u64().unwrap_or_else(|| panic!("not a task: {task}"));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let t: Value = http.get(format!("{base}/tasks/{id}")).send().await.unwrap().json().await.unwrap();
+        if t["status"] == "succeeded" || t["status"] == "failed" {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "task {id} did not finish: {t}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn upload_files(http: &reqwest::Client, base: &str, collection: &str, files: &[(&str, String)]) -> Value {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, text) in files {
+        form = form.part("file", reqwest::multipart::Part::text(text.clone()).file_name(name.to_string()));
+    }
+    let r = http.post(format!("{base}/collections/{collection}/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let task: Value = r.json().await.unwrap();
+    wait_task(http, base, &task).await
+}
+
+/// SSE frames of a body: (event, data).
+fn frames(body: &str) -> Vec<(String, String)> {
+    body.split("\n\n")
+        .filter_map(|f| {
+            let mut ev = "message".to_string();
+            let mut data = String::new();
+            for line in f.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    ev = e.trim().to_string();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim());
+                }
+            }
+            (!data.is_empty()).then_some((ev, data))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_search_ask_stream_and_openai() {
+    let s = start(&[]).await;
+    let http = reqwest::Client::new();
+    let base = &s.base;
+    let files = [
+        ("hnsw.md", std::fs::read_to_string(repo().join("corpora/sample/en/hnsw.md")).unwrap()),
+        ("bm25.md", std::fs::read_to_string(repo().join("corpora/sample/en/bm25.md")).unwrap()),
+        ("notes.txt", "Sousuo keeps its uploads beside each collection.\n".to_string()),
+    ];
+    let t = upload_files(&http, base, "e2e", &files).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["documents_indexed"], 3, "{t}");
+
+    let r: Value = http
+        .get(format!("{base}/collections/e2e/search"))
+        .query(&[("q", "approximate nearest neighbour graph")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["hits"][0]["doc_id"], "hnsw.md", "{r}");
+
+    // Ask with Server-Sent Events: sources, at least one token, done.
+    let body = http
+        .post(format!("{base}/collections/e2e/ask"))
+        .header("accept", "text/event-stream")
+        .json(&json!({"q": "How does HNSW search for nearest neighbours?"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let f = frames(&body);
+    let names: Vec<&str> = f.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names.first(), Some(&"sources"), "{names:?}");
+    assert!(names.iter().filter(|n| **n == "token").count() >= 1, "{names:?}");
+    assert_eq!(names.last(), Some(&"done"), "{names:?}");
+    let done: Value = serde_json::from_str(&f.last().unwrap().1).unwrap();
+    assert_ne!(done["kind"], "insufficient_evidence", "{done}");
+    assert!(done["sentences"].as_array().unwrap().iter().any(|s| !s["citations"].as_array().unwrap().is_empty()));
+
+    // OpenAI-compatible, not streamed: the official request shape.
+    let req = json!({
+        "model": "e2e",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What does the BM25 parameter b control?"}
+        ]
+    });
+    let r: Value =
+        http.post(format!("{base}/v1/chat/completions")).json(&req).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["object"], "chat.completion", "{r}");
+    let content = r["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.contains("[1]") && content.contains("Sources:"), "{content}");
+    assert!(r["sousuo"]["sources"][0]["uri"].as_str().is_some());
+    // Streamed.
+    let mut req = req;
+    req["stream"] = json!(true);
+    let body = http.post(format!("{base}/v1/chat/completions")).json(&req).send().await.unwrap().text().await.unwrap();
+    let f = frames(&body);
+    assert_eq!(f.last().unwrap().1, "[DONE]");
+    let mut text = String::new();
+    for (_, d) in &f[..f.len() - 1] {
+        let v: Value = serde_json::from_str(d).unwrap();
+        assert_eq!(v["object"], "chat.completion.chunk");
+        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(c);
+        }
+    }
+    assert!(text.contains("Sources:") && text.contains("bm25.md"), "{text}");
+    // Graceful shutdown commits and leaves a collection the CLI can open.
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut s = s;
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let out = sousuo(s.home.path(), &["stats", "--collection", "e2e", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["documents"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_clients_search_while_documents_are_added() {
+    let s = start(&["--no-answers"]).await;
+    let base = s.base.clone();
+    let http = reqwest::Client::new();
+    let seed =
+        upload_files(&http, &base, "load", &[("seed.md", "# Seed\n\nThe first document of the load test.".into())])
+            .await;
+    assert_eq!(seed["status"], "succeeded");
+    let secs: u64 = std::env::var("SOUSUO_LOAD_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut clients = Vec::new();
+    for c in 0..20 {
+        let (http, base) = (http.clone(), base.clone());
+        clients.push(tokio::spawn(async move {
+            let queries = ["load test document", "graph search", "batch seven", "zqx token", "第一"];
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            let mut i = c;
+            while Instant::now() < until {
+                let q = queries[i % queries.len()];
+                i += 1;
+                let st = match http.get(format!("{base}/collections/load/search")).query(&[("q", q)]).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 599,
+                };
+                *statuses.entry(st).or_default() += 1;
+            }
+            statuses
+        }));
+    }
+    // Meanwhile, documents arrive in batches.
+    let mut added = Vec::new();
+    let mut tasks = Vec::new();
+    let mut batch = 0;
+    while Instant::now() + Duration::from_secs(2) < until {
+        let docs: Vec<Value> = (0..10)
+            .map(|j| {
+                let id = format!("doc-{batch}-{j}");
+                added.push(id.clone());
+                json!({"id": id, "title": format!("Load document {batch}.{j}"),
+                       "text": format!("Load test document {batch} {j} carries the unique token zqx{batch}x{j}.")})
+            })
+            .collect();
+        let r = http.post(format!("{base}/collections/load/documents")).json(&docs).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        tasks.push(r.json::<Value>().await.unwrap());
+        batch += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut total = std::collections::BTreeMap::<u16, usize>::new();
+    for c in clients {
+        for (k, v) in c.await.unwrap() {
+            *total.entry(k).or_default() += v;
+        }
+    }
+    eprintln!("statuses over {secs} s: {total:?}");
+    assert!(total.keys().all(|&k| k == 200 || k == 503), "unexpected statuses: {total:?}");
+    assert!(total.get(&200).copied().unwrap_or(0) > 20, "too few searches succeeded: {total:?}");
+    for t in &tasks {
+        let t = wait_task(&http, &base, t).await;
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+    assert!(!added.is_empty());
+    for id in &added {
+        let (b, j) = id.trim_start_matches("doc-").split_once('-').unwrap();
+        let r: Value = http
+            .get(format!("{base}/collections/load/search"))
+            .query(&[("q", format!("zqx{b}x{j}").as_str()), ("mode", "keyword")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["hits"][0]["doc_id"], id.as_str(), "{id} is not searchable: {r}");
+    }
+}
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_in_headless_chromium() {
+    use fantoccini::{ClientBuilder, Locator};
+    assert!(
+        Path::new(CHROMEDRIVER).exists(),
+        "the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver \
+         (.ci/run installs them)"
+    );
+    let s = start(&[]).await;
+    // The sample corpus, as the demo serves it.
+    let out =
+        sousuo(s.home.path(), &["index", repo().join("corpora/sample").to_str().unwrap(), "--collection", "demo"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let port = free_port();
+    let mut driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web");
+    std::fs::create_dir_all(&shots).unwrap();
+    let result = async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100"]}),
+        );
+        let mut client = None;
+        for _ in 0..50 {
+            match ClientBuilder::rustls().unwrap().capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+                Ok(c) => {
+                    client = Some(c);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        let c = client.expect("chromedriver did not start");
+        c.goto(&format!("{}/", s.base)).await.unwrap();
+        // The collection picker fills in.
+        wait_js(&c, "return document.querySelector('#collection').value === 'demo'", 30).await;
+        // Type a question, press Enter (the `/` shortcut focuses the box).
+        c.find(Locator::Css("body")).await.unwrap().send_keys("/").await.unwrap();
+        let q = c.find(Locator::Css("#q")).await.unwrap();
+        q.send_keys("How does HNSW search for nearest neighbours?\u{E007}").await.unwrap();
+        wait_js(&c, "return document.querySelectorAll('#results .card').length > 0", 60).await;
+        // The answer streams, then is replaced by the checked answer with citation links.
+        wait_js(&c, "const k = document.querySelector('#answer-kind').textContent; return k !== '' && k !== 'writing…'", 300).await;
+        let kind: String = c.execute("return document.querySelector('#answer-kind').textContent", vec![]).await.unwrap().as_str().unwrap().into();
+        assert!(kind.contains("checked") || kind.contains("quoted"), "answer kind: {kind}");
+        let cite = c.find(Locator::Css("#answer a.cite")).await.unwrap();
+        cite.click().await.unwrap();
+        wait_js(&c, "return document.querySelectorAll('.card.flash').length === 1", 10).await;
+        let in_view = c
+            .execute(
+                "const r = document.querySelector('.card.flash').getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight + 5",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(in_view, json!(true), "the cited card is scrolled into view");
+        c.screenshot().await.map(|png| std::fs::write(shots.join("answer.png"), png).unwrap()).unwrap();
+
+        // Upload a file (with an XSS payload) and see it searchable, as text.
+        // A plain-text file keeps its markup as text (HTML and Markdown parsers drop tags).
+        let file = shots.join("upload-xss.txt");
+        std::fs::write(
+            &file,
+            "Quokka <img src=x onerror=\"window.__xss=1\">\n\nThe quokka zebrafinch note: <script>window.__xss=2</script> \
+             <img src=y onerror=\"window.__xss=3\"> ends here.\n",
+        )
+        .unwrap();
+        let input = c.find(Locator::Css("#file")).await.unwrap();
+        input.send_keys(file.to_str().unwrap()).await.unwrap();
+        wait_js(&c, "return document.querySelector('#task').dataset.status === 'succeeded'", 120).await;
+        let q = c.find(Locator::Css("#q")).await.unwrap();
+        q.clear().await.unwrap();
+        q.send_keys("quokka zebrafinch\u{E007}").await.unwrap();
+        wait_js(
+            &c,
+            "return [...document.querySelectorAll('#results .card')].some(e => e.dataset.doc === 'upload-xss.txt')",
+            60,
+        )
+        .await;
+        let xss = c.execute("return window.__xss === undefined", vec![]).await.unwrap();
+        assert_eq!(xss, json!(true), "document markup ran in the page");
+        let text: String = c
+            .execute("return document.querySelector('#results .card[data-doc=\"upload-xss.txt\"]').textContent", vec![])
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .into();
+        assert!(text.contains("<img") || text.contains("<script>"), "markup shows as text: {text}");
+        c.screenshot().await.map(|png| std::fs::write(shots.join("upload.png"), png).unwrap()).unwrap();
+        c.close().await.unwrap();
+    }
+    .await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+    result
+}
+
+async fn wait_js(c: &fantoccini::Client, script: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Ok(v) = c.execute(script, vec![]).await {
+            if v == json!(true) {
+                return;
+            }
+        }
+        if Instant::now() > deadline {
+            let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web/timeout.png");
+            if let Ok(png) = c.screenshot().await {
+                let _ = std::fs::write(&shot, png);
+            }
+            panic!("timed out waiting for: {script} (screenshot at {})", shot.display());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
