@@ -105,3 +105,41 @@ fn index_search_stats_and_delete_through_the_binary() {
     assert_eq!(l[0]["name"], "mini");
     assert_eq!(l[0]["documents"], 1);
 }
+
+/// The README's main job, answered from the command line: `demo --no-serve` indexes the sample
+/// corpus, then `ask` answers a documented question with a valid citation and an uncovered one
+/// with `insufficient_evidence`.
+#[test]
+fn demo_corpus_answers_with_citations_and_abstains() {
+    let h = home();
+    let out = sousuo(
+        h.path(),
+        &["demo", "--no-serve", "--corpus", concat!(env!("CARGO_MANIFEST_DIR"), "/corpora/sample")],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("demo collection: 24 documents"), "{}", text(&out.stdout));
+    let ask = |q: &str| -> serde_json::Value {
+        let out = sousuo(h.path(), &["ask", q, "--collection", "demo", "--json"], None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let a = ask("What is retrieval-augmented generation?");
+    assert_ne!(a["kind"], "insufficient_evidence", "{a}");
+    let n = a["sources"].as_array().unwrap().len() as u64;
+    let cites: Vec<u64> = a["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["citations"].as_array().unwrap().clone())
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert!(!cites.is_empty() && cites.iter().all(|&c| c >= 1 && c <= n), "{a}");
+    let b = ask("Who won the football world cup in 1998?");
+    assert_eq!(b["kind"], "insufficient_evidence", "{b}");
+    // Streaming mode prints the numbered sources.
+    let out = sousuo(h.path(), &["ask", "What does Q8_0 quantization store?", "--collection", "demo"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("Sources:") && s.contains("[1] "), "{s}");
+}

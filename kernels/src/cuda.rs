@@ -15,7 +15,7 @@ pub const TOPK_SOURCE: &str = include_str!("../cuda/topk.cu");
 /// Checks that the CUDA driver and NVRTC can be loaded and that GPU `ordinal` exists.
 pub fn probe(ordinal: usize) -> Result<()> {
     libraries_present()?;
-    let count = std::panic::catch_unwind(|| CudaContext::device_count())
+    let count = std::panic::catch_unwind(CudaContext::device_count)
         .map_err(|_| Error::CudaUnavailable("the CUDA driver could not be initialised".into()))?
         .map_err(|e| Error::CudaUnavailable(format!("the CUDA driver reports no devices: {e}")))?;
     if ordinal as i32 >= count {

@@ -21,7 +21,7 @@ use unicode_segmentation::UnicodeSegmentation;
 pub const SUPPORT_THRESHOLD: f32 = 0.58;
 /// Below this best query-passage cosine, the collection is taken not to cover the question
 /// (calibrated on corpora/sample/questions.jsonl).
-pub const EVIDENCE_FLOOR: f32 = 0.40;
+pub const EVIDENCE_FLOOR: f32 = 0.46;
 /// At or above this, retrieval is strong enough to answer by quoting when generation fails.
 pub const STRONG_EVIDENCE: f32 = 0.50;
 /// Turns of history kept for rewriting follow-up questions.
@@ -177,7 +177,9 @@ pub struct Answer {
     /// The query retrieval ran (the question, or its standalone rewrite in a conversation).
     pub query: String,
     pub kind: AnswerKind,
-    /// The answer as shown: sentences with their citation markers.
+    /// The answer's text: its supported sentences (all of them when extractive) with their
+    /// citation markers. Unsupported generated sentences are left out here and kept, flagged,
+    /// in `sentences`.
     pub text: String,
     pub sentences: Vec<Sentence>,
     pub sources: Vec<Source>,
@@ -296,7 +298,10 @@ pub fn answer(
         Some(v) if v.accepted() => {
             out.kind = AnswerKind::Generated;
             out.reason = format!("{} of {} sentences supported by their sources", v.supported(), v.sentences.len());
-            out.text = render(&v.sentences);
+            // The text says only what the sources support; `sentences` keeps every generated
+            // sentence with its flag, for display with a mark.
+            let supported: Vec<Sentence> = v.sentences.iter().filter(|s| s.supported).cloned().collect();
+            out.text = render(&supported);
             out.sentences = v.sentences;
             out.invalid_citations = v.invalid;
         }

@@ -162,6 +162,15 @@ async fn collections_documents_search_and_ask() {
     let (st, v) = call(&s, "DELETE", "/collections/kb/documents/hnsw", None, None).await;
     assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "document_not_found"));
 
+    // The OpenAI-compatible endpoint (no decoder here: a quoted, cited answer) and model list.
+    let req = json!({"model": "kb", "messages": [{"role": "user", "content": "What does BM25 rank documents by?"}]});
+    let (st, v) = call(&s, "POST", "/v1/chat/completions", None, Some(req)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("[1]"), "{v}");
+    let (st, v) = call(&s, "GET", "/v1/models", None, None).await;
+    assert_eq!((st, v["data"][0]["id"].as_str()), (StatusCode::OK, Some("kb")));
+
     let (st, v) = call(&s, "GET", "/openapi.json", None, None).await;
     assert_eq!(st, StatusCode::OK);
     assert!(v["paths"]["/collections/{name}/ask"].is_object(), "{}", v["paths"]);
