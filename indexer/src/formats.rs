@@ -371,6 +371,11 @@ fn json_document(
         .filter(|(k, v)| !skip.contains(&Some(k.as_str())) && (v.is_string() || v.is_number() || v.is_boolean()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // A document may name where it lives (shown with search hits and answer sources).
+    let source = ["url", "uri", "source"]
+        .iter()
+        .find_map(|k| map.get(*k).and_then(|v| v.as_str()).filter(|s| !s.trim().is_empty()))
+        .unwrap_or(source);
     Ok(Document {
         id,
         title,
@@ -383,6 +388,22 @@ fn json_document(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_documents_may_name_their_url() {
+        let f = JsonFields::default();
+        let d = json_document(
+            serde_json::json!({"id": "1", "text": "t", "url": "https://example.org/a"}),
+            "x",
+            "f.jsonl#L1",
+            &f,
+        )
+        .unwrap();
+        assert_eq!(d.source, "https://example.org/a");
+        assert_eq!(d.metadata.get("url").and_then(|v| v.as_str()), Some("https://example.org/a"));
+        let d = json_document(serde_json::json!({"id": "1", "text": "t"}), "x", "f.jsonl#L1", &f).unwrap();
+        assert_eq!(d.source, "f.jsonl#L1");
+    }
 
     fn one(format: Format, text: &str) -> Document {
         let mut p = parse(format, text.as_bytes(), "dir/file.x", "/tmp/dir/file.x", &JsonFields::default()).unwrap();
