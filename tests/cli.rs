@@ -118,7 +118,7 @@ fn demo_corpus_answers_with_citations_and_abstains() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("demo collection: 24 documents"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("demo collection: 30 documents"), "{}", text(&out.stdout));
     let ask = |q: &str| -> serde_json::Value {
         let out = sousuo(h.path(), &["ask", q, "--collection", "demo", "--json"], None);
         assert!(out.status.success(), "{}", text(&out.stderr));
