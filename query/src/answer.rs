@@ -474,9 +474,17 @@ Reply with the query only.",
         let g = d.generate(prompt, &GenerateOptions { max_tokens: 32, ..Default::default() }, |_| true)?;
         let q = g.text.lines().next().unwrap_or("").trim().trim_matches('"').trim().to_string();
         let words = q.split_whitespace().count();
+        // A usable rewrite is short, is not an answer (no citations, no lead-in), and keeps at
+        // least one term of the conversation's questions.
+        let asked: std::collections::HashSet<String> =
+            terms(question).into_iter().chain(terms(&last.question)).collect();
+        let on_topic = terms(&q).iter().any(|t| asked.contains(t));
         if words > 0
             && words <= question.split_whitespace().count() * 3 + 12
             && g.stop != crate::decoder::StopReason::MaxTokens
+            && !q.contains('[')
+            && !q.ends_with(':')
+            && on_topic
         {
             return Ok(q);
         }
@@ -621,7 +629,9 @@ fn verify(encoder: &Encoder, text: &str, passages: &[Passage], threshold: f32) -
             combine(cos, lexical_overlap(&t, &p.source.passage))
         };
         // Too short to check ("Yes.", "HACKED") or an echoed instruction: never supported.
+        // A lead-in ("The answer is:") says nothing to check either.
         let checkable = (t.split_whitespace().count() >= 3 || t.chars().filter(|c| !c.is_ascii()).count() >= 6)
+            && !t.trim_end().ends_with(':')
             && !looks_like_instruction(&t);
         let (support, citations, added) = if cites.is_empty() {
             let best = (1..=passages.len()).map(|n| (n, best_in(n))).max_by(|a, b| a.1.total_cmp(&b.1));
@@ -689,7 +699,9 @@ pub fn lexical_overlap(sentence: &str, passage: &str) -> f32 {
         return 0.0;
     }
     let p: std::collections::HashSet<String> = terms(passage).into_iter().collect();
-    s.iter().filter(|t| p.contains(*t)).count() as f32 / s.len() as f32
+    // At least four terms in the denominator: "The answer is" (one term, found everywhere)
+    // must not count as fully supported.
+    s.iter().filter(|t| p.contains(*t)).count() as f32 / s.len().max(4) as f32
 }
 
 /// The support of a sentence by a passage: the mean of its best cosine against the passage's
