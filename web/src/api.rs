@@ -675,16 +675,35 @@ impl AskRequest {
         }
         let mut p =
             AnswerParams { search, history: self.history.clone(), wait_for_decoder: false, ..AnswerParams::default() };
-        if let Some(m) = self.max_tokens {
-            p.generate.max_tokens = m.clamp(1, 1024);
-        }
-        p.generate.temperature = self.temperature;
-        p.generate.top_p = self.top_p;
-        if let Some(s) = self.seed {
-            p.generate.seed = s;
-        }
+        sampling(&mut p, self.max_tokens, self.temperature, self.top_p, self.seed)?;
         Ok(p)
     }
+}
+
+/// Applies a request's generation options (shared by `ask` and the OpenAI endpoint): at most
+/// 1,024 new tokens, temperature 0 (greedy) to 5, top-p in (0, 1].
+pub fn sampling(
+    p: &mut AnswerParams,
+    max_tokens: Option<usize>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    seed: Option<u64>,
+) -> ApiResult<()> {
+    if let Some(m) = max_tokens {
+        p.generate.max_tokens = m.clamp(1, 1024);
+    }
+    if temperature.is_some_and(|t| !(0.0..=5.0).contains(&t)) {
+        return Err(ApiError::bad_request("bad_parameter", "temperature is between 0 and 5"));
+    }
+    if top_p.is_some_and(|t| !(t > 0.0 && t <= 1.0)) {
+        return Err(ApiError::bad_request("bad_parameter", "top_p is above 0 and at most 1"));
+    }
+    p.generate.temperature = temperature;
+    p.generate.top_p = top_p;
+    if let Some(s) = seed {
+        p.generate.seed = s;
+    }
+    Ok(())
 }
 
 /// Streamed answer events for the SSE and OpenAI streams.

@@ -117,14 +117,7 @@ pub async fn chat_completions(
         wait_for_decoder: false,
         ..AnswerParams::default()
     };
-    if let Some(m) = req.max_completion_tokens.or(req.max_tokens) {
-        p.generate.max_tokens = m.clamp(1, 1024);
-    }
-    p.generate.temperature = req.temperature;
-    p.generate.top_p = req.top_p;
-    if let Some(seed) = req.seed {
-        p.generate.seed = seed;
-    }
+    crate::api::sampling(&mut p, req.max_completion_tokens.or(req.max_tokens), req.temperature, req.top_p, req.seed)?;
     let mut rx = start_answer(&state, req.model.clone(), question, p)?;
     let id = format!("chatcmpl-{}", now_secs());
     let created = now_secs();

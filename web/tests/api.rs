@@ -211,6 +211,14 @@ async fn bad_requests_get_clear_4xx() {
         ("POST", "/collections/kb/search", Some("[1,2"), StatusCode::BAD_REQUEST, "bad_json"),
         ("POST", "/collections/kb/ask", Some(r#"{"q": "   "}"#), StatusCode::BAD_REQUEST, "empty_query"),
         ("POST", "/collections/kb/ask", Some(r#"{"question": 5}"#), StatusCode::BAD_REQUEST, "bad_json"),
+        (
+            "POST",
+            "/collections/kb/ask",
+            Some(r#"{"q": "x", "temperature": -1}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+        ),
+        ("POST", "/collections/kb/ask", Some(r#"{"q": "x", "top_p": 0}"#), StatusCode::BAD_REQUEST, "bad_parameter"),
         ("POST", "/collections/kb/documents", Some("[]"), StatusCode::BAD_REQUEST, "no_documents"),
         (
             "POST",
