@@ -242,7 +242,7 @@ pub fn answer(
     timings.retrieval_ms = ms(t);
     let t = Instant::now();
     let qv = encoder.encode(&[&query])?.row(0).to_vec();
-    let passages = select_passages(encoder, decoder, &qv, &results.hits, p)?;
+    let passages = select_passages(collection, encoder, decoder, &qv, &results.hits, p)?;
     let evidence = passages.iter().map(|x| x.source.relevance).fold(0.0f32, f32::max);
     let sources: Vec<Source> = passages.iter().map(|x| x.source.clone()).collect();
     timings.prompt_ms = ms(t);
@@ -360,6 +360,7 @@ pub fn sentences(text: &str) -> Vec<String> {
 /// The hits' passages, each trimmed to its best sentences when long, until the context budget
 /// is spent. Every passage's sentences are embedded once here for verification.
 fn select_passages(
+    collection: &Collection,
     encoder: &Encoder,
     decoder: Option<&Decoder>,
     qv: &[f32],
@@ -406,8 +407,12 @@ fn select_passages(
         }
         budget = budget.saturating_sub(used);
         let text = kept.iter().map(|&i| sents[i].as_str()).collect::<Vec<_>>().join(" ");
-        let relevance =
-            kept.iter().map(|&i| scores[i]).fold(f32::MIN, f32::max).max(passage_cosine(encoder, qv, &text)?);
+        // The chunk's stored vector scores the passage as a whole (no second forward pass).
+        let whole = match collection.store().get_vector(hit.chunk_key)? {
+            Some(v) if v.len() == qv.len() => dot(&v, qv),
+            _ => f32::MIN,
+        };
+        let relevance = kept.iter().map(|&i| scores[i]).fold(f32::MIN, f32::max).max(whole);
         out.push(Passage {
             source: Source {
                 n: out.len() + 1,
@@ -426,10 +431,6 @@ fn select_passages(
         });
     }
     Ok(out)
-}
-
-fn passage_cosine(encoder: &Encoder, qv: &[f32], text: &str) -> Result<f32> {
-    Ok(dot(encoder.encode(&[text])?.row(0), qv))
 }
 
 /// The chat: instructions as the system turn, the sources quoted as data, then the question.

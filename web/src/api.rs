@@ -360,7 +360,7 @@ async fn add_documents(
         vec![("documents.jsonl".to_string(), documents_to_ndjson(&body, &ct)?)]
     };
     let s = state.clone();
-    let (task, _) = state
+    let task = state
         .blocking(move || {
             // Create the collection on first upload when the key may.
             if s.collection(&name).is_err() {
@@ -377,7 +377,7 @@ async fn add_documents(
                 let p = dir.join(fname);
                 std::fs::write(&p, data).map_err(|e| ApiError::internal(format!("{}: {e}", p.display())))?;
             }
-            Ok((s.enqueue_index(&name, dir, n)?, ()))
+            s.enqueue_index(&name, dir, n)
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(task)))

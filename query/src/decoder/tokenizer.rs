@@ -148,25 +148,30 @@ pub fn defuse_specials(text: &str) -> String {
 }
 
 /// Turns a stream of token ids into text pieces, emitting only complete UTF-8 (a multi-byte
-/// character can span tokens).
+/// character can span tokens). Each step decodes only the tokens since the last emitted piece,
+/// so streaming stays linear in the answer's length.
 pub struct TokenStream<'a> {
     tokenizer: &'a DecoderTokenizer,
     ids: Vec<u32>,
-    emitted: usize,
+    /// Start of the window whose text was emitted last, and where the unemitted tokens begin.
+    prev: usize,
+    current: usize,
 }
 
 impl<'a> TokenStream<'a> {
     pub fn new(tokenizer: &'a DecoderTokenizer) -> Self {
-        TokenStream { tokenizer, ids: Vec::new(), emitted: 0 }
+        TokenStream { tokenizer, ids: Vec::new(), prev: 0, current: 0 }
     }
 
     /// Adds a token; returns the new text it completes, if any.
     pub fn push(&mut self, id: u32) -> Result<Option<String>> {
+        let before = self.tokenizer.decode(&self.ids[self.prev..self.current])?;
         self.ids.push(id);
-        let text = self.tokenizer.decode(&self.ids)?;
-        if text.len() > self.emitted && !text.ends_with('\u{fffd}') && text.is_char_boundary(self.emitted) {
-            let piece = text[self.emitted..].to_string();
-            self.emitted = text.len();
+        let text = self.tokenizer.decode(&self.ids[self.prev..])?;
+        if text.len() > before.len() && !text.ends_with('\u{fffd}') && text.is_char_boundary(before.len()) {
+            let piece = text[before.len()..].to_string();
+            self.prev = self.current;
+            self.current = self.ids.len();
             return Ok(Some(piece));
         }
         Ok(None)
