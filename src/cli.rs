@@ -371,6 +371,11 @@ pub struct BenchEncodeArgs {
     /// Texts handed to the encoder per call, as an indexer would.
     #[arg(long, default_value_t = 512)]
     pub chunk: usize,
+    /// Variants to measure, in order (ratios are against the first): naive (candle, fixed
+    /// batches of 32), candle (candle, token-budget batches), fp32 (Sousuo's forward pass,
+    /// whole sequences per thread), fp32-matmul (each product split across threads).
+    #[arg(long, value_delimiter = ',', default_value = "candle,fp32")]
+    pub variants: Vec<String>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -15,8 +15,12 @@ mod device;
 mod error;
 mod model_dir;
 pub mod models;
+mod native;
+pub mod weights;
 mod worker;
 
+pub use bert::Backend;
+pub use native::Parallelism;
 pub use batch::{plan_batches, Batching, PlannedBatch};
 pub use device::Device;
 pub use error::{Error, Result};

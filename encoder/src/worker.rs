@@ -1,7 +1,8 @@
 //! The encoder handle and the worker thread that owns the model.
 
 use crate::batch::{plan_batches, Batching};
-use crate::bert::Bert;
+use crate::bert::{Backend, Model};
+use crate::native::Parallelism;
 use crate::model_dir::ModelDir;
 use crate::{Device, Error, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -19,11 +20,25 @@ pub struct EncoderOptions {
     /// How many waiting tokens the worker gathers from several callers into one planning round.
     pub gather_tokens: usize,
     pub device: Device,
+    /// Which CPU forward pass runs the model.
+    pub backend: Backend,
+    /// Threads of rayon's pool one batch may use (0: all of them).
+    pub threads: usize,
+    /// How the native forward pass spreads a batch over those threads.
+    pub parallelism: Parallelism,
 }
 
 impl Default for EncoderOptions {
     fn default() -> Self {
-        EncoderOptions { batching: Batching::default(), queue_depth: 64, gather_tokens: 65_536, device: Device::Cpu }
+        EncoderOptions {
+            batching: Batching::default(),
+            queue_depth: 64,
+            gather_tokens: 65_536,
+            device: Device::Cpu,
+            backend: Backend::Auto,
+            threads: 0,
+            parallelism: Parallelism::Sequences,
+        }
     }
 }
 
@@ -126,7 +141,8 @@ impl Encoder {
         let tokenizer = model.tokenizer()?;
         let mut counter = tokenizer.clone();
         counter.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let bert = Bert::load(model)?;
+        let threads = if options.threads == 0 { rayon::current_num_threads() } else { options.threads };
+        let bert = Model::load(model, options.backend, threads, options.parallelism)?;
         let dim = bert.dim();
         let (tx, rx) = bounded::<Job>(options.queue_depth.max(1));
         let counters = Arc::new(Counters::default());
@@ -217,7 +233,7 @@ impl Encoder {
     }
 }
 
-fn run_worker(bert: Bert, rx: Receiver<Job>, options: EncoderOptions, counters: &Counters) {
+fn run_worker(bert: Model, rx: Receiver<Job>, options: EncoderOptions, counters: &Counters) {
     while let Ok(first) = rx.recv() {
         let mut tokens: usize = first.seqs.iter().map(Vec::len).sum();
         let mut jobs = vec![first];
@@ -248,7 +264,7 @@ fn run_worker(bert: Bert, rx: Receiver<Job>, options: EncoderOptions, counters: 
 
 /// Runs every sequence of `jobs` through the model in planned batches; returns each job's
 /// rows in its own order.
-fn run_jobs(bert: &Bert, jobs: &[Job], batching: Batching, counters: &Counters) -> Result<Vec<Vec<f32>>> {
+fn run_jobs(bert: &Model, jobs: &[Job], batching: Batching, counters: &Counters) -> Result<Vec<Vec<f32>>> {
     let dim = bert.dim();
     let flat: Vec<(usize, usize)> =
         jobs.iter().enumerate().flat_map(|(j, job)| (0..job.seqs.len()).map(move |s| (j, s))).collect();

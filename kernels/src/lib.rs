@@ -6,6 +6,8 @@
 //! fast variant to its scalar twin.
 
 mod error;
+pub mod matmul;
+pub mod ops;
 pub mod topk;
 
 #[cfg(feature = "cuda")]

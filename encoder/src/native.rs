@@ -1,0 +1,198 @@
+//! Sousuo's own CPU forward pass of a BERT encoder.
+//!
+//! Why not candle's: candle pads every sequence of a batch to the longest and masks, copies
+//! tensors between layouts at each attention, runs the GELU, softmax and LayerNorm as separate
+//! passes, and (0.11) uses only AVX2 matmul kernels. Here the tokens of a batch are packed
+//! (no padding at all: a dense layer is one `[tokens x in] * [in x out]` product), attention
+//! runs per sequence and head on strided views of the packed Q/K/V (no copies), bias + GELU and
+//! bias + residual + LayerNorm are fused (`sousuo_kernels::ops`), and the matmuls use gemm's
+//! AVX-512 kernels where the CPU has them.
+//!
+//! Threads: [`Parallelism::Sequences`] gives each thread whole sequences (no synchronisation
+//! inside the forward pass); [`Parallelism::Matmul`] splits each product across threads.
+//! `docs/performance.md` measures both.
+
+use crate::weights::{BertShape, BertWeights};
+use crate::{Error, Pooling, Result};
+use rayon::prelude::*;
+use sousuo_kernels::matmul::{matmul, MatMut, MatRef};
+use sousuo_kernels::ops;
+
+/// How a batch is spread over threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Parallelism {
+    /// Whole sequences per thread (the default: no barrier per layer).
+    #[default]
+    Sequences,
+    /// Every product split across the threads.
+    Matmul,
+}
+
+impl std::str::FromStr for Parallelism {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sequences" => Ok(Parallelism::Sequences),
+            "matmul" => Ok(Parallelism::Matmul),
+            _ => Err(Error::Model(format!("unknown parallelism {s:?}: use sequences or matmul"))),
+        }
+    }
+}
+
+pub(crate) struct NativeBert {
+    pub(crate) weights: BertWeights,
+    pooling: Pooling,
+    threads: usize,
+    parallelism: Parallelism,
+}
+
+/// The scratch buffers of one forward pass over `tokens` packed tokens.
+struct Scratch {
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    inter: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+impl NativeBert {
+    pub(crate) fn new(weights: BertWeights, pooling: Pooling, threads: usize, parallelism: Parallelism) -> Self {
+        NativeBert { weights, pooling, threads: threads.max(1), parallelism }
+    }
+
+    pub(crate) fn dim(&self) -> usize {
+        self.weights.shape.hidden
+    }
+
+    /// Embeds one batch; returns `seqs.len() * dim` floats, each row L2-normalised.
+    pub(crate) fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        let shape = &self.weights.shape;
+        for s in seqs {
+            if s.len() > shape.max_positions {
+                return Err(Error::Model(format!(
+                    "a sequence of {} tokens is longer than the model's {} positions",
+                    s.len(),
+                    shape.max_positions
+                )));
+            }
+            if let Some(&id) = s.iter().find(|&&id| id as usize >= shape.vocab) {
+                return Err(Error::Model(format!("token id {id} is outside the vocabulary of {}", shape.vocab)));
+            }
+        }
+        let dim = shape.hidden;
+        let mut out = vec![0f32; seqs.len() * dim];
+        if self.threads <= 1 || self.parallelism == Parallelism::Matmul || seqs.len() < 2 {
+            let threads = if self.parallelism == Parallelism::Matmul { self.threads } else { 1 };
+            self.forward_group(seqs, threads, &mut out)?;
+            return Ok(out);
+        }
+        // Split into `threads` runs of consecutive sequences with about equal work (tokens
+        // weighted by length, since attention grows with the square).
+        let cost: Vec<f64> = seqs.iter().map(|s| (s.len() * (s.len() + 4 * dim)) as f64).collect();
+        let total: f64 = cost.iter().sum();
+        let groups = self.threads.min(seqs.len());
+        let mut bounds = vec![0usize];
+        let mut acc = 0.0;
+        for (i, c) in cost.iter().enumerate() {
+            acc += c;
+            if bounds.len() < groups && acc >= total * bounds.len() as f64 / groups as f64 && i + 1 < seqs.len() {
+                bounds.push(i + 1);
+            }
+        }
+        bounds.push(seqs.len());
+        let mut parts: Vec<(&[&[u32]], &mut [f32])> = Vec::with_capacity(groups);
+        let mut rest = out.as_mut_slice();
+        for w in bounds.windows(2) {
+            let (head, tail) = rest.split_at_mut((w[1] - w[0]) * dim);
+            parts.push((&seqs[w[0]..w[1]], head));
+            rest = tail;
+        }
+        parts.into_par_iter().try_for_each(|(group, out)| self.forward_group(group, 1, out))?;
+        Ok(out)
+    }
+
+    fn forward_group(&self, seqs: &[&[u32]], threads: usize, out: &mut [f32]) -> Result<()> {
+        let w = &self.weights;
+        let BertShape { hidden: h, intermediate: inter, heads, eps, .. } = w.shape;
+        let dh = w.shape.head_dim();
+        let tokens: usize = seqs.iter().map(|s| s.len()).sum();
+        if tokens == 0 {
+            return Ok(());
+        }
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut s = Scratch {
+            x: vec![0f32; tokens * h],
+            qkv: vec![0f32; tokens * 3 * h],
+            ctx: vec![0f32; tokens * h],
+            tmp: vec![0f32; tokens * h],
+            inter: vec![0f32; tokens * inter],
+            scores: vec![0f32; longest * longest],
+        };
+        // Embeddings: word + position + token type 0, then LayerNorm.
+        let mut row = 0;
+        for seq in seqs {
+            for (pos, &id) in seq.iter().enumerate() {
+                let dst = &mut s.x[row * h..(row + 1) * h];
+                let (wd, ps, ty) = (id as usize * h, pos * h, 0);
+                for (k, d) in dst.iter_mut().enumerate() {
+                    *d = w.word[wd + k] + w.position[ps + k] + w.token_type[ty + k];
+                }
+                row += 1;
+            }
+        }
+        ops::layer_norm(&mut s.x, h, &w.emb_ln_g, &w.emb_ln_b, eps)?;
+        let scale = 1.0 / (dh as f32).sqrt();
+        for l in &w.layers {
+            linear(&mut s.qkv, &s.x, &l.qkv_w, tokens, h, 3 * h, threads)?;
+            ops::add_bias(&mut s.qkv, &l.qkv_b)?;
+            let mut off = 0;
+            for seq in seqs {
+                let len = seq.len();
+                let block = &s.qkv[off * 3 * h..(off + len) * 3 * h];
+                for hd in 0..heads {
+                    let q = MatRef::new(&block[hd * dh..], len, dh, 3 * h, 1)?;
+                    let k = MatRef::new(&block[h + hd * dh..], len, dh, 3 * h, 1)?;
+                    let v = MatRef::new(&block[2 * h + hd * dh..], len, dh, 3 * h, 1)?;
+                    let scores = &mut s.scores[..len * len];
+                    matmul(MatMut::row_major(scores, len, len)?, q, k.t(), scale, false, threads)?;
+                    ops::softmax(scores, len)?;
+                    let dst = MatMut::new(&mut s.ctx[off * h + hd * dh..], len, dh, h)?;
+                    matmul(dst, MatRef::row_major(scores, len, len)?, v, 1.0, false, threads)?;
+                }
+                off += len;
+            }
+            linear(&mut s.tmp, &s.ctx, &l.out_w, tokens, h, h, threads)?;
+            ops::bias_residual_layer_norm(&mut s.tmp, &s.x, &l.out_b, &l.ln1_g, &l.ln1_b, eps)?;
+            std::mem::swap(&mut s.x, &mut s.tmp);
+            linear(&mut s.inter, &s.x, &l.ff1_w, tokens, h, inter, threads)?;
+            ops::bias_gelu(&mut s.inter, &l.ff1_b)?;
+            linear(&mut s.tmp, &s.inter, &l.ff2_w, tokens, inter, h, threads)?;
+            ops::bias_residual_layer_norm(&mut s.tmp, &s.x, &l.ff2_b, &l.ln2_g, &l.ln2_b, eps)?;
+            std::mem::swap(&mut s.x, &mut s.tmp);
+        }
+        let mut off = 0;
+        for (i, seq) in seqs.iter().enumerate() {
+            let rows = match self.pooling {
+                Pooling::Mean => &s.x[off * h..(off + seq.len()) * h],
+                Pooling::Cls => &s.x[off * h..(off + 1) * h],
+            };
+            ops::mean_pool_l2(rows, h, &mut out[i * h..(i + 1) * h])?;
+            off += seq.len();
+        }
+        Ok(())
+    }
+}
+
+/// `dst[tokens x out] = x[tokens x in] * w^T`, with `w` in PyTorch's `[out x in]` layout.
+fn linear(dst: &mut [f32], x: &[f32], w: &[f32], tokens: usize, d_in: usize, d_out: usize, threads: usize) -> Result<()> {
+    matmul(
+        MatMut::row_major(&mut dst[..tokens * d_out], tokens, d_out)?,
+        MatRef::row_major(x, tokens, d_in)?,
+        MatRef::row_major(w, d_out, d_in)?.t(),
+        1.0,
+        false,
+        threads,
+    )?;
+    Ok(())
+}
