@@ -40,7 +40,7 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
     let mut results = Vec::new();
     for name in &args.variants {
         let Some(options) = encode_variant(name) else {
-            bail!("unknown variant {name:?}: use naive, candle, fp32 or fp32-matmul");
+            bail!("unknown variant {name:?}: use naive, candle, fp32 or fp32-matmul, optionally with :THREADS");
         };
         let encoder = load_encoder(g, options)?;
         encoder.encode(&texts[..texts.len().min(8)].iter().map(String::as_str).collect::<Vec<_>>())?; // warm-up
@@ -110,7 +110,12 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
 }
 
 /// The encoder options of a named benchmark variant.
-fn encode_variant(name: &str) -> Option<EncoderOptions> {
+/// `NAME` or `NAME:THREADS` (threads of the pool one batch may use; default all).
+fn encode_variant(spec: &str) -> Option<EncoderOptions> {
+    let (name, threads) = match spec.split_once(':') {
+        Some((n, t)) => (n, t.parse().ok()?),
+        None => (spec, 0),
+    };
     let (batching, backend, parallelism) = match name {
         "naive" => (Batching::Fixed(32), Backend::Candle, Parallelism::Sequences),
         "candle" => (Batching::default(), Backend::Candle, Parallelism::Sequences),
@@ -118,7 +123,7 @@ fn encode_variant(name: &str) -> Option<EncoderOptions> {
         "fp32-matmul" => (Batching::default(), Backend::Native, Parallelism::Matmul),
         _ => return None,
     };
-    Some(EncoderOptions { batching, backend, parallelism, ..EncoderOptions::default() })
+    Some(EncoderOptions { batching, backend, parallelism, threads, ..EncoderOptions::default() })
 }
 
 /// Title + " " + text of each document; with `mixed`, the queries interleaved one for one.

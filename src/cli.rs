@@ -373,7 +373,8 @@ pub struct BenchEncodeArgs {
     pub chunk: usize,
     /// Variants to measure, in order (ratios are against the first): naive (candle, fixed
     /// batches of 32), candle (candle, token-budget batches), fp32 (Sousuo's forward pass,
-    /// whole sequences per thread), fp32-matmul (each product split across threads).
+    /// whole sequences per thread), fp32-matmul (each product split across threads); each
+    /// optionally `:THREADS` (threads of `--threads` one batch may use, e.g. fp32:1,fp32:2).
     #[arg(long, value_delimiter = ',', default_value = "candle,fp32")]
     pub variants: Vec<String>,
     /// Print one JSON object instead of a table.
