@@ -15,6 +15,7 @@
 use crate::weights::{BertShape, BertWeights};
 use crate::{Error, Pooling, Result};
 use rayon::prelude::*;
+use std::sync::Mutex;
 use sousuo_kernels::matmul::{matmul, MatMut, MatRef};
 use sousuo_kernels::ops;
 
@@ -44,9 +45,12 @@ pub(crate) struct NativeBert {
     pooling: Pooling,
     threads: usize,
     parallelism: Parallelism,
+    scratch: Mutex<Vec<Scratch>>,
 }
 
-/// The scratch buffers of one forward pass over `tokens` packed tokens.
+/// The scratch buffers of one forward pass, kept between batches (fresh allocations of
+/// tens of megabytes cost page faults on every batch).
+#[derive(Default)]
 struct Scratch {
     x: Vec<f32>,
     qkv: Vec<f32>,
@@ -58,7 +62,7 @@ struct Scratch {
 
 impl NativeBert {
     pub(crate) fn new(weights: BertWeights, pooling: Pooling, threads: usize, parallelism: Parallelism) -> Self {
-        NativeBert { weights, pooling, threads: threads.max(1), parallelism }
+        NativeBert { weights, pooling, threads: threads.max(1), parallelism, scratch: Mutex::new(Vec::new()) }
     }
 
     pub(crate) fn dim(&self) -> usize {
@@ -113,22 +117,36 @@ impl NativeBert {
     }
 
     fn forward_group(&self, seqs: &[&[u32]], threads: usize, out: &mut [f32]) -> Result<()> {
-        let w = &self.weights;
-        let BertShape { hidden: h, intermediate: inter, heads, eps, .. } = w.shape;
-        let dh = w.shape.head_dim();
+        let BertShape { hidden: h, intermediate: inter, .. } = self.weights.shape;
         let tokens: usize = seqs.iter().map(|s| s.len()).sum();
         if tokens == 0 {
             return Ok(());
         }
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-        let mut s = Scratch {
-            x: vec![0f32; tokens * h],
-            qkv: vec![0f32; tokens * 3 * h],
-            ctx: vec![0f32; tokens * h],
-            tmp: vec![0f32; tokens * h],
-            inter: vec![0f32; tokens * inter],
-            scores: vec![0f32; longest * longest],
-        };
+        let mut s = self.scratch.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+        // Every buffer is fully written before it is read, so old contents may stay.
+        for (buf, len) in [
+            (&mut s.x, tokens * h),
+            (&mut s.qkv, tokens * 3 * h),
+            (&mut s.ctx, tokens * h),
+            (&mut s.tmp, tokens * h),
+            (&mut s.inter, tokens * inter),
+            (&mut s.scores, longest * longest),
+        ] {
+            buf.resize(len, 0.0);
+        }
+        let result = self.layers(seqs, threads, &mut s, out);
+        if let Ok(mut pool) = self.scratch.lock() {
+            pool.push(s);
+        }
+        result
+    }
+
+    fn layers(&self, seqs: &[&[u32]], threads: usize, s: &mut Scratch, out: &mut [f32]) -> Result<()> {
+        let w = &self.weights;
+        let BertShape { hidden: h, intermediate: inter, heads, eps, .. } = w.shape;
+        let dh = w.shape.head_dim();
+        let tokens: usize = seqs.iter().map(|s| s.len()).sum();
         // Embeddings: word + position + token type 0, then LayerNorm.
         let mut row = 0;
         for seq in seqs {

@@ -186,8 +186,11 @@ pub fn mean_pool_l2_with(level: SimdLevel, hidden: &[f32], cols: usize, out: &mu
 #[inline(always)]
 pub fn exp_approx(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
-    // Round x / ln 2 to the nearest integer with the 1.5 * 2^23 trick (no `floor` call).
-    let n = x.mul_add(std::f32::consts::LOG2_E, 12_582_912.0) - 12_582_912.0;
+    // Round x / ln 2 to the nearest integer n with the 1.5 * 2^23 trick: the sum's low
+    // mantissa bits then hold n itself, so 2^n is built with integer ops only (a float to int
+    // cast would not vectorise).
+    let t = x.mul_add(std::f32::consts::LOG2_E, 12_582_912.0);
+    let n = t - 12_582_912.0;
     let r = n.mul_add(-0.693_359_4, x);
     let r = n.mul_add(2.121_944_4e-4, r);
     let mut p = 1.987_569_1e-4f32;
@@ -197,7 +200,7 @@ pub fn exp_approx(x: f32) -> f32 {
     p = p.mul_add(r, 1.666_666_5e-1);
     p = p.mul_add(r, 5.000_000_1e-1);
     let y = p.mul_add(r * r, r) + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
     y * scale
 }
 
