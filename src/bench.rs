@@ -5,7 +5,8 @@ use crate::paths::load_encoder;
 use crate::util::{human_bytes, peak_rss_bytes, progress};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sousuo_encoder::{Backend, Batching, EncoderOptions, Parallelism};
+use sousuo_encoder::weights::{BertShape, BertWeights};
+use sousuo_encoder::{Backend, Batching, Device, EncoderOptions, Parallelism, Pooling, RawKind, RawModel};
 use std::io::BufRead;
 use std::path::Path;
 use std::time::Instant;
@@ -35,6 +36,9 @@ struct EncodeFigures {
 }
 
 pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
+    if args.random_weights {
+        return encode_random(g, &args);
+    }
     let texts = load_texts(&args.corpus, args.limit, args.mixed)?;
     let threads = g.threads.map(|t| t.to_string()).unwrap_or_else(|| "default".into());
     let mut results = Vec::new();
@@ -252,4 +256,123 @@ fn read_queries(path: &Path, max: usize) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+#[derive(Serialize)]
+struct RandomFigures {
+    length: usize,
+    batch: usize,
+    runs: usize,
+    docs_per_s: f64,
+    tokens_per_s: f64,
+    tflops: f64,
+}
+
+/// `bench encode --random-weights`: the device's forward pass against candle's on random ids.
+fn encode_random(g: &Global, args: &BenchEncodeArgs) -> Result<()> {
+    let shape = BertShape {
+        vocab: args.vocab,
+        hidden: args.hidden,
+        layers: args.layers,
+        heads: args.heads,
+        intermediate: args.intermediate,
+        max_positions: args.lengths.iter().copied().max().unwrap_or(512).max(2),
+        type_vocab: 2,
+        eps: 1e-12,
+    };
+    if shape.heads == 0 || !shape.hidden.is_multiple_of(shape.heads) || shape.vocab < 2 || shape.layers == 0 {
+        bail!("--heads must divide --hidden, and --vocab and --layers must be positive");
+    }
+    let device: Device = g.device.parse()?;
+    let device = device.resolve()?;
+    let kind = match device {
+        Device::Cuda(n) => RawKind::Cuda(n),
+        _ => RawKind::Native { threads: rayon_threads(), parallelism: Parallelism::Sequences },
+    };
+    let weights = BertWeights::random(shape, 42);
+    let model = RawModel::new(&weights, Pooling::Mean, kind)?;
+    let reference = RawModel::new(&weights, Pooling::Mean, RawKind::Candle)?;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut ids = |len: usize| -> Vec<u32> {
+        (0..len)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng % shape.vocab as u64) as u32
+            })
+            .collect()
+    };
+    println!(
+        "random-weights encoder benchmark on {device}: {} layers, hidden {}, {} heads, ffn {}, vocab {}",
+        shape.layers, shape.hidden, shape.heads, shape.intermediate, shape.vocab
+    );
+    // Agreement with candle on mixed lengths (the packed forward pass must not depend on what
+    // a sequence is batched with).
+    let (mut max_diff, mut min_cos, mut spread) = (0f32, 1f32, 1f32);
+    for &len in &args.lengths {
+        let seqs: Vec<Vec<u32>> = (0..args.compare.max(1)).map(|i| ids(len - (i * 7) % len.max(1) / 2)).collect();
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        let got = model.forward(&refs)?;
+        let want = reference.forward(&refs)?;
+        let first = &want[..shape.hidden];
+        for other in want.chunks(shape.hidden).skip(1) {
+            spread = spread.min(first.iter().zip(other).map(|(x, y)| x * y).sum());
+        }
+        for (a, b) in got.chunks(shape.hidden).zip(want.chunks(shape.hidden)) {
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            min_cos = min_cos.min(dot);
+            max_diff = a.iter().zip(b).fold(max_diff, |m, (x, y)| m.max((x - y).abs()));
+        }
+    }
+    println!("agreement with candle (CPU, f32): max |difference| {max_diff:.2e}, min cosine {min_cos:.6}");
+    println!("(for scale: cosine between different inputs' vectors goes down to {spread:.4})");
+    let mut results = Vec::new();
+    for &len in &args.lengths {
+        for &batch in &args.batch_sizes {
+            let seqs: Vec<Vec<u32>> = (0..batch).map(|_| ids(len)).collect();
+            let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+            model.forward(&refs)?; // warm-up (and kernel compilation)
+            let start = Instant::now();
+            let mut runs = 0;
+            // Four batches queued at a time, as the encoder worker pipelines them.
+            let group: Vec<Vec<&[u32]>> = vec![refs.clone(); 4];
+            while runs == 0 || start.elapsed().as_secs_f64() < args.seconds {
+                model.forward_batches(&group, |_, _| ())?;
+                runs += group.len();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let docs = (runs * batch) as f64 / secs;
+            let r = RandomFigures {
+                length: len,
+                batch,
+                runs,
+                docs_per_s: docs,
+                tokens_per_s: docs * len as f64,
+                tflops: docs * shape.flops(len) / 1e12,
+            };
+            println!(
+                "length {:>4}  batch {:>4}  {:>10.1} docs/s  {:>12.0} tokens/s  {:>7.2} TFLOP/s",
+                r.length, r.batch, r.docs_per_s, r.tokens_per_s, r.tflops
+            );
+            results.push(r);
+        }
+    }
+    if args.json {
+        let v = serde_json::json!({
+            "device": device.to_string(), "shape": format!("{shape:?}"),
+            "max_abs_difference": max_diff, "min_cosine": min_cos, "min_cosine_between_inputs": spread,
+            "runs": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(())
+}
+
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
 }

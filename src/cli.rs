@@ -377,6 +377,39 @@ pub struct BenchEncodeArgs {
     /// optionally `:THREADS` (threads of `--threads` one batch may use, e.g. fp32:1,fp32:2).
     #[arg(long, value_delimiter = ',', default_value = "candle,fp32")]
     pub variants: Vec<String>,
+    /// No weights file and no corpus: build a model of the shape below with deterministic
+    /// random weights, run the forward pass of `--device` (cpu: Sousuo's, cuda: the GPU's) and
+    /// candle's CPU forward pass on the same random token ids, and report their agreement and
+    /// the device's docs/s, tokens/s and TFLOP/s at each length and batch size.
+    #[arg(long)]
+    pub random_weights: bool,
+    /// Transformer layers (with --random-weights).
+    #[arg(long, default_value_t = 6)]
+    pub layers: usize,
+    /// Hidden width (with --random-weights).
+    #[arg(long, default_value_t = 384)]
+    pub hidden: usize,
+    /// Attention heads (with --random-weights).
+    #[arg(long, default_value_t = 12)]
+    pub heads: usize,
+    /// Feed-forward width (with --random-weights).
+    #[arg(long, default_value_t = 1536)]
+    pub intermediate: usize,
+    /// Vocabulary size (with --random-weights).
+    #[arg(long, default_value_t = 30522)]
+    pub vocab: usize,
+    /// Sequence lengths in tokens (with --random-weights).
+    #[arg(long, value_delimiter = ',', default_value = "128,256,512")]
+    pub lengths: Vec<usize>,
+    /// Sequences per batch (with --random-weights).
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+    pub batch_sizes: Vec<usize>,
+    /// Sequences per length checked against candle (with --random-weights).
+    #[arg(long, default_value_t = 8)]
+    pub compare: usize,
+    /// Seconds of timed runs per length and batch size (with --random-weights).
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -20,6 +20,13 @@ impl Default for Batching {
     }
 }
 
+impl Batching {
+    /// Larger batches for a GPU, which needs many tokens per launch to be busy.
+    pub fn gpu() -> Self {
+        Batching::TokenBudget { budget: 32_768, max_seqs: 512 }
+    }
+}
+
 /// One forward pass: which inputs it holds and the length they are padded to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedBatch {

@@ -104,11 +104,24 @@ impl std::str::FromStr for Backend {
 pub(crate) enum Model {
     Candle(CandleBert),
     Native(NativeBert),
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaModel),
 }
 
 impl Model {
-    pub(crate) fn load(dir: &ModelDir, backend: Backend, threads: usize, parallelism: Parallelism) -> Result<Self> {
+    pub(crate) fn load(
+        dir: &ModelDir,
+        device: crate::Device,
+        backend: Backend,
+        threads: usize,
+        parallelism: Parallelism,
+    ) -> Result<Self> {
         let shape = BertShape::from_config(&dir.config);
+        if let crate::Device::Cuda(ordinal) = device {
+            let shape = shape.map_err(|why| Error::Device(format!("{}: the CUDA encoder does not support {why}", dir.name)))?;
+            let weights = BertWeights::load(&dir.weights(), shape)?;
+            return Model::cuda(ordinal, &weights, dir.pooling);
+        }
         match (backend, shape) {
             (Backend::Candle, _) => Ok(Model::Candle(CandleBert::load(dir)?)),
             (Backend::Native, Err(why)) => {
@@ -125,17 +138,108 @@ impl Model {
         }
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda(ordinal: usize, weights: &BertWeights, pooling: Pooling) -> Result<Self> {
+        Ok(Model::Cuda(crate::cuda::CudaModel::new(ordinal, weights, pooling)?))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn cuda(_ordinal: usize, _weights: &BertWeights, _pooling: Pooling) -> Result<Self> {
+        Err(Error::Device(sousuo_kernels::Error::NotCompiledWithCuda.to_string()))
+    }
+
     pub(crate) fn dim(&self) -> usize {
         match self {
             Model::Candle(m) => m.dim(),
             Model::Native(m) => m.dim(),
+            #[cfg(feature = "cuda")]
+            Model::Cuda(m) => m.dim(),
         }
     }
 
     pub(crate) fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        self.forward_batches(&[seqs.to_vec()], |_, rows| out = rows)?;
+        Ok(out)
+    }
+
+    /// Runs several batches, handing each one's rows to `done` in order. On a GPU the next
+    /// batch is packed and queued while the current one computes (two in flight).
+    pub(crate) fn forward_batches(&self, batches: &[Vec<&[u32]>], mut done: impl FnMut(usize, Vec<f32>)) -> Result<()> {
         match self {
-            Model::Candle(m) => m.forward(seqs),
-            Model::Native(m) => m.forward(seqs),
+            Model::Candle(m) => {
+                for (i, b) in batches.iter().enumerate() {
+                    done(i, m.forward(b)?);
+                }
+            }
+            Model::Native(m) => {
+                for (i, b) in batches.iter().enumerate() {
+                    done(i, m.forward(b)?);
+                }
+            }
+            #[cfg(feature = "cuda")]
+            Model::Cuda(m) => {
+                let mut in_flight = std::collections::VecDeque::new();
+                for (i, b) in batches.iter().enumerate() {
+                    in_flight.push_back((i, m.enqueue(b)?));
+                    if in_flight.len() > 1 {
+                        if let Some((j, p)) = in_flight.pop_front() {
+                            done(j, p.wait()?);
+                        }
+                    }
+                }
+                for (j, p) in in_flight {
+                    done(j, p.wait()?);
+                }
+            }
         }
+        Ok(())
+    }
+}
+
+/// Which forward pass a [`RawModel`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawKind {
+    /// candle-transformers' `BertModel` on the CPU (the reference).
+    Candle,
+    /// Sousuo's CPU forward pass.
+    Native { threads: usize, parallelism: Parallelism },
+    /// Sousuo's CUDA forward pass on GPU `ordinal` (builds with the `cuda` feature).
+    Cuda(usize),
+}
+
+/// A model without tokenizer or worker thread: token ids in, L2-normalised sentence vectors
+/// out. For benchmarks and tests that run several forward passes on the same inputs.
+pub struct RawModel {
+    model: Model,
+}
+
+impl RawModel {
+    pub fn new(weights: &BertWeights, pooling: Pooling, kind: RawKind) -> Result<Self> {
+        let model = match kind {
+            RawKind::Candle => Model::Candle(CandleBert::from_weights(weights, pooling)?),
+            RawKind::Native { threads, parallelism } => {
+                Model::Native(NativeBert::new(weights.clone(), pooling, threads, parallelism))
+            }
+            RawKind::Cuda(ordinal) => {
+                crate::Device::Cuda(ordinal).resolve()?;
+                Model::cuda(ordinal, weights, pooling)?
+            }
+        };
+        Ok(RawModel { model })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.model.dim()
+    }
+
+    /// One batch, `seqs.len() x dim` values.
+    pub fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        self.model.forward(seqs)
+    }
+
+    /// Several batches, pipelined on a GPU; `done(i, rows)` gets each batch's rows in order.
+    pub fn forward_batches(&self, batches: &[Vec<&[u32]>], done: impl FnMut(usize, Vec<f32>)) -> Result<()> {
+        self.model.forward_batches(batches, done)
     }
 }

@@ -40,8 +40,8 @@ impl fmt::Display for Device {
 }
 
 impl Device {
-    /// Resolves `Auto` and checks that a requested GPU can be used. The candle encoder runs on
-    /// the CPU; a CUDA device is accepted only by builds and machines that have one.
+    /// Resolves `Auto` and checks that a requested GPU can be used: a CUDA device is accepted
+    /// only by builds (`--features cuda`) and machines (driver, NVRTC, a GPU) that have one.
     pub fn resolve(self) -> Result<Device> {
         match self {
             Device::Cpu => Ok(Device::Cpu),
@@ -59,10 +59,7 @@ impl Device {
 
 #[cfg(feature = "cuda")]
 fn cuda_probe(ordinal: usize) -> Result<()> {
-    sousuo_kernels::cuda::probe(ordinal).map_err(|e| Error::Device(format!("cannot use cuda:{ordinal}: {e}")))?;
-    Err(Error::Device(format!(
-        "cuda:{ordinal} was found, but this build's encoder has no CUDA backend yet; use --device cpu"
-    )))
+    sousuo_kernels::cuda::probe(ordinal).map_err(|e| Error::Device(format!("cannot use cuda:{ordinal}: {e}")))
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -11,6 +11,8 @@
 
 mod batch;
 mod bert;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod device;
 mod error;
 mod model_dir;
@@ -19,7 +21,7 @@ mod native;
 pub mod weights;
 mod worker;
 
-pub use bert::Backend;
+pub use bert::{Backend, RawKind, RawModel};
 pub use native::Parallelism;
 pub use batch::{plan_batches, Batching, PlannedBatch};
 pub use device::Device;

@@ -135,14 +135,15 @@ impl Encoder {
     /// Loads the model (errors surface here, on the caller's thread) and starts its worker.
     pub fn load(model: &ModelDir, options: EncoderOptions) -> Result<Self> {
         let device = options.device.resolve()?;
-        if device != Device::Cpu {
-            return Err(Error::Device(format!("{device}: the candle encoder runs on the CPU only")));
+        let mut options = options;
+        if matches!(device, Device::Cuda(_)) && options.batching == Batching::default() {
+            options.batching = Batching::gpu();
         }
         let tokenizer = model.tokenizer()?;
         let mut counter = tokenizer.clone();
         counter.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
         let threads = if options.threads == 0 { rayon::current_num_threads() } else { options.threads };
-        let bert = Model::load(model, options.backend, threads, options.parallelism)?;
+        let bert = Model::load(model, device, options.backend, threads, options.parallelism)?;
         let dim = bert.dim();
         let (tx, rx) = bounded::<Job>(options.queue_depth.max(1));
         let counters = Arc::new(Counters::default());
@@ -270,17 +271,21 @@ fn run_jobs(bert: &Model, jobs: &[Job], batching: Batching, counters: &Counters)
         jobs.iter().enumerate().flat_map(|(j, job)| (0..job.seqs.len()).map(move |s| (j, s))).collect();
     let lengths: Vec<usize> = flat.iter().map(|&(j, s)| jobs[j].seqs[s].len()).collect();
     let mut outputs: Vec<Vec<f32>> = jobs.iter().map(|j| vec![0f32; j.seqs.len() * dim]).collect();
-    for batch in plan_batches(&lengths, batching) {
-        let seqs: Vec<&[u32]> = batch.members.iter().map(|&i| jobs[flat[i].0].seqs[flat[i].1].as_slice()).collect();
-        let rows = bert.forward(&seqs)?;
+    let plan = plan_batches(&lengths, batching);
+    let batches: Vec<Vec<&[u32]>> = plan
+        .iter()
+        .map(|b| b.members.iter().map(|&i| jobs[flat[i].0].seqs[flat[i].1].as_slice()).collect())
+        .collect();
+    bert.forward_batches(&batches, |b, rows| {
+        let batch = &plan[b];
         for (k, &i) in batch.members.iter().enumerate() {
             let (j, s) = flat[i];
             outputs[j][s * dim..(s + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
         }
         counters.batches.fetch_add(1, Ordering::Relaxed);
-        counters.sequences.fetch_add(seqs.len() as u64, Ordering::Relaxed);
-        counters.tokens.fetch_add(seqs.iter().map(|s| s.len() as u64).sum(), Ordering::Relaxed);
+        counters.sequences.fetch_add(batch.members.len() as u64, Ordering::Relaxed);
+        counters.tokens.fetch_add(batches[b].iter().map(|s| s.len() as u64).sum(), Ordering::Relaxed);
         counters.padded_tokens.fetch_add(batch.padded_tokens() as u64, Ordering::Relaxed);
-    }
+    })?;
     Ok(outputs)
 }

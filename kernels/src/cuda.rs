@@ -93,7 +93,7 @@ impl CudaTopK {
     }
 }
 
-fn cuda_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn cuda_err(e: impl std::fmt::Display) -> Error {
     Error::Cuda(e.to_string())
 }
 

@@ -12,6 +12,8 @@ pub mod topk;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(feature = "cuda")]
+pub mod cuda_bert;
 
 pub use error::{Error, Result};
 pub use topk::{top_k_dot, top_k_dot_scalar, Hit, SimdLevel};
