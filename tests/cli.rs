@@ -143,3 +143,50 @@ fn demo_corpus_answers_with_citations_and_abstains() {
     let s = text(&out.stdout);
     assert!(s.contains("Sources:") && s.contains("[1] "), "{s}");
 }
+
+/// The self-contained GPU check, run here on the CPU path: Sousuo's forward pass on random
+/// weights against candle's, through the binary (no model files needed).
+#[test]
+fn random_weights_benchmark_compares_against_candle() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "encode",
+        "--random-weights",
+        "--device",
+        "cpu",
+        "--layers",
+        "2",
+        "--hidden",
+        "64",
+        "--heads",
+        "4",
+        "--intermediate",
+        "128",
+        "--vocab",
+        "500",
+        "--lengths",
+        "8,40",
+        "--batch-sizes",
+        "2,5",
+        "--seconds",
+        "0.05",
+        "--json",
+    ];
+    let out = sousuo(dir.path(), &args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let json = &stdout[stdout.find("{\n").expect("a JSON object")..];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert!(v["min_cosine"].as_f64().unwrap() >= 0.9999, "{v}");
+    assert!(v["min_cosine_between_inputs"].as_f64().unwrap() < 0.99, "inputs too alike to compare: {v}");
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    assert!(runs.iter().all(|r| r["docs_per_s"].as_f64().unwrap() > 0.0 && r["tflops"].as_f64().unwrap() > 0.0));
+    // No GPU here (or no CUDA build): asking for one is a clear error, not a crash.
+    let cuda = sousuo(dir.path(), &["bench", "encode", "--random-weights", "--device", "cuda", "--layers", "1"], None);
+    if !cuda.status.success() {
+        let err = text(&cuda.stderr);
+        assert!(err.contains("CUDA") && !err.contains("panicked"), "{err}");
+    }
+}

@@ -1,12 +1,12 @@
 //! The transformer forward pass on candle, with pooling and normalisation.
 
 use crate::model_dir::{ModelDir, Pooling};
+use crate::native::{NativeBert, Parallelism};
+use crate::weights::{BertShape, BertWeights};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::BertModel;
-use crate::native::{NativeBert, Parallelism};
-use crate::weights::{BertShape, BertWeights};
 
 /// A loaded BERT-family model. Owned by the encoder's worker thread.
 pub(crate) struct CandleBert {
@@ -118,7 +118,8 @@ impl Model {
     ) -> Result<Self> {
         let shape = BertShape::from_config(&dir.config);
         if let crate::Device::Cuda(ordinal) = device {
-            let shape = shape.map_err(|why| Error::Device(format!("{}: the CUDA encoder does not support {why}", dir.name)))?;
+            let shape =
+                shape.map_err(|why| Error::Device(format!("{}: the CUDA encoder does not support {why}", dir.name)))?;
             let weights = BertWeights::load(&dir.weights(), shape)?;
             return Model::cuda(ordinal, &weights, dir.pooling);
         }

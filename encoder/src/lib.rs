@@ -21,10 +21,10 @@ mod native;
 pub mod weights;
 mod worker;
 
-pub use bert::{Backend, RawKind, RawModel};
-pub use native::Parallelism;
 pub use batch::{plan_batches, Batching, PlannedBatch};
+pub use bert::{Backend, RawKind, RawModel};
 pub use device::Device;
 pub use error::{Error, Result};
 pub use model_dir::{ModelDir, Pooling};
+pub use native::Parallelism;
 pub use worker::{Embeddings, Encoder, EncoderOptions, EncoderStats};

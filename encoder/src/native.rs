@@ -15,9 +15,9 @@
 use crate::weights::{BertShape, BertWeights};
 use crate::{Error, Pooling, Result};
 use rayon::prelude::*;
-use std::sync::Mutex;
 use sousuo_kernels::matmul::{matmul, MatMut, MatRef};
 use sousuo_kernels::ops;
+use std::sync::Mutex;
 
 /// How a batch is spread over threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -203,7 +203,15 @@ impl NativeBert {
 }
 
 /// `dst[tokens x out] = x[tokens x in] * w^T`, with `w` in PyTorch's `[out x in]` layout.
-fn linear(dst: &mut [f32], x: &[f32], w: &[f32], tokens: usize, d_in: usize, d_out: usize, threads: usize) -> Result<()> {
+fn linear(
+    dst: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    tokens: usize,
+    d_in: usize,
+    d_out: usize,
+    threads: usize,
+) -> Result<()> {
     matmul(
         MatMut::row_major(&mut dst[..tokens * d_out], tokens, d_out)?,
         MatRef::row_major(x, tokens, d_in)?,

@@ -155,7 +155,7 @@ impl BertWeights {
         mut get: impl FnMut(&str, &[usize]) -> std::result::Result<Vec<f32>, String>,
     ) -> std::result::Result<Self, String> {
         let (h, i) = (shape.hidden, shape.intermediate);
-        let ln = |get: &mut dyn FnMut(&str, &[usize]) -> std::result::Result<Vec<f32>, String>, p: &str| {
+        let ln = |get: &mut Getter<'_>, p: &str| {
             Ok::<_, String>((get(&format!("{p}.weight"), &[h])?, get(&format!("{p}.bias"), &[h])?))
         };
         let (emb_ln_g, emb_ln_b) = ln(&mut get, "embeddings.LayerNorm")?;
@@ -225,6 +225,9 @@ impl BertWeights {
         Ok(map)
     }
 }
+
+/// Reads one named tensor of the given dimensions.
+type Getter<'a> = dyn FnMut(&str, &[usize]) -> std::result::Result<Vec<f32>, String> + 'a;
 
 struct Source {
     tensors: HashMap<String, Tensor>,

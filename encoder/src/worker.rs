@@ -2,8 +2,8 @@
 
 use crate::batch::{plan_batches, Batching};
 use crate::bert::{Backend, Model};
-use crate::native::Parallelism;
 use crate::model_dir::ModelDir;
+use crate::native::Parallelism;
 use crate::{Device, Error, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -272,10 +272,8 @@ fn run_jobs(bert: &Model, jobs: &[Job], batching: Batching, counters: &Counters)
     let lengths: Vec<usize> = flat.iter().map(|&(j, s)| jobs[j].seqs[s].len()).collect();
     let mut outputs: Vec<Vec<f32>> = jobs.iter().map(|j| vec![0f32; j.seqs.len() * dim]).collect();
     let plan = plan_batches(&lengths, batching);
-    let batches: Vec<Vec<&[u32]>> = plan
-        .iter()
-        .map(|b| b.members.iter().map(|&i| jobs[flat[i].0].seqs[flat[i].1].as_slice()).collect())
-        .collect();
+    let batches: Vec<Vec<&[u32]>> =
+        plan.iter().map(|b| b.members.iter().map(|&i| jobs[flat[i].0].seqs[flat[i].1].as_slice()).collect()).collect();
     bert.forward_batches(&batches, |b, rows| {
         let batch = &plan[b];
         for (k, &i) in batch.members.iter().enumerate() {

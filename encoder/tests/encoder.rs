@@ -119,3 +119,95 @@ fn empty_input_gives_an_empty_matrix() {
     assert!(e.is_empty());
     assert_eq!(e.dim(), 384);
 }
+
+/// Every CPU forward pass (candle's, and Sousuo's with both thread strategies) against the
+/// numpy golden vectors, and Sousuo's against candle's: the kernels' CPU twins composed into
+/// a whole model.
+#[test]
+fn every_cpu_forward_pass_matches_the_golden_vectors() {
+    use sousuo_encoder::{Backend, Parallelism};
+    let g = golden();
+    let texts: Vec<&str> = g.sentences.iter().map(|s| s.text.as_str()).collect();
+    let variants = [
+        ("candle", Backend::Candle, Parallelism::Sequences, 1),
+        ("native, 1 thread", Backend::Native, Parallelism::Sequences, 1),
+        ("native, sequences on 2 threads", Backend::Native, Parallelism::Sequences, 2),
+        ("native, matmuls on 2 threads", Backend::Native, Parallelism::Matmul, 2),
+    ];
+    let mut outputs = Vec::new();
+    for (name, backend, parallelism, threads) in variants {
+        let options = EncoderOptions { backend, parallelism, threads, ..Default::default() };
+        let enc = Encoder::load(&minilm_dir(), options).unwrap();
+        let got = enc.encode(&texts).unwrap();
+        for (i, s) in g.sentences.iter().enumerate() {
+            let c = cosine(got.row(i), &s.embedding);
+            assert!(c >= 0.9999, "{name}: cosine {c} against the golden vector of {:?}", s.text);
+        }
+        outputs.push((name, got));
+    }
+    let candle = &outputs[0].1;
+    for (name, got) in &outputs[1..] {
+        for (i, text) in texts.iter().enumerate() {
+            let c = cosine(got.row(i), candle.row(i));
+            assert!(c >= 0.9999, "{name}: cosine {c} against candle for {text:?}");
+        }
+    }
+}
+
+/// The native forward pass on random weights of another shape (odd widths, a head size that
+/// is not a power of two, mixed lengths in one packed batch) against candle's.
+#[test]
+fn native_forward_matches_candle_on_other_shapes() {
+    use sousuo_encoder::weights::{BertShape, BertWeights};
+    use sousuo_encoder::{Parallelism, Pooling, RawKind, RawModel};
+    let shape = BertShape {
+        vocab: 97,
+        hidden: 60,
+        layers: 3,
+        heads: 5,
+        intermediate: 130,
+        max_positions: 70,
+        type_vocab: 2,
+        eps: 1e-12,
+    };
+    let w = BertWeights::random(shape, 7);
+    let seqs: Vec<Vec<u32>> = (1..=9).map(|k| (0..k * 7).map(|i| ((i * 31 + k * 5) % 97) as u32).collect()).collect();
+    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    for pooling in [Pooling::Mean, Pooling::Cls] {
+        let want = RawModel::new(&w, pooling, RawKind::Candle).unwrap().forward(&refs).unwrap();
+        for parallelism in [Parallelism::Sequences, Parallelism::Matmul] {
+            let native = RawModel::new(&w, pooling, RawKind::Native { threads: 2, parallelism }).unwrap();
+            let got = native.forward(&refs).unwrap();
+            for (i, (a, b)) in got.chunks(60).zip(want.chunks(60)).enumerate() {
+                let c = cosine(a, b);
+                assert!(c >= 0.9999, "{pooling:?} {parallelism:?}: sequence {i}: cosine {c}");
+            }
+        }
+    }
+    // Bad ids are an error, not a panic.
+    let native =
+        RawModel::new(&w, Pooling::Mean, RawKind::Native { threads: 1, parallelism: Parallelism::Sequences }).unwrap();
+    let err = native.forward(&[&[1, 500]]).unwrap_err().to_string();
+    assert!(err.contains("500"), "{err}");
+}
+
+#[test]
+fn a_gpu_that_is_not_there_is_a_clear_error() {
+    use sousuo_encoder::{Device, RawKind, RawModel};
+    if Device::Cuda(0).resolve().is_ok() {
+        return; // a machine with a GPU: the CUDA tests cover it
+    }
+    let err = Encoder::load(&minilm_dir(), EncoderOptions { device: Device::Cuda(0), ..Default::default() })
+        .err()
+        .expect("no GPU here")
+        .to_string();
+    assert!(err.contains("CUDA") || err.contains("cuda"), "{err}");
+    let w = sousuo_encoder::weights::BertWeights::random(
+        sousuo_encoder::weights::BertShape::from_config(&minilm_dir().config).unwrap(),
+        1,
+    );
+    assert!(RawModel::new(&w, sousuo_encoder::Pooling::Mean, RawKind::Cuda(0)).is_err());
+    // auto falls back to the CPU and encodes
+    let enc = Encoder::load(&minilm_dir(), EncoderOptions { device: Device::Auto, ..Default::default() }).unwrap();
+    assert_eq!(enc.encode(&["fallback"]).unwrap().len(), 1);
+}

@@ -157,7 +157,7 @@ impl CudaBert {
         let ctx = CudaContext::new(ordinal).map_err(cuda_err)?;
         let stream = ctx.new_stream().map_err(cuda_err)?;
         let blas = CudaBlas::new(stream.clone()).map_err(cuda_err)?;
-        let ptx = cudarc::nvrtc::compile_ptx(BERT_SOURCE).map_err(|e| Error::Cuda(format!("NVRTC: {e}")))?;
+        let ptx = crate::cuda::compile(BERT_SOURCE)?;
         let module = ctx.load_module(ptx).map_err(cuda_err)?;
         let load = |name: &str| module.load_function(name).map_err(cuda_err);
         let f = Functions {
@@ -343,7 +343,14 @@ impl CudaBert {
         unsafe { self.blas.gemm(cfg, w, x, y) }.map_err(cuda_err)
     }
 
-    fn bias(&self, f: &CudaFunction, x: &mut CudaSlice<f16>, bias: &CudaSlice<f32>, cols: usize, rows: usize) -> Result<()> {
+    fn bias(
+        &self,
+        f: &CudaFunction,
+        x: &mut CudaSlice<f16>,
+        bias: &CudaSlice<f32>,
+        cols: usize,
+        rows: usize,
+    ) -> Result<()> {
         let total = rows * cols;
         if bias.len() != cols || x.len() < total {
             return Err(Error::Cuda("bias kernel: buffer sizes do not match".into()));
@@ -369,11 +376,16 @@ impl CudaBert {
         eps: f32,
     ) -> Result<()> {
         let h = self.shape.hidden;
-        if y.len() < tokens * h || residual.len() < tokens * h || out.len() < tokens * h || params.iter().any(|p| p.len() != h) {
+        if y.len() < tokens * h
+            || residual.len() < tokens * h
+            || out.len() < tokens * h
+            || params.iter().any(|p| p.len() != h)
+        {
             return Err(Error::Cuda("residual LayerNorm: buffer sizes do not match".into()));
         }
         let h32 = c_int(h)?;
-        let cfg = LaunchConfig { grid_dim: (tokens as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: (h * 4) as u32 };
+        let cfg =
+            LaunchConfig { grid_dim: (tokens as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: (h * 4) as u32 };
         let mut b = self.stream.launch_builder(&self.f.residual_ln);
         b.arg(y).arg(residual).arg(params[0]).arg(params[1]).arg(params[2]).arg(out).arg(&h32).arg(&eps);
         // SAFETY: one block per row of y, residual and out (tokens x h each, checked, three

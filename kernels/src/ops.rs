@@ -198,7 +198,7 @@ pub fn exp_approx(x: f32) -> f32 {
     p = p.mul_add(r, 8.333_452e-3);
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    p = p.mul_add(r, 0.5);
     let y = p.mul_add(r * r, r) + 1.0;
     let scale = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
     y * scale
@@ -215,7 +215,7 @@ pub fn erf_approx(x: f32) -> f32 {
     p = p.mul_add(x2, -2.101_024e-6);
     p = p.mul_add(x2, -5.692_506_4e-5);
     p = p.mul_add(x2, -7.349_906_3e-4);
-    p = p.mul_add(x2, -2.954_600_0e-3);
+    p = p.mul_add(x2, -2.9546e-3);
     p = p.mul_add(x2, -1.609_603_3e-2);
     let mut q = -1.456_607_2e-5f32;
     q = q.mul_add(x2, -2.133_740_6e-4);
