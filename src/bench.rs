@@ -6,7 +6,7 @@ use crate::util::{human_bytes, peak_rss_bytes, progress};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sousuo_encoder::weights::{BertShape, BertWeights};
-use sousuo_encoder::{Backend, Batching, Device, EncoderOptions, Parallelism, Pooling, RawKind, RawModel};
+use sousuo_encoder::{Backend, Batching, Device, EncoderOptions, Parallelism, Pooling, Precision, RawKind, RawModel};
 use std::io::BufRead;
 use std::path::Path;
 use std::time::Instant;
@@ -44,7 +44,7 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
     let mut results = Vec::new();
     for name in &args.variants {
         let Some(options) = encode_variant(name) else {
-            bail!("unknown variant {name:?}: use naive, candle, fp32 or fp32-matmul, optionally with :THREADS");
+            bail!("unknown variant {name:?}: use naive, candle, fp32, fp32-matmul or int8, optionally with :THREADS");
         };
         let encoder = load_encoder(g, options)?;
         encoder.encode(&texts[..texts.len().min(8)].iter().map(String::as_str).collect::<Vec<_>>())?; // warm-up
@@ -120,14 +120,15 @@ fn encode_variant(spec: &str) -> Option<EncoderOptions> {
         Some((n, t)) => (n, t.parse().ok()?),
         None => (spec, 0),
     };
-    let (batching, backend, parallelism) = match name {
-        "naive" => (Batching::Fixed(32), Backend::Candle, Parallelism::Sequences),
-        "candle" => (Batching::default(), Backend::Candle, Parallelism::Sequences),
-        "fp32" => (Batching::default(), Backend::Native, Parallelism::Sequences),
-        "fp32-matmul" => (Batching::default(), Backend::Native, Parallelism::Matmul),
+    let (batching, backend, parallelism, precision) = match name {
+        "naive" => (Batching::Fixed(32), Backend::Candle, Parallelism::Sequences, Precision::F32),
+        "candle" => (Batching::default(), Backend::Candle, Parallelism::Sequences, Precision::F32),
+        "fp32" => (Batching::default(), Backend::Native, Parallelism::Sequences, Precision::F32),
+        "fp32-matmul" => (Batching::default(), Backend::Native, Parallelism::Matmul, Precision::F32),
+        "int8" => (Batching::default(), Backend::Native, Parallelism::Sequences, Precision::Int8),
         _ => return None,
     };
-    Some(EncoderOptions { batching, backend, parallelism, threads, ..EncoderOptions::default() })
+    Some(EncoderOptions { batching, backend, parallelism, precision, threads, ..EncoderOptions::default() })
 }
 
 /// Title + " " + text of each document; with `mixed`, the queries interleaved one for one.
@@ -287,7 +288,11 @@ fn encode_random(g: &Global, args: &BenchEncodeArgs) -> Result<()> {
     let device = device.resolve()?;
     let kind = match device {
         Device::Cuda(n) => RawKind::Cuda(n),
-        _ => RawKind::Native { threads: rayon_threads(), parallelism: Parallelism::Sequences },
+        _ => RawKind::Native {
+            threads: rayon_threads(),
+            parallelism: Parallelism::Sequences,
+            precision: Precision::F32,
+        },
     };
     let weights = BertWeights::random(shape, 42);
     let model = RawModel::new(&weights, Pooling::Mean, kind)?;

@@ -373,9 +373,10 @@ pub struct BenchEncodeArgs {
     pub chunk: usize,
     /// Variants to measure, in order (ratios are against the first): naive (candle, fixed
     /// batches of 32), candle (candle, token-budget batches), fp32 (Sousuo's forward pass,
-    /// whole sequences per thread), fp32-matmul (each product split across threads); each
+    /// whole sequences per thread), fp32-matmul (each product split across threads), int8
+    /// (Sousuo's forward pass with int8 dense layers); each
     /// optionally `:THREADS` (threads of `--threads` one batch may use, e.g. fp32:1,fp32:2).
-    #[arg(long, value_delimiter = ',', default_value = "candle,fp32")]
+    #[arg(long, value_delimiter = ',', default_value = "candle,fp32,int8")]
     pub variants: Vec<String>,
     /// No weights file and no corpus: build a model of the shape below with deterministic
     /// random weights, run the forward pass of `--device` (cpu: Sousuo's, cuda: the GPU's) and

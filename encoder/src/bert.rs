@@ -1,7 +1,7 @@
 //! The transformer forward pass on candle, with pooling and normalisation.
 
 use crate::model_dir::{ModelDir, Pooling};
-use crate::native::{NativeBert, Parallelism};
+use crate::native::{NativeBert, Parallelism, Precision};
 use crate::weights::{BertShape, BertWeights};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -115,8 +115,12 @@ impl Model {
         backend: Backend,
         threads: usize,
         parallelism: Parallelism,
+        precision: Precision,
     ) -> Result<Self> {
         let shape = BertShape::from_config(&dir.config);
+        if precision != Precision::F32 && backend == Backend::Candle {
+            return Err(Error::Model(format!("precision {precision} needs the native backend, not candle")));
+        }
         if let crate::Device::Cuda(ordinal) = device {
             let shape =
                 shape.map_err(|why| Error::Device(format!("{}: the CUDA encoder does not support {why}", dir.name)))?;
@@ -125,16 +129,16 @@ impl Model {
         }
         match (backend, shape) {
             (Backend::Candle, _) => Ok(Model::Candle(CandleBert::load(dir)?)),
-            (Backend::Native, Err(why)) => {
-                Err(Error::Model(format!("{}: the native forward pass does not support {why}", dir.name)))
-            }
-            (Backend::Auto, Err(why)) => {
+            (Backend::Auto, Err(why)) if precision == Precision::F32 => {
                 tracing::info!(model = %dir.name, reason = %why, "using candle's forward pass");
                 Ok(Model::Candle(CandleBert::load(dir)?))
             }
+            (Backend::Native | Backend::Auto, Err(why)) => {
+                Err(Error::Model(format!("{}: the native forward pass does not support {why}", dir.name)))
+            }
             (Backend::Native | Backend::Auto, Ok(shape)) => {
                 let weights = BertWeights::load(&dir.weights(), shape)?;
-                Ok(Model::Native(NativeBert::new(weights, dir.pooling, threads, parallelism)))
+                Ok(Model::Native(NativeBert::new(weights, dir.pooling, threads, parallelism, precision)?))
             }
         }
     }
@@ -204,7 +208,7 @@ pub enum RawKind {
     /// candle-transformers' `BertModel` on the CPU (the reference).
     Candle,
     /// Sousuo's CPU forward pass.
-    Native { threads: usize, parallelism: Parallelism },
+    Native { threads: usize, parallelism: Parallelism, precision: Precision },
     /// Sousuo's CUDA forward pass on GPU `ordinal` (builds with the `cuda` feature).
     Cuda(usize),
 }
@@ -219,8 +223,8 @@ impl RawModel {
     pub fn new(weights: &BertWeights, pooling: Pooling, kind: RawKind) -> Result<Self> {
         let model = match kind {
             RawKind::Candle => Model::Candle(CandleBert::from_weights(weights, pooling)?),
-            RawKind::Native { threads, parallelism } => {
-                Model::Native(NativeBert::new(weights.clone(), pooling, threads, parallelism))
+            RawKind::Native { threads, parallelism, precision } => {
+                Model::Native(NativeBert::new(weights.clone(), pooling, threads, parallelism, precision)?)
             }
             RawKind::Cuda(ordinal) => {
                 crate::Device::Cuda(ordinal).resolve()?;

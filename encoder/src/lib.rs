@@ -26,5 +26,5 @@ pub use bert::{Backend, RawKind, RawModel};
 pub use device::Device;
 pub use error::{Error, Result};
 pub use model_dir::{ModelDir, Pooling};
-pub use native::Parallelism;
+pub use native::{Parallelism, Precision};
 pub use worker::{Embeddings, Encoder, EncoderOptions, EncoderStats};

@@ -15,6 +15,7 @@
 use crate::weights::{BertShape, BertWeights};
 use crate::{Error, Pooling, Result};
 use rayon::prelude::*;
+use sousuo_kernels::int8::{matmul_int8, QuantizedMatrix, QuantizedRows};
 use sousuo_kernels::matmul::{matmul, MatMut, MatRef};
 use sousuo_kernels::ops;
 use std::sync::Mutex;
@@ -40,8 +41,48 @@ impl std::str::FromStr for Parallelism {
     }
 }
 
+/// The arithmetic of the dense layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32 weights and activations (exact to candle's forward pass).
+    #[default]
+    F32,
+    /// int8 weights (per output channel) and activations (per token), i32 accumulation
+    /// (AVX-512 VNNI where the CPU has it); attention, norms and GELU stay f32.
+    Int8,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "int8" => Ok(Precision::Int8),
+            _ => Err(Error::Model(format!("unknown precision {s:?}: use f32 or int8"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        })
+    }
+}
+
+/// One layer's dense weights, quantised.
+struct QuantizedLayer {
+    qkv: QuantizedMatrix,
+    out: QuantizedMatrix,
+    ff1: QuantizedMatrix,
+    ff2: QuantizedMatrix,
+}
+
 pub(crate) struct NativeBert {
     pub(crate) weights: BertWeights,
+    quantized: Option<Vec<QuantizedLayer>>,
     pooling: Pooling,
     threads: usize,
     parallelism: Parallelism,
@@ -58,11 +99,41 @@ struct Scratch {
     tmp: Vec<f32>,
     inter: Vec<f32>,
     scores: Vec<f32>,
+    q: QuantizedRows,
 }
 
 impl NativeBert {
-    pub(crate) fn new(weights: BertWeights, pooling: Pooling, threads: usize, parallelism: Parallelism) -> Self {
-        NativeBert { weights, pooling, threads: threads.max(1), parallelism, scratch: Mutex::new(Vec::new()) }
+    pub(crate) fn new(
+        weights: BertWeights,
+        pooling: Pooling,
+        threads: usize,
+        parallelism: Parallelism,
+        precision: Precision,
+    ) -> Result<Self> {
+        let quantized = match precision {
+            Precision::F32 => None,
+            Precision::Int8 => {
+                let (h, i) = (weights.shape.hidden, weights.shape.intermediate);
+                let mut layers = Vec::with_capacity(weights.layers.len());
+                for l in &weights.layers {
+                    layers.push(QuantizedLayer {
+                        qkv: QuantizedMatrix::quantize(&l.qkv_w, 3 * h, h)?,
+                        out: QuantizedMatrix::quantize(&l.out_w, h, h)?,
+                        ff1: QuantizedMatrix::quantize(&l.ff1_w, i, h)?,
+                        ff2: QuantizedMatrix::quantize(&l.ff2_w, h, i)?,
+                    });
+                }
+                Some(layers)
+            }
+        };
+        Ok(NativeBert {
+            weights,
+            quantized,
+            pooling,
+            threads: threads.max(1),
+            parallelism,
+            scratch: Mutex::new(Vec::new()),
+        })
     }
 
     pub(crate) fn dim(&self) -> usize {
@@ -144,7 +215,7 @@ impl NativeBert {
 
     fn layers(&self, seqs: &[&[u32]], threads: usize, s: &mut Scratch, out: &mut [f32]) -> Result<()> {
         let w = &self.weights;
-        let BertShape { hidden: h, intermediate: inter, heads, eps, .. } = w.shape;
+        let BertShape { hidden: h, heads, eps, .. } = w.shape;
         let dh = w.shape.head_dim();
         let tokens: usize = seqs.iter().map(|s| s.len()).sum();
         // Embeddings: word + position + token type 0, then LayerNorm.
@@ -161,8 +232,12 @@ impl NativeBert {
         }
         ops::layer_norm(&mut s.x, h, &w.emb_ln_g, &w.emb_ln_b, eps)?;
         let scale = 1.0 / (dh as f32).sqrt();
-        for l in &w.layers {
-            linear(&mut s.qkv, &s.x, &l.qkv_w, tokens, h, 3 * h, threads)?;
+        for (li, l) in w.layers.iter().enumerate() {
+            let q = self.quantized.as_ref().map(|q| &q[li]);
+            let dense = |dst: &mut [f32], x: &[f32], w: &[f32], qm: Option<&QuantizedMatrix>, rows: &mut QuantizedRows| {
+                dense(dst, x, w, qm, rows, tokens, threads)
+            };
+            dense(&mut s.qkv, &s.x, &l.qkv_w, q.map(|q| &q.qkv), &mut s.q)?;
             ops::add_bias(&mut s.qkv, &l.qkv_b)?;
             let mut off = 0;
             for seq in seqs {
@@ -180,12 +255,12 @@ impl NativeBert {
                 }
                 off += len;
             }
-            linear(&mut s.tmp, &s.ctx, &l.out_w, tokens, h, h, threads)?;
+            dense(&mut s.tmp, &s.ctx, &l.out_w, q.map(|q| &q.out), &mut s.q)?;
             ops::bias_residual_layer_norm(&mut s.tmp, &s.x, &l.out_b, &l.ln1_g, &l.ln1_b, eps)?;
             std::mem::swap(&mut s.x, &mut s.tmp);
-            linear(&mut s.inter, &s.x, &l.ff1_w, tokens, h, inter, threads)?;
+            dense(&mut s.inter, &s.x, &l.ff1_w, q.map(|q| &q.ff1), &mut s.q)?;
             ops::bias_gelu(&mut s.inter, &l.ff1_b)?;
-            linear(&mut s.tmp, &s.inter, &l.ff2_w, tokens, inter, h, threads)?;
+            dense(&mut s.tmp, &s.inter, &l.ff2_w, q.map(|q| &q.ff2), &mut s.q)?;
             ops::bias_residual_layer_norm(&mut s.tmp, &s.x, &l.ff2_b, &l.ln2_g, &l.ln2_b, eps)?;
             std::mem::swap(&mut s.x, &mut s.tmp);
         }
@@ -202,16 +277,24 @@ impl NativeBert {
     }
 }
 
-/// `dst[tokens x out] = x[tokens x in] * w^T`, with `w` in PyTorch's `[out x in]` layout.
-fn linear(
+/// `dst[tokens x out] = x[tokens x in] * w^T` (`w` in PyTorch's `[out x in]` layout), in f32,
+/// or in int8 when the layer's quantised weights are given.
+fn dense(
     dst: &mut [f32],
     x: &[f32],
     w: &[f32],
+    quantized: Option<&QuantizedMatrix>,
+    rows: &mut QuantizedRows,
     tokens: usize,
-    d_in: usize,
-    d_out: usize,
     threads: usize,
 ) -> Result<()> {
+    let d_in = x.len() / tokens.max(1);
+    let d_out = w.len() / d_in.max(1);
+    if let Some(qm) = quantized {
+        rows.quantize(&x[..tokens * d_in], tokens, d_in)?;
+        matmul_int8(&mut dst[..tokens * d_out], rows, qm)?;
+        return Ok(());
+    }
     matmul(
         MatMut::row_major(&mut dst[..tokens * d_out], tokens, d_out)?,
         MatRef::row_major(x, tokens, d_in)?,

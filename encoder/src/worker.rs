@@ -3,7 +3,7 @@
 use crate::batch::{plan_batches, Batching};
 use crate::bert::{Backend, Model};
 use crate::model_dir::ModelDir;
-use crate::native::Parallelism;
+use crate::native::{Parallelism, Precision};
 use crate::{Device, Error, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +26,8 @@ pub struct EncoderOptions {
     pub threads: usize,
     /// How the native forward pass spreads a batch over those threads.
     pub parallelism: Parallelism,
+    /// The arithmetic of the dense layers (int8 needs the native backend).
+    pub precision: Precision,
 }
 
 impl Default for EncoderOptions {
@@ -38,6 +40,7 @@ impl Default for EncoderOptions {
             backend: Backend::Auto,
             threads: 0,
             parallelism: Parallelism::Sequences,
+            precision: Precision::F32,
         }
     }
 }
@@ -143,7 +146,7 @@ impl Encoder {
         let mut counter = tokenizer.clone();
         counter.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
         let threads = if options.threads == 0 { rayon::current_num_threads() } else { options.threads };
-        let bert = Model::load(model, device, options.backend, threads, options.parallelism)?;
+        let bert = Model::load(model, device, options.backend, threads, options.parallelism, options.precision)?;
         let dim = bert.dim();
         let (tx, rx) = bounded::<Job>(options.queue_depth.max(1));
         let counters = Arc::new(Counters::default());

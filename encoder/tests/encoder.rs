@@ -159,7 +159,7 @@ fn every_cpu_forward_pass_matches_the_golden_vectors() {
 #[test]
 fn native_forward_matches_candle_on_other_shapes() {
     use sousuo_encoder::weights::{BertShape, BertWeights};
-    use sousuo_encoder::{Parallelism, Pooling, RawKind, RawModel};
+    use sousuo_encoder::{Parallelism, Pooling, Precision, RawKind, RawModel};
     let shape = BertShape {
         vocab: 97,
         hidden: 60,
@@ -176,7 +176,7 @@ fn native_forward_matches_candle_on_other_shapes() {
     for pooling in [Pooling::Mean, Pooling::Cls] {
         let want = RawModel::new(&w, pooling, RawKind::Candle).unwrap().forward(&refs).unwrap();
         for parallelism in [Parallelism::Sequences, Parallelism::Matmul] {
-            let native = RawModel::new(&w, pooling, RawKind::Native { threads: 2, parallelism }).unwrap();
+            let native = RawModel::new(&w, pooling, RawKind::Native { threads: 2, parallelism, precision: Precision::F32 }).unwrap();
             let got = native.forward(&refs).unwrap();
             for (i, (a, b)) in got.chunks(60).zip(want.chunks(60)).enumerate() {
                 let c = cosine(a, b);
@@ -186,7 +186,7 @@ fn native_forward_matches_candle_on_other_shapes() {
     }
     // Bad ids are an error, not a panic.
     let native =
-        RawModel::new(&w, Pooling::Mean, RawKind::Native { threads: 1, parallelism: Parallelism::Sequences }).unwrap();
+        RawModel::new(&w, Pooling::Mean, RawKind::Native { threads: 1, parallelism: Parallelism::Sequences, precision: Precision::F32 }).unwrap();
     let err = native.forward(&[&[1, 500]]).unwrap_err().to_string();
     assert!(err.contains("500"), "{err}");
 }

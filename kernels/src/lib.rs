@@ -6,6 +6,7 @@
 //! fast variant to its scalar twin.
 
 mod error;
+pub mod int8;
 pub mod matmul;
 pub mod ops;
 pub mod topk;

@@ -1,0 +1,417 @@
+//! Integer matrix products for the int8 encoder: weights quantised per output channel,
+//! activations per row (token), i32 accumulation.
+//!
+//! Activations are stored as `u8` (the signed value + 128) because VNNI's `vpdpbusd`
+//! multiplies unsigned by signed bytes; the +128 is taken back out with the weights' row sums
+//! (`acc - 128 * sum(w)`), so the result is exactly the signed product. Weights are packed for
+//! the micro-kernel: for each block of 16 output channels and each group of 4 inputs, 64
+//! bytes (`[16 channels][4 inputs]`), one `vpdpbusd` operand.
+//!
+//! Levels: AVX-512 VNNI (hand-written 6 x 64 micro-kernel) where the CPU has it, otherwise the
+//! portable loop compiled for AVX2 (or plain x86-64). Integer arithmetic is exact, so every
+//! level gives bit-identical results; the tests check that.
+
+use crate::{Error, Result};
+use std::sync::OnceLock;
+
+/// Output channels per packed block (one 512-bit register of i32 lanes).
+const NB: usize = 16;
+/// Rows of the micro-kernel.
+const MR: usize = 6;
+/// Output blocks of the micro-kernel (4 x 16 = 64 channels).
+const NBLK: usize = 4;
+
+/// The integer instruction set in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int8Level {
+    Portable,
+    Avx2,
+    Avx512Vnni,
+}
+
+impl Int8Level {
+    pub fn detect() -> Self {
+        static LEVEL: OnceLock<Int8Level> = OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+                {
+                    return Int8Level::Avx512Vnni;
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    return Int8Level::Avx2;
+                }
+            }
+            Int8Level::Portable
+        })
+    }
+
+    /// Every level this CPU can run, portable first.
+    pub fn available() -> Vec<Self> {
+        let best = Self::detect();
+        let mut v = vec![Int8Level::Portable];
+        if matches!(best, Int8Level::Avx2 | Int8Level::Avx512Vnni) {
+            v.push(Int8Level::Avx2);
+        }
+        if best == Int8Level::Avx512Vnni {
+            v.push(Int8Level::Avx512Vnni);
+        }
+        v
+    }
+}
+
+/// A `[out x in]` weight matrix quantised per output channel and packed.
+#[derive(Debug, Clone)]
+pub struct QuantizedMatrix {
+    out: usize,
+    inputs: usize,
+    /// `inputs` rounded up to a multiple of 4.
+    k4: usize,
+    /// `out` rounded up to a multiple of 64.
+    n_pad: usize,
+    packed: Vec<i8>,
+    scale: Vec<f32>,
+    /// 128 * the sum of each channel's quantised weights (the u8 offset's contribution).
+    offset: Vec<i32>,
+}
+
+impl QuantizedMatrix {
+    /// Quantises `w` (`out x inputs`, row-major, PyTorch's linear layout).
+    pub fn quantize(w: &[f32], out: usize, inputs: usize) -> Result<Self> {
+        if w.len() != out * inputs || out == 0 || inputs == 0 {
+            return Err(Error::DimensionMismatch { expected: out * inputs, got: w.len() });
+        }
+        let k4 = inputs.div_ceil(4) * 4;
+        let n_pad = out.div_ceil(NB * NBLK) * NB * NBLK;
+        let mut packed = vec![0i8; n_pad * k4];
+        let mut scale = vec![0f32; n_pad];
+        let mut offset = vec![0i32; n_pad];
+        for o in 0..out {
+            let row = &w[o * inputs..(o + 1) * inputs];
+            let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+            scale[o] = s;
+            let (blk, lane) = (o / NB, o % NB);
+            let mut sum = 0i32;
+            for (k, v) in row.iter().enumerate() {
+                let q = (v / s).round().clamp(-127.0, 127.0) as i8;
+                sum += q as i32;
+                packed[blk * k4 * NB + (k / 4) * NB * 4 + lane * 4 + k % 4] = q;
+            }
+            offset[o] = 128 * sum;
+        }
+        Ok(QuantizedMatrix { out, inputs, k4, n_pad, packed, scale, offset })
+    }
+
+    pub fn out(&self) -> usize {
+        self.out
+    }
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// The dequantised weights (for tests).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut w = vec![0f32; self.out * self.inputs];
+        for o in 0..self.out {
+            let (blk, lane) = (o / NB, o % NB);
+            for k in 0..self.inputs {
+                let q = self.packed[blk * self.k4 * NB + (k / 4) * NB * 4 + lane * 4 + k % 4];
+                w[o * self.inputs + k] = q as f32 * self.scale[o];
+            }
+        }
+        w
+    }
+}
+
+/// Rows of activations quantised per row to `u8` (value + 128), padded to the micro-kernel.
+#[derive(Debug, Default)]
+pub struct QuantizedRows {
+    rows: usize,
+    cols: usize,
+    k4: usize,
+    data: Vec<u8>,
+    scale: Vec<f32>,
+}
+
+impl QuantizedRows {
+    /// Quantises `x` (`rows x cols`), reusing this buffer's memory.
+    pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize) -> Result<()> {
+        if x.len() != rows * cols || cols == 0 {
+            return Err(Error::DimensionMismatch { expected: rows * cols, got: x.len() });
+        }
+        let k4 = cols.div_ceil(4) * 4;
+        let padded = rows.div_ceil(MR) * MR;
+        self.rows = rows;
+        self.cols = cols;
+        self.k4 = k4;
+        self.data.clear();
+        self.data.resize(padded * k4, 128);
+        self.scale.clear();
+        self.scale.resize(padded, 0.0);
+        let level = Int8Level::detect();
+        for (r, row) in x.chunks_exact(cols).enumerate() {
+            let dst = &mut self.data[r * k4..r * k4 + cols];
+            self.scale[r] = quantize_row_with(level, row, dst);
+        }
+        Ok(())
+    }
+}
+
+fn quantize_row_with(level: Int8Level, row: &[f32], dst: &mut [u8]) -> f32 {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `detect` found AVX-512F/BW (and VNNI) on this CPU.
+        Int8Level::Avx512Vnni => unsafe { x86::quantize_row_avx512(row, dst) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `detect` found AVX2.
+        Int8Level::Avx2 => unsafe { x86::quantize_row_avx2(row, dst) },
+        _ => quantize_row(row, dst),
+    }
+}
+
+/// Symmetric per-row quantisation, written so that it vectorises: round to nearest with the
+/// 1.5 * 2^23 trick and read the integer from the float's bits (no float-to-int cast).
+#[inline(always)]
+fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            lanes[i] = lanes[i].max(c[i].abs());
+        }
+    }
+    let tail = chunks.remainder().iter().fold(0f32, |m, v| m.max(v.abs()));
+    let amax = lanes.iter().fold(tail, |m, v| m.max(*v));
+    let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+    let inv = 1.0 / scale;
+    for (d, v) in dst.iter_mut().zip(row) {
+        let t = (v * inv).clamp(-127.0, 127.0) + 12_582_912.0;
+        let q = t.to_bits().wrapping_sub(0x4B40_0000) as i32;
+        *d = (q + 128) as u8;
+    }
+    scale
+}
+
+/// `dst[rows x out] = dequantise(a * w^T)` for activations `a` and weights `w`.
+pub fn matmul_int8(dst: &mut [f32], a: &QuantizedRows, w: &QuantizedMatrix) -> Result<()> {
+    matmul_int8_with(Int8Level::detect(), dst, a, w)
+}
+
+/// [`matmul_int8`] at a chosen level (a level the CPU lacks falls back to the best it has).
+pub fn matmul_int8_with(level: Int8Level, dst: &mut [f32], a: &QuantizedRows, w: &QuantizedMatrix) -> Result<()> {
+    if a.cols != w.inputs {
+        return Err(Error::DimensionMismatch { expected: w.inputs, got: a.cols });
+    }
+    if dst.len() != a.rows * w.out {
+        return Err(Error::DimensionMismatch { expected: a.rows * w.out, got: dst.len() });
+    }
+    let level = if Int8Level::available().contains(&level) { level } else { Int8Level::detect() };
+    let k4 = w.k4;
+    let mut acc = [[0i32; NB * NBLK]; MR];
+    // Rows in chunks that keep their activations in L2 while every weight panel passes.
+    let chunk_rows = (MR * 8).max(MR);
+    let padded_rows = a.rows.div_ceil(MR) * MR;
+    for r0 in (0..padded_rows).step_by(chunk_rows) {
+        let r_end = (r0 + chunk_rows).min(padded_rows);
+        for n0 in (0..w.n_pad).step_by(NB * NBLK) {
+            let panel = &w.packed[n0 * k4..(n0 + NB * NBLK) * k4];
+            for m0 in (r0..r_end).step_by(MR) {
+                let rows = &a.data[m0 * k4..(m0 + MR) * k4];
+                match level {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the level was detected; `rows` holds MR rows of k4 bytes and
+                    // `panel` NBLK blocks of k4 * 16 bytes (checked by construction: both
+                    // buffers were padded to whole tiles), which is what the kernel reads.
+                    Int8Level::Avx512Vnni => unsafe { x86::tile_vnni(rows, panel, k4, &mut acc) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX2 was detected.
+                    Int8Level::Avx2 => unsafe { x86::tile_avx2(rows, panel, k4, &mut acc) },
+                    _ => tile(rows, panel, k4, &mut acc),
+                }
+                for (i, acc_row) in acc.iter().enumerate() {
+                    let r = m0 + i;
+                    if r >= a.rows {
+                        break;
+                    }
+                    let sx = a.scale[r];
+                    let n_end = (n0 + NB * NBLK).min(w.out);
+                    if n0 >= n_end {
+                        continue;
+                    }
+                    let out = &mut dst[r * w.out + n0..r * w.out + n_end];
+                    let (offset, scale) = (&w.offset[n0..n_end], &w.scale[n0..n_end]);
+                    match level {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: AVX-512F was detected with VNNI.
+                        Int8Level::Avx512Vnni => unsafe { x86::store_avx512(acc_row, offset, scale, sx, out) },
+                        _ => store(acc_row, offset, scale, sx, out),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Dequantises one row of a tile: `(acc - offset) * row scale * channel scale`.
+#[inline(always)]
+fn store(acc: &[i32], offset: &[i32], scale: &[f32], sx: f32, out: &mut [f32]) {
+    for (((o, a), off), s) in out.iter_mut().zip(acc).zip(offset).zip(scale) {
+        *o = (a - off) as f32 * (sx * s);
+    }
+}
+
+/// The portable micro-kernel: MR rows by 64 channels over the whole depth.
+#[inline(always)]
+fn tile(rows: &[u8], panel: &[i8], k4: usize, acc: &mut [[i32; NB * NBLK]; MR]) {
+    for a in acc.iter_mut() {
+        a.fill(0);
+    }
+    for b in 0..NBLK {
+        let block = &panel[b * k4 * NB..(b + 1) * k4 * NB];
+        for (i, a) in acc.iter_mut().enumerate() {
+            let row = &rows[i * k4..(i + 1) * k4];
+            let mut lanes = [0i32; NB];
+            for (g, x4) in row.chunks_exact(4).enumerate() {
+                let w = &block[g * NB * 4..(g + 1) * NB * 4];
+                for (lane, l) in lanes.iter_mut().enumerate() {
+                    let w4 = &w[lane * 4..lane * 4 + 4];
+                    *l += x4[0] as i32 * w4[0] as i32
+                        + x4[1] as i32 * w4[1] as i32
+                        + x4[2] as i32 * w4[2] as i32
+                        + x4[3] as i32 * w4[3] as i32;
+                }
+            }
+            a[b * NB..(b + 1) * NB].copy_from_slice(&lanes);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{MR, NB, NBLK};
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn quantize_row_avx2(row: &[f32], dst: &mut [u8]) -> f32 {
+        super::quantize_row(row, dst)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512BW.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub unsafe fn quantize_row_avx512(row: &[f32], dst: &mut [u8]) -> f32 {
+        super::quantize_row(row, dst)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn store_avx512(acc: &[i32], offset: &[i32], scale: &[f32], sx: f32, out: &mut [f32]) {
+        super::store(acc, offset, scale, sx, out)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile_avx2(rows: &[u8], panel: &[i8], k4: usize, acc: &mut [[i32; NB * NBLK]; MR]) {
+        super::tile(rows, panel, k4, acc)
+    }
+
+    /// The VNNI micro-kernel: 6 rows x 64 channels in 24 accumulators; per group of 4
+    /// inputs, 4 weight loads, 6 broadcasts and 24 `vpdpbusd`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F/BW/VNNI; `rows` must hold `MR * k4` bytes and `panel`
+    /// `NBLK * k4 * 16` bytes, `k4` a multiple of 4.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn tile_vnni(rows: &[u8], panel: &[i8], k4: usize, acc: &mut [[i32; NB * NBLK]; MR]) {
+        debug_assert!(rows.len() >= MR * k4 && panel.len() >= NBLK * k4 * NB);
+        let mut c = [[_mm512_setzero_si512(); NBLK]; MR];
+        let a = rows.as_ptr();
+        let p = panel.as_ptr();
+        let mut g = 0;
+        while g < k4 {
+            // SAFETY: g + 4 <= k4, so each block read (64 bytes at block * k4 * 16 + g * 16)
+            // and each row read (4 bytes at i * k4 + g) stays inside the slices.
+            unsafe {
+                let b0 = _mm512_loadu_si512(p.add(g * NB) as *const _);
+                let b1 = _mm512_loadu_si512(p.add(k4 * NB + g * NB) as *const _);
+                let b2 = _mm512_loadu_si512(p.add(2 * k4 * NB + g * NB) as *const _);
+                let b3 = _mm512_loadu_si512(p.add(3 * k4 * NB + g * NB) as *const _);
+                for (i, ci) in c.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32((a.add(i * k4 + g) as *const i32).read_unaligned());
+                    ci[0] = _mm512_dpbusd_epi32(ci[0], x, b0);
+                    ci[1] = _mm512_dpbusd_epi32(ci[1], x, b1);
+                    ci[2] = _mm512_dpbusd_epi32(ci[2], x, b2);
+                    ci[3] = _mm512_dpbusd_epi32(ci[3], x, b3);
+                }
+            }
+            g += 4;
+        }
+        for (ci, out) in c.iter().zip(acc.iter_mut()) {
+            for (b, v) in ci.iter().enumerate() {
+                // SAFETY: each store writes 16 i32 into out[b * 16..b * 16 + 16].
+                unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(b * NB) as *mut _, *v) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_level_gives_the_same_integers_and_tracks_f32(
+            rows in 1usize..20, out in 1usize..150, inputs in 1usize..70, seed in 0u32..1000,
+        ) {
+            let val = |i: usize| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 9) % 2001) as f32 / 1000.0 - 1.0;
+            let x: Vec<f32> = (0..rows * inputs).map(val).collect();
+            let w: Vec<f32> = (0..out * inputs).map(|i| val(i + 99) * 0.3).collect();
+            let q = QuantizedMatrix::quantize(&w, out, inputs).unwrap();
+            let mut a = QuantizedRows::default();
+            a.quantize(&x, rows, inputs).unwrap();
+            let mut reference = vec![0f32; rows * out];
+            matmul_int8_with(Int8Level::Portable, &mut reference, &a, &q).unwrap();
+            for level in Int8Level::available() {
+                let mut got = vec![0f32; rows * out];
+                matmul_int8_with(level, &mut got, &a, &q).unwrap();
+                prop_assert_eq!(&got, &reference, "{:?}", level);
+            }
+            // Against the f32 product: quantisation error only.
+            for r in 0..rows {
+                for o in 0..out {
+                    let exact: f32 = (0..inputs).map(|k| x[r * inputs + k] * w[o * inputs + k]).sum();
+                    let bound: f32 = 0.02 * (inputs as f32).sqrt() * 0.3 + 1e-4;
+                    prop_assert!((reference[r * out + o] - exact).abs() <= bound, "{} vs {}", reference[r * out + o], exact);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        assert!(QuantizedMatrix::quantize(&[1.0; 5], 2, 3).is_err());
+        let q = QuantizedMatrix::quantize(&[1.0; 6], 2, 3).unwrap();
+        let mut a = QuantizedRows::default();
+        a.quantize(&[1.0; 8], 2, 4).unwrap();
+        assert!(matmul_int8(&mut [0.0; 4], &a, &q).is_err());
+        let mut b = QuantizedRows::default();
+        b.quantize(&[1.0; 6], 2, 3).unwrap();
+        assert!(matmul_int8(&mut [0.0; 3], &b, &q).is_err());
+        let mut out = [0.0; 4];
+        matmul_int8(&mut out, &b, &q).unwrap();
+        assert!(out.iter().all(|v| (v - 3.0).abs() < 0.05), "{out:?}");
+        let back = q.dequantize();
+        assert!(back.iter().all(|v| (v - 1.0).abs() < 0.01));
+    }
+}
