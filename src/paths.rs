@@ -44,6 +44,7 @@ pub fn encoder_dir(g: &Global) -> Result<ModelDir> {
 /// Loads the encoder with the given options.
 pub fn load_encoder(g: &Global, mut options: EncoderOptions) -> Result<Encoder> {
     options.device = g.device.parse()?;
+    options.precision = g.precision.parse()?;
     let dir = encoder_dir(g)?;
     Encoder::load(&dir, options).with_context(|| format!("cannot load the encoder from {}", dir.dir.display()))
 }

@@ -119,6 +119,7 @@ struct Inner {
     counter: Tokenizer,
     model: ModelDir,
     dim: usize,
+    precision: Precision,
     counters: Arc<Counters>,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
@@ -147,6 +148,7 @@ impl Encoder {
         counter.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
         let threads = if options.threads == 0 { rayon::current_num_threads() } else { options.threads };
         let bert = Model::load(model, device, options.backend, threads, options.parallelism, options.precision)?;
+        let precision = options.precision;
         let dim = bert.dim();
         let (tx, rx) = bounded::<Job>(options.queue_depth.max(1));
         let counters = Arc::new(Counters::default());
@@ -163,6 +165,7 @@ impl Encoder {
                 counter,
                 model: model.clone(),
                 dim,
+                precision,
                 counters,
                 handle: Mutex::new(Some(handle)),
             }),
@@ -215,6 +218,11 @@ impl Encoder {
 
     pub fn dim(&self) -> usize {
         self.inner.dim
+    }
+
+    /// The arithmetic of the dense layers (part of a collection's encoder identity).
+    pub fn precision(&self) -> Precision {
+        self.inner.precision
     }
 
     /// Longest input in tokens, special tokens included.

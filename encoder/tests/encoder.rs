@@ -154,6 +154,44 @@ fn every_cpu_forward_pass_matches_the_golden_vectors() {
     }
 }
 
+/// The int8 path's quality gate: cosine >= 0.99 to the f32 vectors (and to numpy's golden
+/// ones) on the golden sentences, and (near-)identical nearest neighbours among them.
+#[test]
+fn int8_vectors_stay_close_to_f32() {
+    use sousuo_encoder::{Backend, Precision};
+    let g = golden();
+    let texts: Vec<&str> = g.sentences.iter().map(|s| s.text.as_str()).collect();
+    let int8 = Encoder::load(
+        &minilm_dir(),
+        EncoderOptions { backend: Backend::Native, precision: Precision::Int8, ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(int8.precision(), Precision::Int8);
+    let q = int8.encode(&texts).unwrap();
+    let f = encoder().encode(&texts).unwrap();
+    for (i, s) in g.sentences.iter().enumerate() {
+        let c = cosine(q.row(i), f.row(i));
+        assert!(c >= 0.99, "int8 vs f32: cosine {c} for {:?}", s.text);
+        assert!(cosine(q.row(i), &s.embedding) >= 0.99);
+        let nearest = |e: &sousuo_encoder::Embeddings| {
+            (0..texts.len()).filter(|&j| j != i).max_by(|&a, &b| cosine(e.row(i), e.row(a)).total_cmp(&cosine(e.row(i), e.row(b))))
+        };
+        // The same nearest neighbour, or one the f32 model finds as near (within 0.02).
+        let (pick, best) = (nearest(&q).unwrap(), nearest(&f).unwrap());
+        let (got, want) = (cosine(f.row(i), f.row(pick)), cosine(f.row(i), f.row(best)));
+        assert!(want - got <= 0.02, "nearest neighbour of {:?}: {got} vs {want}", s.text);
+    }
+    // int8 needs the native forward pass.
+    let err = Encoder::load(
+        &minilm_dir(),
+        EncoderOptions { backend: Backend::Candle, precision: Precision::Int8, ..Default::default() },
+    )
+    .err()
+    .expect("candle has no int8 path")
+    .to_string();
+    assert!(err.contains("int8"), "{err}");
+}
+
 /// The native forward pass on random weights of another shape (odd widths, a head size that
 /// is not a power of two, mixed lengths in one packed batch) against candle's.
 #[test]

@@ -26,6 +26,14 @@ pub struct EncoderInfo {
     pub name: String,
     pub dim: usize,
     pub weights_sha256: String,
+    /// The arithmetic of the encoder's dense layers: `f32` (the default, and what collections
+    /// written before this field hold) or `int8`.
+    #[serde(default = "f32_precision")]
+    pub precision: String,
+}
+
+fn f32_precision() -> String {
+    "f32".into()
 }
 
 impl EncoderInfo {
@@ -35,6 +43,7 @@ impl EncoderInfo {
             name: encoder.model().name.clone(),
             dim: encoder.dim(),
             weights_sha256: encoder.model().weights_sha256()?,
+            precision: encoder.precision().to_string(),
         })
     }
 }
@@ -174,6 +183,13 @@ impl Collection {
                 built_dim: manifest.encoder.dim,
                 requested: encoder.name.clone(),
                 requested_dim: encoder.dim,
+            });
+        }
+        if manifest.encoder.precision != encoder.precision {
+            return Err(Error::PrecisionMismatch {
+                collection: name.into(),
+                built: manifest.encoder.precision.clone(),
+                requested: encoder.precision.clone(),
             });
         }
         Self::open_stores(name, dir, manifest)

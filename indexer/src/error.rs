@@ -19,6 +19,9 @@ pub enum Error {
         requested: String,
         requested_dim: usize,
     },
+    /// The collection's vectors were computed at another precision.
+    #[error("collection {collection:?} was built with {built} vectors, this encoder computes {requested}; pass `--precision {built}`, or re-embed with `sousuo reindex --collection {collection} --precision {requested}`")]
+    PrecisionMismatch { collection: String, built: String, requested: String },
     /// The on-disk format is newer or older than this build understands.
     #[error("collection {collection:?} has format version {found}; this build reads version {supported}")]
     FormatVersion { collection: String, found: u32, supported: u32 },

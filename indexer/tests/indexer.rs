@@ -245,10 +245,14 @@ fn another_encoder_is_refused_and_names_are_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     drop(open(&data, "enc"));
-    let other = EncoderInfo { name: "other".into(), dim: 768, weights_sha256: "00".into() };
+    let other = EncoderInfo { name: "other".into(), dim: 768, weights_sha256: "00".into(), precision: "f32".into() };
     let err = Collection::open(&data, "enc", &other, OpenMode::Existing).err().unwrap().to_string();
     assert!(err.contains("reindex") && err.contains("all-MiniLM-L6-v2"), "{err}");
     let info = EncoderInfo::of(encoder()).unwrap();
+    // Same weights at another precision: refused, with the flag to pass.
+    let int8 = EncoderInfo { precision: "int8".into(), ..info.clone() };
+    let err = Collection::open(&data, "enc", &int8, OpenMode::Existing).err().unwrap().to_string();
+    assert!(err.contains("--precision f32") && err.contains("reindex"), "{err}");
     for bad in ["../escape", "a/b", ".."] {
         assert!(Collection::open(&data, bad, &info, OpenMode::Create(ChunkParams::default())).is_err());
     }

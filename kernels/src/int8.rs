@@ -1,9 +1,9 @@
 //! Integer matrix products for the int8 encoder: weights quantised per output channel,
 //! activations per row (token), i32 accumulation.
 //!
-//! Activations are stored as `u8` (the signed value + 128) because VNNI's `vpdpbusd`
-//! multiplies unsigned by signed bytes; the +128 is taken back out with the weights' row sums
-//! (`acc - 128 * sum(w)`), so the result is exactly the signed product. Weights are packed for
+//! Activations are quantised per row asymmetrically to `u8` (`x ~ scale * q + min`, all 256
+//! levels), which is also what VNNI's `vpdpbusd` wants (unsigned by signed bytes); the
+//! minimum's share comes back through the weights' row sums. Weights are packed for
 //! the micro-kernel: for each block of 16 output channels and each group of 4 inputs, 64
 //! bytes (`[16 channels][4 inputs]`), one `vpdpbusd` operand.
 //!
@@ -74,8 +74,8 @@ pub struct QuantizedMatrix {
     n_pad: usize,
     packed: Vec<i8>,
     scale: Vec<f32>,
-    /// 128 * the sum of each channel's quantised weights (the u8 offset's contribution).
-    offset: Vec<i32>,
+    /// The sum of each channel's quantised weights (the activations' minimum's contribution).
+    sum: Vec<f32>,
 }
 
 impl QuantizedMatrix {
@@ -88,7 +88,7 @@ impl QuantizedMatrix {
         let n_pad = out.div_ceil(NB * NBLK) * NB * NBLK;
         let mut packed = vec![0i8; n_pad * k4];
         let mut scale = vec![0f32; n_pad];
-        let mut offset = vec![0i32; n_pad];
+        let mut sums = vec![0f32; n_pad];
         for o in 0..out {
             let row = &w[o * inputs..(o + 1) * inputs];
             let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -101,9 +101,9 @@ impl QuantizedMatrix {
                 sum += q as i32;
                 packed[blk * k4 * NB + (k / 4) * NB * 4 + lane * 4 + k % 4] = q;
             }
-            offset[o] = 128 * sum;
+            sums[o] = sum as f32;
         }
-        Ok(QuantizedMatrix { out, inputs, k4, n_pad, packed, scale, offset })
+        Ok(QuantizedMatrix { out, inputs, k4, n_pad, packed, scale, sum: sums })
     }
 
     pub fn out(&self) -> usize {
@@ -127,7 +127,8 @@ impl QuantizedMatrix {
     }
 }
 
-/// Rows of activations quantised per row to `u8` (value + 128), padded to the micro-kernel.
+/// Rows of activations quantised per row to `u8` (asymmetric: a scale and a minimum per
+/// row), padded to the micro-kernel.
 #[derive(Debug, Default)]
 pub struct QuantizedRows {
     rows: usize,
@@ -135,6 +136,7 @@ pub struct QuantizedRows {
     k4: usize,
     data: Vec<u8>,
     scale: Vec<f32>,
+    min: Vec<f32>,
 }
 
 impl QuantizedRows {
@@ -149,19 +151,21 @@ impl QuantizedRows {
         self.cols = cols;
         self.k4 = k4;
         self.data.clear();
-        self.data.resize(padded * k4, 128);
+        self.data.resize(padded * k4, 0);
         self.scale.clear();
         self.scale.resize(padded, 0.0);
+        self.min.clear();
+        self.min.resize(padded, 0.0);
         let level = Int8Level::detect();
         for (r, row) in x.chunks_exact(cols).enumerate() {
             let dst = &mut self.data[r * k4..r * k4 + cols];
-            self.scale[r] = quantize_row_with(level, row, dst);
+            (self.scale[r], self.min[r]) = quantize_row_with(level, row, dst);
         }
         Ok(())
     }
 }
 
-fn quantize_row_with(level: Int8Level, row: &[f32], dst: &mut [u8]) -> f32 {
+fn quantize_row_with(level: Int8Level, row: &[f32], dst: &mut [u8]) -> (f32, f32) {
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `detect` found AVX-512F/BW (and VNNI) on this CPU.
@@ -173,27 +177,35 @@ fn quantize_row_with(level: Int8Level, row: &[f32], dst: &mut [u8]) -> f32 {
     }
 }
 
-/// Symmetric per-row quantisation, written so that it vectorises: round to nearest with the
-/// 1.5 * 2^23 trick and read the integer from the float's bits (no float-to-int cast).
+/// Asymmetric per-row quantisation to all 256 levels of a `u8` (`x ~ scale * q + min`), written
+/// so that it vectorises: round to nearest with the 1.5 * 2^23 trick and read the integer from
+/// the float's bits (no float-to-int cast). Returns `(scale, min)`.
 #[inline(always)]
-fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
-    let mut lanes = [0f32; 16];
+fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, f32) {
+    // One reduction per loop: with both in one loop the lane arrays do not stay in registers.
+    let mut lo = [f32::INFINITY; 16];
     let mut chunks = row.chunks_exact(16);
     for c in &mut chunks {
         for i in 0..16 {
-            lanes[i] = lanes[i].max(c[i].abs());
+            lo[i] = lo[i].min(c[i]);
         }
     }
-    let tail = chunks.remainder().iter().fold(0f32, |m, v| m.max(v.abs()));
-    let amax = lanes.iter().fold(tail, |m, v| m.max(*v));
-    let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+    let min = chunks.remainder().iter().chain(&lo).fold(f32::INFINITY, |m, v| m.min(*v));
+    let mut hi = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            hi[i] = hi[i].max(c[i]);
+        }
+    }
+    let max = chunks.remainder().iter().chain(&hi).fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
     let inv = 1.0 / scale;
     for (d, v) in dst.iter_mut().zip(row) {
-        let t = (v * inv).clamp(-127.0, 127.0) + 12_582_912.0;
-        let q = t.to_bits().wrapping_sub(0x4B40_0000) as i32;
-        *d = (q + 128) as u8;
+        let t = ((v - min) * inv).clamp(0.0, 255.0) + 12_582_912.0;
+        *d = t.to_bits().wrapping_sub(0x4B40_0000) as u8;
     }
-    scale
+    (scale, min)
 }
 
 /// `dst[rows x out] = dequantise(a * w^T)` for activations `a` and weights `w`.
@@ -237,18 +249,18 @@ pub fn matmul_int8_with(level: Int8Level, dst: &mut [f32], a: &QuantizedRows, w:
                     if r >= a.rows {
                         break;
                     }
-                    let sx = a.scale[r];
+                    let (sx, mx) = (a.scale[r], a.min[r]);
                     let n_end = (n0 + NB * NBLK).min(w.out);
                     if n0 >= n_end {
                         continue;
                     }
                     let out = &mut dst[r * w.out + n0..r * w.out + n_end];
-                    let (offset, scale) = (&w.offset[n0..n_end], &w.scale[n0..n_end]);
+                    let (sums, scale) = (&w.sum[n0..n_end], &w.scale[n0..n_end]);
                     match level {
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: AVX-512F was detected with VNNI.
-                        Int8Level::Avx512Vnni => unsafe { x86::store_avx512(acc_row, offset, scale, sx, out) },
-                        _ => store(acc_row, offset, scale, sx, out),
+                        Int8Level::Avx512Vnni => unsafe { x86::store_avx512(acc_row, sums, scale, sx, mx, out) },
+                        _ => store(acc_row, sums, scale, sx, mx, out),
                     }
                 }
             }
@@ -257,11 +269,12 @@ pub fn matmul_int8_with(level: Int8Level, dst: &mut [f32], a: &QuantizedRows, w:
     Ok(())
 }
 
-/// Dequantises one row of a tile: `(acc - offset) * row scale * channel scale`.
+/// Dequantises one row of a tile: `x = sx * q + mx` per activation, `w = s * wq` per weight,
+/// so `sum(x w) = s * (sx * acc + mx * sum(wq))`.
 #[inline(always)]
-fn store(acc: &[i32], offset: &[i32], scale: &[f32], sx: f32, out: &mut [f32]) {
-    for (((o, a), off), s) in out.iter_mut().zip(acc).zip(offset).zip(scale) {
-        *o = (a - off) as f32 * (sx * s);
+fn store(acc: &[i32], sums: &[f32], scale: &[f32], sx: f32, mx: f32, out: &mut [f32]) {
+    for (((o, a), sum), s) in out.iter_mut().zip(acc).zip(sums).zip(scale) {
+        *o = (*a as f32).mul_add(sx, mx * sum) * s;
     }
 }
 
@@ -299,22 +312,22 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn quantize_row_avx2(row: &[f32], dst: &mut [u8]) -> f32 {
+    pub unsafe fn quantize_row_avx2(row: &[f32], dst: &mut [u8]) -> (f32, f32) {
         super::quantize_row(row, dst)
     }
 
     /// # Safety
     /// The CPU must support AVX-512F and AVX-512BW.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    pub unsafe fn quantize_row_avx512(row: &[f32], dst: &mut [u8]) -> f32 {
+    pub unsafe fn quantize_row_avx512(row: &[f32], dst: &mut [u8]) -> (f32, f32) {
         super::quantize_row(row, dst)
     }
 
     /// # Safety
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn store_avx512(acc: &[i32], offset: &[i32], scale: &[f32], sx: f32, out: &mut [f32]) {
-        super::store(acc, offset, scale, sx, out)
+    pub unsafe fn store_avx512(acc: &[i32], sums: &[f32], scale: &[f32], sx: f32, mx: f32, out: &mut [f32]) {
+        super::store(acc, sums, scale, sx, mx, out)
     }
 
     /// # Safety
