@@ -289,11 +289,9 @@ fn encode_random(g: &Global, args: &BenchEncodeArgs) -> Result<()> {
     let device = device.resolve()?;
     let kind = match device {
         Device::Cuda(n) => RawKind::Cuda(n),
-        _ => RawKind::Native {
-            threads: rayon_threads(),
-            parallelism: Parallelism::Sequences,
-            precision: Precision::F32,
-        },
+        _ => {
+            RawKind::Native { threads: rayon_threads(), parallelism: Parallelism::Sequences, precision: Precision::F32 }
+        }
     };
     let weights = BertWeights::random(shape, 42);
     let model = RawModel::new(&weights, Pooling::Mean, kind)?;

@@ -234,9 +234,10 @@ impl NativeBert {
         let scale = 1.0 / (dh as f32).sqrt();
         for (li, l) in w.layers.iter().enumerate() {
             let q = self.quantized.as_ref().map(|q| &q[li]);
-            let dense = |dst: &mut [f32], x: &[f32], w: &[f32], qm: Option<&QuantizedMatrix>, rows: &mut QuantizedRows| {
-                dense(dst, x, w, qm, rows, tokens, threads)
-            };
+            let dense =
+                |dst: &mut [f32], x: &[f32], w: &[f32], qm: Option<&QuantizedMatrix>, rows: &mut QuantizedRows| {
+                    dense(dst, x, w, qm, rows, tokens, threads)
+                };
             dense(&mut s.qkv, &s.x, &l.qkv_w, q.map(|q| &q.qkv), &mut s.q)?;
             ops::add_bias(&mut s.qkv, &l.qkv_b)?;
             let mut off = 0;

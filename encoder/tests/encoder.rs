@@ -174,7 +174,9 @@ fn int8_vectors_stay_close_to_f32() {
         assert!(c >= 0.99, "int8 vs f32: cosine {c} for {:?}", s.text);
         assert!(cosine(q.row(i), &s.embedding) >= 0.99);
         let nearest = |e: &sousuo_encoder::Embeddings| {
-            (0..texts.len()).filter(|&j| j != i).max_by(|&a, &b| cosine(e.row(i), e.row(a)).total_cmp(&cosine(e.row(i), e.row(b))))
+            (0..texts.len())
+                .filter(|&j| j != i)
+                .max_by(|&a, &b| cosine(e.row(i), e.row(a)).total_cmp(&cosine(e.row(i), e.row(b))))
         };
         // The same nearest neighbour, or one the f32 model finds as near (within 0.02).
         let (pick, best) = (nearest(&q).unwrap(), nearest(&f).unwrap());
@@ -214,7 +216,9 @@ fn native_forward_matches_candle_on_other_shapes() {
     for pooling in [Pooling::Mean, Pooling::Cls] {
         let want = RawModel::new(&w, pooling, RawKind::Candle).unwrap().forward(&refs).unwrap();
         for parallelism in [Parallelism::Sequences, Parallelism::Matmul] {
-            let native = RawModel::new(&w, pooling, RawKind::Native { threads: 2, parallelism, precision: Precision::F32 }).unwrap();
+            let native =
+                RawModel::new(&w, pooling, RawKind::Native { threads: 2, parallelism, precision: Precision::F32 })
+                    .unwrap();
             let got = native.forward(&refs).unwrap();
             for (i, (a, b)) in got.chunks(60).zip(want.chunks(60)).enumerate() {
                 let c = cosine(a, b);
@@ -223,8 +227,12 @@ fn native_forward_matches_candle_on_other_shapes() {
         }
     }
     // Bad ids are an error, not a panic.
-    let native =
-        RawModel::new(&w, Pooling::Mean, RawKind::Native { threads: 1, parallelism: Parallelism::Sequences, precision: Precision::F32 }).unwrap();
+    let native = RawModel::new(
+        &w,
+        Pooling::Mean,
+        RawKind::Native { threads: 1, parallelism: Parallelism::Sequences, precision: Precision::F32 },
+    )
+    .unwrap();
     let err = native.forward(&[&[1, 500]]).unwrap_err().to_string();
     assert!(err.contains("500"), "{err}");
 }
