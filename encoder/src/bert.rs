@@ -178,8 +178,8 @@ impl Model {
                 }
             }
             Model::Native(m) => {
-                for (i, b) in batches.iter().enumerate() {
-                    done(i, m.forward(b)?);
+                for (i, rows) in m.forward_many(batches)?.into_iter().enumerate() {
+                    done(i, rows);
                 }
             }
             #[cfg(feature = "cuda")]

@@ -87,6 +87,8 @@ pub(crate) struct NativeBert {
     threads: usize,
     parallelism: Parallelism,
     scratch: Mutex<Vec<Scratch>>,
+    /// A pool of `threads` threads when that differs from rayon's global pool.
+    pool: Option<rayon::ThreadPool>,
 }
 
 /// The scratch buffers of one forward pass, kept between batches (fresh allocations of
@@ -99,6 +101,7 @@ struct Scratch {
     tmp: Vec<f32>,
     inter: Vec<f32>,
     scores: Vec<f32>,
+    inv: Vec<f32>,
     q: QuantizedRows,
 }
 
@@ -126,22 +129,46 @@ impl NativeBert {
                 Some(layers)
             }
         };
-        Ok(NativeBert {
-            weights,
-            quantized,
-            pooling,
-            threads: threads.max(1),
-            parallelism,
-            scratch: Mutex::new(Vec::new()),
-        })
+        let threads = threads.max(1);
+        let pool = if threads > 1 && threads != rayon::current_num_threads() {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("sousuo-encoder-{i}"))
+                .build()
+                .ok()
+        } else {
+            None
+        };
+        Ok(NativeBert { pool, weights, quantized, pooling, threads, parallelism, scratch: Mutex::new(Vec::new()) })
     }
 
     pub(crate) fn dim(&self) -> usize {
         self.weights.shape.hidden
     }
 
+    /// Embeds several batches, in order. With whole sequences per thread, several batches run
+    /// at once, one per thread (no barrier after each batch); a lone batch is split instead.
+    pub(crate) fn forward_many(&self, batches: &[Vec<&[u32]>]) -> Result<Vec<Vec<f32>>> {
+        if self.threads <= 1 || self.parallelism == Parallelism::Matmul || batches.len() < 2 {
+            return batches.iter().map(|b| self.forward(b)).collect();
+        }
+        let run = || batches.par_iter().with_max_len(1).map(|b| self.forward_split(b, 1)).collect();
+        match &self.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }
+    }
+
     /// Embeds one batch; returns `seqs.len() * dim` floats, each row L2-normalised.
     pub(crate) fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        match &self.pool {
+            Some(pool) => pool.install(|| self.forward_split(seqs, self.threads)),
+            None => self.forward_split(seqs, self.threads),
+        }
+    }
+
+    /// One batch, its sequences split over at most `threads` threads.
+    fn forward_split(&self, seqs: &[&[u32]], threads: usize) -> Result<Vec<f32>> {
         let shape = &self.weights.shape;
         for s in seqs {
             if s.len() > shape.max_positions {
@@ -157,7 +184,7 @@ impl NativeBert {
         }
         let dim = shape.hidden;
         let mut out = vec![0f32; seqs.len() * dim];
-        if self.threads <= 1 || self.parallelism == Parallelism::Matmul || seqs.len() < 2 {
+        if threads <= 1 || self.parallelism == Parallelism::Matmul || seqs.len() < 2 {
             let threads = if self.parallelism == Parallelism::Matmul { self.threads } else { 1 };
             self.forward_group(seqs, threads, &mut out)?;
             return Ok(out);
@@ -166,7 +193,7 @@ impl NativeBert {
         // weighted by length, since attention grows with the square).
         let cost: Vec<f64> = seqs.iter().map(|s| (s.len() * (s.len() + 4 * dim)) as f64).collect();
         let total: f64 = cost.iter().sum();
-        let groups = self.threads.min(seqs.len());
+        let groups = threads.min(seqs.len());
         let mut bounds = vec![0usize];
         let mut acc = 0.0;
         for (i, c) in cost.iter().enumerate() {
@@ -203,6 +230,7 @@ impl NativeBert {
             (&mut s.tmp, tokens * h),
             (&mut s.inter, tokens * inter),
             (&mut s.scores, longest * longest),
+            (&mut s.inv, longest),
         ] {
             buf.resize(len, 0.0);
         }
@@ -250,9 +278,18 @@ impl NativeBert {
                     let v = MatRef::new(&block[2 * h + hd * dh..], len, dh, 3 * h, 1)?;
                     let scores = &mut s.scores[..len * len];
                     matmul(MatMut::row_major(scores, len, len)?, q, k.t(), scale, false, threads)?;
-                    ops::softmax(scores, len)?;
+                    // Softmax without its last pass: the context rows (head_dim wide) are
+                    // scaled by 1 / sum instead of the score rows (len wide).
+                    let inv = &mut s.inv[..len];
+                    ops::exp_rows(scores, len, inv)?;
                     let dst = MatMut::new(&mut s.ctx[off * h + hd * dh..], len, dh, h)?;
                     matmul(dst, MatRef::row_major(scores, len, len)?, v, 1.0, false, threads)?;
+                    for (i, f) in inv.iter().enumerate() {
+                        let row = (off + i) * h + hd * dh;
+                        for c in &mut s.ctx[row..row + dh] {
+                            *c *= f;
+                        }
+                    }
                 }
                 off += len;
             }

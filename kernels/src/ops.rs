@@ -88,6 +88,7 @@ versions! {
     bias_gelu(x: &mut [f32], bias: &[f32]);
     add_bias(x: &mut [f32], bias: &[f32]);
     softmax(x: &mut [f32], cols: usize);
+    exp_rows(x: &mut [f32], cols: usize, inv_sums: &mut [f32]);
     mean_pool_l2(hidden: &[f32], cols: usize, out: &mut [f32]);
 }
 
@@ -167,6 +168,20 @@ pub fn softmax(x: &mut [f32], cols: usize) -> Result<()> {
 pub fn softmax_with(level: SimdLevel, x: &mut [f32], cols: usize) -> Result<()> {
     check_rows(x.len(), cols)?;
     dispatch!(usable(level), softmax(x, cols));
+    Ok(())
+}
+
+/// The unnormalised half of a softmax, in place: each row becomes `exp(x - max(row))`, and
+/// `inv_sums[r]` gets `1 / sum(row)`. Attention multiplies by the values first and scales the
+/// (head-dim wide) result rows by `inv_sums` instead of the (sequence wide) score rows.
+pub fn exp_rows(x: &mut [f32], cols: usize, inv_sums: &mut [f32]) -> Result<()> {
+    exp_rows_with(level(), x, cols, inv_sums)
+}
+
+pub fn exp_rows_with(level: SimdLevel, x: &mut [f32], cols: usize, inv_sums: &mut [f32]) -> Result<()> {
+    let rows = check_rows(x.len(), cols)?;
+    check_len(inv_sums.len(), rows)?;
+    dispatch!(usable(level), exp_rows(x, cols, inv_sums));
     Ok(())
 }
 
@@ -343,6 +358,28 @@ mod generic {
     }
 
     #[inline(always)]
+    pub(super) fn exp_rows(x: &mut [f32], cols: usize, inv_sums: &mut [f32]) {
+        for (row, inv) in x.chunks_exact_mut(cols).zip(inv_sums.iter_mut()) {
+            let m = max(row);
+            let mut acc = [0f32; LANES];
+            let mut chunks = row.chunks_exact_mut(LANES);
+            for c in &mut chunks {
+                for i in 0..LANES {
+                    let e = exp_approx(c[i] - m);
+                    c[i] = e;
+                    acc[i] += e;
+                }
+            }
+            let mut tail = 0.0;
+            for v in chunks.into_remainder() {
+                *v = exp_approx(*v - m);
+                tail += *v;
+            }
+            *inv = 1.0 / (acc.iter().sum::<f32>() + tail);
+        }
+    }
+
+    #[inline(always)]
     pub(super) fn mean_pool_l2(hidden: &[f32], cols: usize, out: &mut [f32]) {
         out.fill(0.0);
         let rows = hidden.len() / cols;
@@ -507,6 +544,23 @@ mod tests {
                     }
                 }
             }
+        }
+
+        #[test]
+        fn exp_rows_times_inverse_sums_is_the_softmax((cols, x, _res, _b, _g) in rows()) {
+            let rows = x.len() / cols;
+            for level in SimdLevel::available() {
+                let mut got: Vec<f32> = x.iter().map(|v| v * 5.0).collect();
+                let mut inv = vec![0f32; rows];
+                exp_rows_with(level, &mut got, cols, &mut inv).unwrap();
+                for (r, row) in x.chunks(cols).enumerate() {
+                    let want = reference::softmax(&row.iter().map(|v| *v as f64 * 5.0).collect::<Vec<_>>());
+                    for (g, w) in got[r * cols..(r + 1) * cols].iter().zip(&want) {
+                        prop_assert!(((g * inv[r]) as f64 - w).abs() <= 1e-6, "{:?}: {} vs {}", level, g * inv[r], w);
+                    }
+                }
+            }
+            prop_assert!(exp_rows(&mut [0.0; 6], 3, &mut [0.0; 1]).is_err());
         }
 
         #[test]
