@@ -378,12 +378,13 @@ async fn api_keys_gate_every_route() {
         "POST",
         "/keys",
         Some(MASTER),
-        Some(json!({"actions": ["*"], "collections": ["*"], "expires_at": now() + 1})),
+        // Whole seconds: valid for at least 2 s from here, expired after 4.1 s.
+        Some(json!({"actions": ["*"], "collections": ["*"], "expires_at": now() + 3})),
     )
     .await;
     let short = k2["key"].as_str().unwrap().to_string();
     assert_eq!(call(&s, "GET", "/collections", Some(&short), None).await.0, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     let (st, v) = call(&s, "GET", "/collections", Some(&short), None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert!(v["error"]["message"].as_str().unwrap().contains("expired"));
