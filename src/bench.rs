@@ -289,9 +289,7 @@ fn encode_random(g: &Global, args: &BenchEncodeArgs) -> Result<()> {
     let device = device.resolve()?;
     let kind = match device {
         Device::Cuda(n) => RawKind::Cuda(n),
-        _ => {
-            RawKind::Native { threads: rayon_threads(), parallelism: Parallelism::Sequences, precision: Precision::F32 }
-        }
+        _ => RawKind::Native { threads: 0, parallelism: Parallelism::Sequences, precision: Precision::F32 },
     };
     let weights = BertWeights::random(shape, 42);
     let model = RawModel::new(&weights, Pooling::Mean, kind)?;
@@ -371,12 +369,4 @@ fn encode_random(g: &Global, args: &BenchEncodeArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(())
-}
-
-fn rayon_threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1)
 }

@@ -207,7 +207,7 @@ impl Model {
 pub enum RawKind {
     /// candle-transformers' `BertModel` on the CPU (the reference).
     Candle,
-    /// Sousuo's CPU forward pass.
+    /// Sousuo's CPU forward pass on `threads` threads (0: all of rayon's pool).
     Native { threads: usize, parallelism: Parallelism, precision: Precision },
     /// Sousuo's CUDA forward pass on GPU `ordinal` (builds with the `cuda` feature).
     Cuda(usize),

@@ -129,7 +129,8 @@ impl NativeBert {
                 Some(layers)
             }
         };
-        let threads = threads.max(1);
+        // 0: every thread of rayon's pool (the `--threads` flag sizes it).
+        let threads = if threads == 0 { rayon::current_num_threads() } else { threads };
         let pool = if threads > 1 && threads != rayon::current_num_threads() {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

@@ -146,8 +146,8 @@ impl Encoder {
         let tokenizer = model.tokenizer()?;
         let mut counter = tokenizer.clone();
         counter.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let threads = if options.threads == 0 { rayon::current_num_threads() } else { options.threads };
-        let bert = Model::load(model, device, options.backend, threads, options.parallelism, options.precision)?;
+        let bert =
+            Model::load(model, device, options.backend, options.threads, options.parallelism, options.precision)?;
         let precision = options.precision;
         let dim = bert.dim();
         let (tx, rx) = bounded::<Job>(options.queue_depth.max(1));

@@ -44,11 +44,9 @@ pub fn compile(source: &str) -> Result<cudarc::nvrtc::Ptx> {
 }
 
 fn libraries_present() -> Result<()> {
-    // SAFETY: these functions only try to dlopen the libraries and report whether they loaded.
+    // SAFETY: only tries to dlopen the driver library and reports whether it loaded.
     let driver = unsafe { cudarc::driver::sys::is_culib_present() };
-    // SAFETY: as above, for NVRTC.
-    let nvrtc = unsafe { cudarc::nvrtc::sys::is_culib_present() };
-    match (driver, nvrtc) {
+    match (driver, nvrtc_present()) {
         (true, true) => Ok(()),
         (false, _) => Err(Error::CudaUnavailable(
             "libcuda (the NVIDIA driver) was not found; install the driver or add its directory to LD_LIBRARY_PATH"

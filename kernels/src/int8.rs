@@ -22,7 +22,7 @@ const MR: usize = 6;
 const NBLK: usize = 4;
 
 /// The integer instruction set in use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Int8Level {
     Portable,
     Avx2,
@@ -221,7 +221,8 @@ pub fn matmul_int8_with(level: Int8Level, dst: &mut [f32], a: &QuantizedRows, w:
     if dst.len() != a.rows * w.out {
         return Err(Error::DimensionMismatch { expected: a.rows * w.out, got: dst.len() });
     }
-    let level = if Int8Level::available().contains(&level) { level } else { Int8Level::detect() };
+    // Levels are ordered; each implies the ones before it.
+    let level = if level <= Int8Level::detect() { level } else { Int8Level::detect() };
     let k4 = w.k4;
     let mut acc = [[0i32; NB * NBLK]; MR];
     // Rows in chunks that keep their activations in L2 while every weight panel passes.

@@ -20,7 +20,7 @@ pub fn level() -> SimdLevel {
 }
 
 fn usable(level: SimdLevel) -> SimdLevel {
-    if SimdLevel::available().contains(&level) {
+    if SimdLevel::supported(level) {
         level
     } else {
         self::level()

@@ -16,8 +16,9 @@ pub struct Hit {
     pub score: f32,
 }
 
-/// The instruction set a SIMD kernel runs with, detected at run time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The instruction set a SIMD kernel runs with, detected at run time (ordered: each level
+/// implies the ones before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
     Scalar,
     Avx2Fma,
@@ -37,6 +38,11 @@ impl SimdLevel {
             }
         }
         SimdLevel::Scalar
+    }
+
+    /// Whether this CPU can run `level` (no allocation: kernels ask on every call).
+    pub fn supported(level: SimdLevel) -> bool {
+        level <= Self::detect()
     }
 
     /// Every level this CPU can run, scalar first (for tests and benchmarks).
@@ -67,7 +73,7 @@ pub fn top_k_dot_scalar(matrix: &[f32], dim: usize, query: &[f32], k: usize) -> 
 /// [`top_k_dot`] at a chosen level; a level the CPU lacks falls back to the best it has.
 pub fn top_k_dot_with(level: SimdLevel, matrix: &[f32], dim: usize, query: &[f32], k: usize) -> Result<Vec<Hit>> {
     check_shape(matrix, dim, query)?;
-    let level = if SimdLevel::available().contains(&level) { level } else { SimdLevel::detect() };
+    let level = if SimdLevel::supported(level) { level } else { SimdLevel::detect() };
     let mut heap = TopK::new(k);
     if dim == 0 {
         return Ok(heap.into_sorted());
