@@ -25,7 +25,7 @@ pub fn ask(g: &Global, args: AskArgs) -> Result<()> {
     let filter = Filter::parse(&args.filter)?;
     let encoder = load_encoder(g, EncoderOptions::default())?;
     let collection = open(g, &args.collection, &encoder, None)?;
-    let decoder = if args.extractive { None } else { Some(load_decoder(g, args.decoder.decoder.as_deref(), 4)?) };
+    let decoder = if args.extractive { None } else { Some(load_decoder(g, &args.decoder, 4)?) };
     let p = AnswerParams {
         search: SearchParams { limit: args.passages.clamp(1, 20), filter, ..SearchParams::default() },
         generate: GenerateOptions {
@@ -154,7 +154,7 @@ pub fn bench(g: &Global, args: BenchAnswerArgs) -> Result<()> {
             format!("{}: each line must be {{\"question\", \"answerable\", \"key\"}}", args.questions.display())
         })?;
     let encoder = load_encoder(g, EncoderOptions::default())?;
-    let decoder = load_decoder(g, args.decoder.decoder.as_deref(), 4)?;
+    let decoder = load_decoder(g, &args.decoder, 4)?;
 
     // 1. Speed: a fixed 600-token prompt built from the corpus text.
     let mut text = String::new();

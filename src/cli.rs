@@ -309,6 +309,11 @@ pub struct DecoderArgs {
     /// A GGUF decoder (llama family) instead of the default SmolLM2-135M-Instruct.
     #[arg(long, env = "SOUSUO_DECODER")]
     pub decoder: Option<PathBuf>,
+    /// The decoder's forward pass: native (Sousuo's int8 block kernels), candle
+    /// (candle-transformers' quantized llama, on a Q8_0 conversion made once), or auto (native
+    /// when the model is a llama without experts).
+    #[arg(long, env = "SOUSUO_DECODER_BACKEND", default_value = "auto")]
+    pub decoder_backend: sousuo_query::decoder::Backend,
 }
 
 #[derive(Args)]

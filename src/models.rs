@@ -19,9 +19,10 @@ pub fn fetch(g: &Global, encoder_only: bool) -> Result<()> {
         println!("{}: fetched and verified at {}", model.name, path.display());
     }
     if !encoder_only {
-        // The shipped Q4_1 weights run without SIMD in candle: convert them once, now.
-        let q8 = crate::paths::decoder_file(g, None)?;
-        println!("decoder ready to run: {}", q8.display());
+        // The decoder's weights are requantised for the native pass once, now, and cached.
+        let args = crate::cli::DecoderArgs { decoder: None, decoder_backend: Default::default() };
+        let d = crate::paths::load_decoder(g, &args, 1)?;
+        println!("decoder ready to run: {} ({} forward pass)", d.path().display(), d.backend());
     }
     Ok(())
 }

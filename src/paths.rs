@@ -1,10 +1,10 @@
 //! Where models and data live, and how the encoder is found.
 
-use crate::cli::Global;
+use crate::cli::{DecoderArgs, Global};
 use anyhow::{Context, Result};
 use sousuo_encoder::models::{default_cache_root, ModelCache, PinnedModel, MINILM, SMOLLM2};
 use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
-use sousuo_query::decoder::{prepare_gguf, Decoder};
+use sousuo_query::decoder::Decoder;
 use std::path::PathBuf;
 
 /// The model cache: `HOME/models`, or the user's cache directory.
@@ -49,19 +49,20 @@ pub fn load_encoder(g: &Global, mut options: EncoderOptions) -> Result<Encoder> 
     Encoder::load(&dir, options).with_context(|| format!("cannot load the encoder from {}", dir.dir.display()))
 }
 
-/// The GGUF file to run: `path`, or the default SmolLM2 from the cache; either way its Q8_0
-/// conversion when candle would run it slowly (made once, cached under `models/requantized`).
+/// The GGUF file to run: `path`, or the default SmolLM2 from the cache (fetched if missing).
 pub fn decoder_file(g: &Global, path: Option<&std::path::Path>) -> Result<PathBuf> {
-    let src = match path {
+    Ok(match path {
         Some(p) => p.to_path_buf(),
         None => ensure_model(g, &SMOLLM2)?.join(SMOLLM2.files[0].dest),
-    };
-    let cache = model_cache(g)?;
-    Ok(prepare_gguf(&src, &cache.root().join("requantized"))?)
+    })
 }
 
-/// Loads the decoder (`--decoder PATH` or the default) with `queue_depth` waiting requests.
-pub fn load_decoder(g: &Global, path: Option<&std::path::Path>, queue_depth: usize) -> Result<Decoder> {
-    let file = decoder_file(g, path)?;
-    Decoder::load(&file, queue_depth).with_context(|| format!("cannot load the decoder from {}", file.display()))
+/// Loads the decoder (`--decoder PATH` or the default) on `args`' backend with `queue_depth`
+/// waiting requests. candle runs Q4/Q5 files through their Q8_0 conversion, made once under
+/// `models/requantized`.
+pub fn load_decoder(g: &Global, args: &DecoderArgs, queue_depth: usize) -> Result<Decoder> {
+    let file = decoder_file(g, args.decoder.as_deref())?;
+    let requant = model_cache(g)?.root().join("requantized");
+    Decoder::load_with(&file, queue_depth, args.decoder_backend, Some(&requant))
+        .with_context(|| format!("cannot load the decoder from {}", file.display()))
 }

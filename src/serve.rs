@@ -14,11 +14,7 @@ pub fn serve(g: &Global, args: ServeArgs) -> Result<()> {
 /// Loads the decoder (unless disabled) and serves until Ctrl-C / SIGTERM.
 pub fn run(g: &Global, args: &ServeArgs, encoder: Encoder) -> Result<()> {
     sousuo_web::check_bind(args.bind, args.master_key.is_some(), args.insecure_no_auth)?;
-    let decoder = if args.no_answers {
-        None
-    } else {
-        Some(load_decoder(g, args.decoder.decoder.as_deref(), sousuo_web::DECODER_QUEUE)?)
-    };
+    let decoder = if args.no_answers { None } else { Some(load_decoder(g, &args.decoder, sousuo_web::DECODER_QUEUE)?) };
     let mut config = Config::new(match &args.data_dir {
         Some(d) => d.clone(),
         None => data_dir(g)?,

@@ -4,6 +4,9 @@ pub enum Error {
     /// The matrix length is not a multiple of the row dimension, or the query has another width.
     #[error("dimension mismatch: expected {expected}, got {got}")]
     DimensionMismatch { expected: usize, got: usize },
+    /// Serialised kernel data (a cache file) is truncated or inconsistent.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
     /// The binary was built without the `cuda` feature.
     #[error("this binary was built without CUDA support: rebuild with `cargo build --release --features cuda`")]
     NotCompiledWithCuda,

@@ -113,6 +113,26 @@ impl QuantizedMatrix {
         self.inputs
     }
 
+    /// Output channel `o`'s weights, dequantised into `out` (`inputs` values): an embedding
+    /// row when the matrix is a tied embedding table.
+    pub fn row_into(&self, o: usize, out: &mut [f32]) -> Result<()> {
+        if o >= self.out {
+            return Err(Error::DimensionMismatch { expected: self.out, got: o });
+        }
+        if out.len() != self.inputs {
+            return Err(Error::DimensionMismatch { expected: self.inputs, got: out.len() });
+        }
+        let (blk, lane, s) = (o / NB, o % NB, self.scale[o]);
+        let base = &self.packed[blk * self.k4 * NB..(blk + 1) * self.k4 * NB];
+        for (g, chunk) in out.chunks_mut(4).enumerate() {
+            let q = &base[g * NB * 4 + lane * 4..g * NB * 4 + lane * 4 + 4];
+            for (v, q) in chunk.iter_mut().zip(q) {
+                *v = *q as f32 * s;
+            }
+        }
+        Ok(())
+    }
+
     /// The dequantised weights (for tests).
     pub fn dequantize(&self) -> Vec<f32> {
         let mut w = vec![0f32; self.out * self.inputs];
@@ -215,47 +235,99 @@ pub fn matmul_int8(dst: &mut [f32], a: &QuantizedRows, w: &QuantizedMatrix) -> R
 
 /// [`matmul_int8`] at a chosen level (a level the CPU lacks falls back to the best it has).
 pub fn matmul_int8_with(level: Int8Level, dst: &mut [f32], a: &QuantizedRows, w: &QuantizedMatrix) -> Result<()> {
+    check(dst, a, w)?;
+    // Levels are ordered; each implies the ones before it.
+    let level = if level <= Int8Level::detect() { level } else { Int8Level::detect() };
+    let panels = w.n_pad / (NB * NBLK);
+    // SAFETY: `check` verified `dst` holds `a.rows * w.out` values; this call alone writes them.
+    unsafe { product(level, Out(dst.as_mut_ptr()), a, w, 0..panels) };
+    Ok(())
+}
+
+/// [`matmul_int8`] on up to `threads` threads of rayon's current pool, each taking a
+/// contiguous run of 64-channel weight panels (every row of the activations): the split a
+/// matrix-vector product needs, since its single row cannot be divided. Results are
+/// identical to the one-thread product.
+pub fn matmul_int8_threads(dst: &mut [f32], a: &QuantizedRows, w: &QuantizedMatrix, threads: usize) -> Result<()> {
+    check(dst, a, w)?;
+    let level = Int8Level::detect();
+    let panels = w.n_pad / (NB * NBLK);
+    let parts = threads.clamp(1, panels);
+    if parts == 1 {
+        // SAFETY: as in `matmul_int8_with`.
+        unsafe { product(level, Out(dst.as_mut_ptr()), a, w, 0..panels) };
+        return Ok(());
+    }
+    let out = Out(dst.as_mut_ptr());
+    rayon::scope(|s| {
+        for p in 0..parts {
+            let range = panels * p / parts..panels * (p + 1) / parts;
+            // SAFETY: `check` verified the extent of `dst`; the panel ranges are disjoint, so
+            // every task writes its own columns of each row and no value twice. `dst` stays
+            // borrowed until the scope (and every task) has ended.
+            s.spawn(move |_| unsafe { product(level, out, a, w, range) });
+        }
+    });
+    Ok(())
+}
+
+fn check(dst: &[f32], a: &QuantizedRows, w: &QuantizedMatrix) -> Result<()> {
     if a.cols != w.inputs {
         return Err(Error::DimensionMismatch { expected: w.inputs, got: a.cols });
     }
     if dst.len() != a.rows * w.out {
         return Err(Error::DimensionMismatch { expected: a.rows * w.out, got: dst.len() });
     }
-    // Levels are ordered; each implies the ones before it.
-    let level = if level <= Int8Level::detect() { level } else { Int8Level::detect() };
+    Ok(())
+}
+
+/// The output of a product, shared by the tasks that write disjoint columns of it.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: tasks only write through the pointer to disjoint column ranges (see `product`).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// The product for the weight panels `panels` (64 output channels each).
+///
+/// # Safety
+/// `dst` must point at `a.rows * w.out` writable values, and no other code may touch the
+/// columns of `panels` while this runs.
+unsafe fn product(level: Int8Level, dst: Out, a: &QuantizedRows, w: &QuantizedMatrix, panels: std::ops::Range<usize>) {
     let k4 = w.k4;
     let mut acc = [[0i32; NB * NBLK]; MR];
     // Rows in chunks that keep their activations in L2 while every weight panel passes.
-    let chunk_rows = (MR * 8).max(MR);
+    let chunk_rows = MR * 8;
     let padded_rows = a.rows.div_ceil(MR) * MR;
     for r0 in (0..padded_rows).step_by(chunk_rows) {
         let r_end = (r0 + chunk_rows).min(padded_rows);
-        for n0 in (0..w.n_pad).step_by(NB * NBLK) {
+        for panel_index in panels.clone() {
+            let n0 = panel_index * NB * NBLK;
             let panel = &w.packed[n0 * k4..(n0 + NB * NBLK) * k4];
             for m0 in (r0..r_end).step_by(MR) {
                 let rows = &a.data[m0 * k4..(m0 + MR) * k4];
+                let live = (a.rows - m0).min(MR);
                 match level {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: the level was detected; `rows` holds MR rows of k4 bytes and
                     // `panel` NBLK blocks of k4 * 16 bytes (checked by construction: both
                     // buffers were padded to whole tiles), which is what the kernel reads.
-                    Int8Level::Avx512Vnni => unsafe { x86::tile_vnni(rows, panel, k4, &mut acc) },
+                    Int8Level::Avx512Vnni => unsafe { x86::tile_vnni_rows(live, rows, panel, k4, &mut acc) },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: AVX2 was detected.
                     Int8Level::Avx2 => unsafe { x86::tile_avx2(rows, panel, k4, &mut acc) },
                     _ => tile(rows, panel, k4, &mut acc),
                 }
-                for (i, acc_row) in acc.iter().enumerate() {
+                let n_end = (n0 + NB * NBLK).min(w.out);
+                if n0 >= n_end {
+                    continue;
+                }
+                for (i, acc_row) in acc.iter().enumerate().take(live) {
                     let r = m0 + i;
-                    if r >= a.rows {
-                        break;
-                    }
                     let (sx, mx) = (a.scale[r], a.min[r]);
-                    let n_end = (n0 + NB * NBLK).min(w.out);
-                    if n0 >= n_end {
-                        continue;
-                    }
-                    let out = &mut dst[r * w.out + n0..r * w.out + n_end];
+                    // SAFETY: r < a.rows and n0..n_end < w.out: inside `dst`'s extent, and in
+                    // this call's own columns.
+                    let out = unsafe { std::slice::from_raw_parts_mut(dst.0.add(r * w.out + n0), n_end - n0) };
                     let (sums, scale) = (&w.sum[n0..n_end], &w.scale[n0..n_end]);
                     match level {
                         #[cfg(target_arch = "x86_64")]
@@ -267,7 +339,6 @@ pub fn matmul_int8_with(level: Int8Level, dst: &mut [f32], a: &QuantizedRows, w:
             }
         }
     }
-    Ok(())
 }
 
 /// Dequantises one row of a tile: `x = sx * q + mx` per activation, `w = s * wq` per weight,
@@ -338,16 +409,36 @@ mod x86 {
         super::tile(rows, panel, k4, acc)
     }
 
-    /// The VNNI micro-kernel: 6 rows x 64 channels in 24 accumulators; per group of 4
-    /// inputs, 4 weight loads, 6 broadcasts and 24 `vpdpbusd`.
+    /// [`tile_vnni`] for the `live` (1..=6) first rows of a tile: a matrix-vector product
+    /// (decoding one token) does one row's work, not six.
+    ///
+    /// # Safety
+    /// As for `tile_vnni`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn tile_vnni_rows(live: usize, rows: &[u8], panel: &[i8], k4: usize, acc: &mut [[i32; NB * NBLK]; MR]) {
+        // SAFETY: the caller's contract, unchanged.
+        unsafe {
+            match live {
+                1 => tile_vnni::<1>(rows, panel, k4, acc),
+                2 => tile_vnni::<2>(rows, panel, k4, acc),
+                3 => tile_vnni::<3>(rows, panel, k4, acc),
+                4 => tile_vnni::<4>(rows, panel, k4, acc),
+                5 => tile_vnni::<5>(rows, panel, k4, acc),
+                _ => tile_vnni::<MR>(rows, panel, k4, acc),
+            }
+        }
+    }
+
+    /// The VNNI micro-kernel: R (up to 6) rows x 64 channels in 4R accumulators; per group of
+    /// 4 inputs, 4 weight loads, R broadcasts and 4R `vpdpbusd`.
     ///
     /// # Safety
     /// The CPU must support AVX-512F/BW/VNNI; `rows` must hold `MR * k4` bytes and `panel`
     /// `NBLK * k4 * 16` bytes, `k4` a multiple of 4.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn tile_vnni(rows: &[u8], panel: &[i8], k4: usize, acc: &mut [[i32; NB * NBLK]; MR]) {
-        debug_assert!(rows.len() >= MR * k4 && panel.len() >= NBLK * k4 * NB);
-        let mut c = [[_mm512_setzero_si512(); NBLK]; MR];
+    unsafe fn tile_vnni<const R: usize>(rows: &[u8], panel: &[i8], k4: usize, acc: &mut [[i32; NB * NBLK]; MR]) {
+        debug_assert!(R <= MR && rows.len() >= R * k4 && panel.len() >= NBLK * k4 * NB);
+        let mut c = [[_mm512_setzero_si512(); NBLK]; R];
         let a = rows.as_ptr();
         let p = panel.as_ptr();
         let mut g = 0;
@@ -401,6 +492,19 @@ mod tests {
                 matmul_int8_with(level, &mut got, &a, &q).unwrap();
                 prop_assert_eq!(&got, &reference, "{:?}", level);
             }
+            for threads in [2, 3] {
+                let mut got = vec![0f32; rows * out];
+                matmul_int8_threads(&mut got, &a, &q, threads).unwrap();
+                let mut best = vec![0f32; rows * out];
+                matmul_int8(&mut best, &a, &q).unwrap();
+                prop_assert_eq!(&got, &best, "{} threads", threads);
+            }
+            let all = q.dequantize();
+            let mut row = vec![0f32; inputs];
+            for o in 0..out {
+                q.row_into(o, &mut row).unwrap();
+                prop_assert_eq!(&row[..], &all[o * inputs..(o + 1) * inputs]);
+            }
             // Against the f32 product: quantisation error only.
             for r in 0..rows {
                 for o in 0..out {
@@ -425,6 +529,9 @@ mod tests {
         let mut out = [0.0; 4];
         matmul_int8(&mut out, &b, &q).unwrap();
         assert!(out.iter().all(|v| (v - 3.0).abs() < 0.05), "{out:?}");
+        assert!(q.row_into(2, &mut [0.0; 3]).is_err());
+        assert!(q.row_into(0, &mut [0.0; 2]).is_err());
+        assert!(matmul_int8_threads(&mut [0.0; 3], &b, &q, 2).is_err());
         let back = q.dequantize();
         assert!(back.iter().all(|v| (v - 1.0).abs() < 0.01));
     }

@@ -5,7 +5,7 @@ use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM, SMOLLM2};
 use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
 use sousuo_indexer::{index_paths, ChunkParams, Collection, EncoderInfo, IndexOptions, OpenMode};
 use sousuo_query::answer::{is_supported, support_score, SUPPORT_THRESHOLD};
-use sousuo_query::decoder::{prepare_gguf, Decoder};
+use sousuo_query::decoder::{Backend, Decoder};
 use sousuo_query::{answer, AnswerKind, AnswerParams, Turn};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -33,8 +33,8 @@ fn fixture() -> &'static Fixture {
                 .unwrap_or_else(|e| panic!("the answer tests need {}: {e}; run `cargo run -- models fetch`", m.name))
         };
         let encoder = Encoder::load(&ModelDir::open(&get(&MINILM)).unwrap(), EncoderOptions::default()).unwrap();
-        let gguf = prepare_gguf(&get(&SMOLLM2).join(SMOLLM2.files[0].dest), &cache.root().join("requantized")).unwrap();
-        let decoder = Decoder::load(&gguf, 4).unwrap();
+        let gguf = get(&SMOLLM2).join(SMOLLM2.files[0].dest);
+        let decoder = Decoder::load_with(&gguf, 4, Backend::Auto, Some(&cache.root().join("requantized"))).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let extra = dir.path().join("extra");
         std::fs::create_dir_all(&extra).unwrap();

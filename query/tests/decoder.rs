@@ -2,7 +2,9 @@
 //! round trips, requantisation, streaming generation, stopping and queue limits.
 
 use sousuo_encoder::models::{default_cache_root, ModelCache, SMOLLM2};
-use sousuo_query::decoder::{prepare_gguf, Decoder, DecoderTokenizer, Event, GenerateOptions, Message, StopReason};
+use sousuo_query::decoder::{
+    prepare_gguf, Backend, Decoder, DecoderTokenizer, Event, GenerateOptions, Message, StopReason,
+};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -23,8 +25,10 @@ fn shipped() -> PathBuf {
 fn decoder() -> &'static Decoder {
     static D: OnceLock<Decoder> = OnceLock::new();
     D.get_or_init(|| {
-        let path = prepare_gguf(&shipped(), &cache().root().join("requantized")).expect("requantised");
-        Decoder::load(&path, 4).expect("the decoder loads")
+        let d = Decoder::load_with(&shipped(), 4, Backend::Auto, Some(&cache().root().join("requantized")))
+            .expect("the decoder loads");
+        assert_eq!(d.backend(), "native");
+        d
     })
 }
 
@@ -139,4 +143,51 @@ fn bad_gguf_files_fail_clearly() {
     assert!(err.contains("not.gguf") && err.contains("GGUF"), "{err}");
     let err = Decoder::load(&dir.path().join("missing.gguf"), 1).unwrap_err().to_string();
     assert!(err.contains("missing.gguf"), "{err}");
+}
+
+#[test]
+fn backends_are_chosen_and_named() {
+    assert_eq!("candle".parse::<Backend>().unwrap(), Backend::Candle);
+    let err = "fast".parse::<Backend>().unwrap_err().to_string();
+    assert!(err.contains("fast") && err.contains("native"), "{err}");
+}
+
+/// The native pass's requantised weights are cached: a second load reads them back and runs
+/// the same numbers; a damaged cache file is rebuilt, not trusted.
+#[test]
+fn requantised_weights_are_cached_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let greedy = |d: &Decoder| {
+        let prompt = d.chat_prompt(&[Message::user("Name a search engine data structure.")]).unwrap();
+        d.generate(prompt, &GenerateOptions { max_tokens: 12, ..Default::default() }, |_| true).unwrap().text
+    };
+    let load = || Decoder::load_with(&shipped(), 1, Backend::Native, Some(dir.path())).unwrap();
+    let first = greedy(&load());
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let cached = &files[0];
+    let size = std::fs::metadata(cached).unwrap().len();
+    assert_eq!(greedy(&load()), first);
+    // Truncated: rebuilt, whole again, same answers.
+    let bytes = std::fs::read(cached).unwrap();
+    std::fs::write(cached, &bytes[..bytes.len() / 2]).unwrap();
+    assert_eq!(greedy(&load()), first);
+    assert_eq!(std::fs::metadata(cached).unwrap().len(), size);
+    // Uncached (no directory) agrees too.
+    assert_eq!(greedy(&Decoder::load(&shipped(), 1).unwrap()), first);
+}
+
+/// The candle fallback still runs behind the same interface (on its Q8_0 conversion).
+#[test]
+fn candle_backend_generates() {
+    let d = Decoder::load_with(&shipped(), 1, Backend::Candle, Some(&cache().root().join("requantized"))).unwrap();
+    assert_eq!(d.backend(), "candle");
+    let prompt = d
+        .chat_prompt(&[
+            Message::system("Answer in one short sentence."),
+            Message::user("What is the capital of France?"),
+        ])
+        .unwrap();
+    let g = d.generate(prompt, &GenerateOptions { max_tokens: 40, ..Default::default() }, |_| true).unwrap();
+    assert!(g.text.contains("Paris"), "{:?}", g.text);
 }

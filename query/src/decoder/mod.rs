@@ -1,14 +1,19 @@
-//! The decoder: a GGUF llama-family model (candle-transformers' quantized llama) on a worker
-//! thread, with its tokenizer and chat template read from the same file.
+//! The decoder: a GGUF llama-family model on a worker thread, with its tokenizer and chat
+//! template read from the same file. The forward pass is Sousuo's own ([`NativeLlama`], int8
+//! kernels) where the model fits it, candle-transformers' quantized llama otherwise
+//! ([`Backend`]).
 //!
 //! Callers send a prompt through a bounded queue and read a [`Stream`] of events; the worker prefills the
 //! prompt, then decodes one token at a time reusing the KV cache, handing each completed piece
 //! of text to the stream (dropping the stream stops generation). A full queue is
 //! reported as [`Error::Busy`] by [`Decoder::try_start`], so servers can shed load.
 
+mod llama;
 mod requant;
 mod template;
 mod tokenizer;
+
+pub use llama::{LlamaConfig, NativeLlama};
 
 pub use requant::{needs_requant, prepare_gguf, requantize_q8};
 pub use template::{ChatTemplate, Message};
@@ -22,10 +27,84 @@ use candle_transformers::models::quantized_llama::ModelWeights;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+/// Which forward pass runs the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Sousuo's own pass when the model fits it (llama without experts), else candle.
+    #[default]
+    Auto,
+    /// Sousuo's own pass ([`NativeLlama`]); an error for models it does not implement.
+    Native,
+    /// candle-transformers' quantized llama (slow Q4/Q5 types converted to Q8_0 first).
+    Candle,
+}
+
+impl FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "native" => Ok(Backend::Native),
+            "candle" => Ok(Backend::Candle),
+            other => Err(Error::BadParameter {
+                name: "decoder backend",
+                reason: format!("{other:?} is not one of auto, native, candle"),
+            }),
+        }
+    }
+}
+
+/// The loaded model, as the worker thread runs it.
+enum Model {
+    Native(Box<NativeLlama>, Vec<f32>),
+    Candle(Box<ModelWeights>),
+}
+
+impl Model {
+    /// Runs `tokens` at `pos` (tokens already cached) and returns the last position's logits.
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
+        let err = |e: candle_core::Error| Error::Decoder(format!("generation failed: {e}"));
+        match self {
+            Model::Native(m, logits) => {
+                m.forward(tokens, pos, logits)?;
+                Tensor::from_slice(logits, logits.len(), &Device::Cpu).map_err(err)
+            }
+            Model::Candle(m) => {
+                let input = Tensor::new(tokens, &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(err)?;
+                m.forward(&input, pos)
+                    .and_then(|l| l.squeeze(0))
+                    .and_then(|l| l.to_dtype(candle_core::DType::F32))
+                    .map_err(err)
+            }
+        }
+    }
+
+    fn reserve(&mut self, positions: usize) {
+        if let Model::Native(m, _) = self {
+            m.reserve(positions);
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Model::Native(m, _) => m.clear(),
+            Model::Candle(m) => m.clear_kv_cache(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Model::Native(..) => "native",
+            Model::Candle(_) => "candle",
+        }
+    }
+}
 
 /// Sampling and stopping.
 #[derive(Debug, Clone)]
@@ -148,6 +227,7 @@ struct Inner {
     template: ChatTemplate,
     context_length: usize,
     path: PathBuf,
+    backend: &'static str,
     counters: Arc<Counters>,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
@@ -180,9 +260,18 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 impl Decoder {
-    /// Loads a GGUF decoder; `queue_depth` requests may wait before [`Self::try_start`]
-    /// reports [`Error::Busy`].
+    /// Loads a GGUF decoder with the [`Backend::Auto`] forward pass; `queue_depth` requests
+    /// may wait before [`Self::try_start`] reports [`Error::Busy`].
     pub fn load(path: &Path, queue_depth: usize) -> Result<Self> {
+        Self::load_with(path, queue_depth, Backend::Auto, None)
+    }
+
+    /// Loads a GGUF decoder on a chosen backend. The requantised weights are cached under
+    /// `requant_dir`, made on first use: the native pass's 8-bit blocks, or, when candle runs a
+    /// file with types it runs without SIMD, its Q8_0 conversion. Without a directory the
+    /// native pass requantises at every load and candle runs such files slowly.
+    pub fn load_with(path: &Path, queue_depth: usize, backend: Backend, requant_dir: Option<&Path>) -> Result<Self> {
+        let started = Instant::now();
         let mut file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
         let ct = Content::read(&mut file).map_err(|e| io_err(path, format!("not a readable GGUF file: {e}")))?;
         let arch =
@@ -193,9 +282,20 @@ impl Decoder {
                 path.display()
             )));
         }
-        if needs_requant(&ct) {
-            tracing::warn!("{} holds Q4/Q5 weights, which candle runs without SIMD: slow", path.display());
-        }
+        let native = match backend {
+            Backend::Candle => false,
+            Backend::Native => {
+                LlamaConfig::from_gguf(&ct).map_err(|e| io_err(path, e))?;
+                true
+            }
+            Backend::Auto => match LlamaConfig::from_gguf(&ct) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::info!("{}: {e}; running it through candle", path.display());
+                    false
+                }
+            },
+        };
         // The tokenizer first: loading the weights consumes the metadata.
         let tokenizer = DecoderTokenizer::from_gguf(&ct)?;
         let name = |id: Option<u32>| id.and_then(|i| tokenizer.inner.id_to_token(i)).unwrap_or_default();
@@ -206,8 +306,36 @@ impl Decoder {
         );
         let context_length =
             ct.metadata.get("llama.context_length").and_then(|v| v.to_u32().ok()).unwrap_or(2048) as usize;
-        let model = ModelWeights::from_gguf(ct, &mut file, &Device::Cpu)
-            .map_err(|e| io_err(path, format!("cannot load the weights: {e}")))?;
+        let model = if native {
+            let threads = rayon::current_num_threads();
+            let m = NativeLlama::load(path, &ct, &mut file, threads, requant_dir).map_err(|e| io_err(path, e))?;
+            Model::Native(Box::new(m), Vec::new())
+        } else {
+            let (ct, mut file, from) = match requant_dir.filter(|_| needs_requant(&ct)) {
+                Some(dir) => {
+                    let q8 = prepare_gguf(path, dir)?;
+                    let mut f = std::fs::File::open(&q8).map_err(|e| io_err(&q8, e))?;
+                    let ct = Content::read(&mut f).map_err(|e| io_err(&q8, e))?;
+                    (ct, f, q8)
+                }
+                None => {
+                    if needs_requant(&ct) {
+                        tracing::warn!("{} holds Q4/Q5 weights, which candle runs without SIMD: slow", path.display());
+                    }
+                    (ct, file, path.to_path_buf())
+                }
+            };
+            Model::Candle(Box::new(
+                ModelWeights::from_gguf(ct, &mut file, &Device::Cpu)
+                    .map_err(|e| io_err(&from, format!("cannot load the weights: {e}")))?,
+            ))
+        };
+        let backend = model.name();
+        tracing::debug!(
+            "decoder {} loaded ({backend}) in {:.0} ms",
+            path.display(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
         let (tx, rx) = bounded::<Job>(queue_depth.max(1));
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
@@ -223,6 +351,7 @@ impl Decoder {
                 template,
                 context_length,
                 path: path.to_path_buf(),
+                backend,
                 counters,
                 handle: Mutex::new(Some(handle)),
             }),
@@ -243,6 +372,11 @@ impl Decoder {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The forward pass in use: "native" or "candle".
+    pub fn backend(&self) -> &'static str {
+        self.inner.backend
     }
 
     pub fn stats(&self) -> DecoderStats {
@@ -321,12 +455,12 @@ impl Decoder {
     }
 }
 
-fn run_worker(mut model: ModelWeights, tokenizer: DecoderTokenizer, rx: Receiver<Job>, counters: &Counters) {
+fn run_worker(mut model: Model, tokenizer: DecoderTokenizer, rx: Receiver<Job>, counters: &Counters) {
     for mut job in rx {
         counters.queued.fetch_sub(1, Ordering::Relaxed);
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let result = generate(&mut model, &tokenizer, &mut job, counters);
-        model.clear_kv_cache();
+        model.clear();
         let _ = job.events.send(Event::Done(result));
     }
 }
@@ -334,12 +468,7 @@ fn run_worker(mut model: ModelWeights, tokenizer: DecoderTokenizer, rx: Receiver
 /// Prompt tokens per forward call while prefilling (bounds the attention mask's size).
 const PREFILL_CHUNK: usize = 512;
 
-fn generate(
-    model: &mut ModelWeights,
-    tok: &DecoderTokenizer,
-    job: &mut Job,
-    counters: &Counters,
-) -> Result<Generation> {
+fn generate(model: &mut Model, tok: &DecoderTokenizer, job: &mut Job, counters: &Counters) -> Result<Generation> {
     let err = |e: candle_core::Error| Error::Decoder(format!("generation failed: {e}"));
     let started = Instant::now();
     let queue_ms = started.duration_since(job.queued_at).as_secs_f64() * 1000.0;
@@ -348,9 +477,9 @@ fn generate(
     let mut sampler = LogitsProcessor::new(o.seed, temperature, o.top_p);
     let mut logits = None;
     let mut pos = 0;
+    model.reserve(job.prompt.len() + o.max_tokens);
     for piece in job.prompt.chunks(PREFILL_CHUNK) {
-        let input = Tensor::new(piece, &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(err)?;
-        logits = Some(model.forward(&input, pos).map_err(err)?);
+        logits = Some(model.forward(piece, pos)?);
         pos += piece.len();
     }
     let mut logits = logits.ok_or_else(|| Error::BadParameter { name: "prompt", reason: "empty".into() })?;
@@ -360,12 +489,12 @@ fn generate(
     let mut prefill_ms = 0.0;
     let mut decode_started = Instant::now();
     while generated.len() < o.max_tokens {
-        let l = logits.squeeze(0).and_then(|l| l.to_dtype(candle_core::DType::F32)).map_err(err)?;
         let l = if o.repeat_penalty != 1.0 && !generated.is_empty() {
             let start = generated.len().saturating_sub(o.repeat_last_n);
-            candle_transformers::utils::apply_repeat_penalty(&l, o.repeat_penalty, &generated[start..]).map_err(err)?
+            candle_transformers::utils::apply_repeat_penalty(&logits, o.repeat_penalty, &generated[start..])
+                .map_err(err)?
         } else {
-            l
+            logits.clone()
         };
         let next = sampler.sample(&l).map_err(err)?;
         if generated.is_empty() {
@@ -387,8 +516,7 @@ fn generate(
         if generated.len() >= o.max_tokens {
             break;
         }
-        let input = Tensor::new(&[next], &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(err)?;
-        logits = model.forward(&input, pos).map_err(err)?;
+        logits = model.forward(&[next], pos)?;
         pos += 1;
     }
     let decode_ms = decode_started.elapsed().as_secs_f64() * 1000.0;
