@@ -114,6 +114,19 @@ fn native_forward_pass_tracks_the_exact_model() {
     // As close as candle's Q8_0 conversion (one position of 44 is 0.023 of agreement).
     assert!(cos >= 0.99 && cos >= q8_cos - 0.005, "native: min cosine {cos}, Q8_0 {q8_cos}");
     assert!(same >= q8_same - 0.05, "native: top-1 agreement {same}, Q8_0 {q8_same}");
+    // Split over threads (products by panels, prompt heads in parallel): the same numbers.
+    let mut f = std::fs::File::open(shipped()).unwrap();
+    let mut split = NativeLlama::from_gguf(&ct, &mut f, 2).unwrap();
+    let mut l2 = Vec::new();
+    let theirs = stepwise(
+        |t, pos| {
+            split.forward(t, pos, &mut l2).unwrap();
+            l2.clone()
+        },
+        &ids,
+        prefix,
+    );
+    assert_eq!(theirs, ours);
     // Restarting at position 0 replaces the cache; positions past it are refused.
     native.forward(&ids[..prefix], 0, &mut logits).unwrap();
     assert_eq!(logits, ours[0]);

@@ -16,6 +16,7 @@
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
+use rayon::prelude::*;
 use sousuo_kernels::blockq::{matmul_block, BlockMatrix, BlockRows};
 use sousuo_kernels::matmul::{matmul, MatMut, MatRef};
 use std::io::{Read, Seek, Write};
@@ -117,7 +118,43 @@ struct Scratch {
     gate_up: Vec<f32>,
     act: Vec<f32>,
     scores: Vec<f32>,
+    /// Per head, when heads run in parallel: scores and output.
+    heads: Vec<(Vec<f32>, Vec<f32>)>,
     rows: BlockRows,
+}
+
+/// One layer's attention inputs for a chunk of `t` tokens at `pos`: the fused Q/K/V rows
+/// (RoPE applied) and the layer's cache (holding the chunk already).
+struct Attention<'a> {
+    qkv: &'a [f32],
+    qkv_cols: usize,
+    k: &'a [f32],
+    v: &'a [f32],
+    kv: usize,
+    hd: usize,
+    pos: usize,
+    t: usize,
+    scale: f32,
+}
+
+impl Attention<'_> {
+    /// Query head `h` (key/value head `g`) into `out` (`t x hd`), with `scores` as scratch.
+    fn head(&self, g: usize, h: usize, scores: &mut Vec<f32>, out: MatMut<'_>) -> Result<()> {
+        let (t, hd, total) = (self.t, self.hd, self.pos + self.t);
+        scores.resize(t * total, 0.0);
+        let q = MatRef::new(&self.qkv[h * hd..], t, hd, self.qkv_cols, 1).map_err(kerr)?;
+        let k = MatRef::new(&self.k[g * hd..], total, hd, self.kv, 1).map_err(kerr)?;
+        matmul(MatMut::row_major(scores, t, total).map_err(kerr)?, q, k.t(), self.scale, false, 1).map_err(kerr)?;
+        for (i, row) in scores.chunks_exact_mut(total).enumerate() {
+            // Causal: position pos + i sees positions 0..=pos + i.
+            let seen = self.pos + i + 1;
+            sousuo_kernels::ops::softmax(&mut row[..seen], seen).map_err(kerr)?;
+            row[seen..].fill(0.0);
+        }
+        let p = MatRef::row_major(scores, t, total).map_err(kerr)?;
+        let v = MatRef::new(&self.v[g * hd..], total, hd, self.kv, 1).map_err(kerr)?;
+        matmul(out, p, v, 1.0, false, 1).map_err(kerr)
+    }
 }
 
 /// A loaded llama-family model and its KV cache.
@@ -421,23 +458,24 @@ impl NativeLlama {
                 layer.v[p * kv..(p + 1) * kv].copy_from_slice(&row[dim + kv..]);
             }
             s.att.resize(t * dim, 0.0);
-            s.scores.resize(t * total, 0.0);
-            for h in 0..c.heads {
-                let g = h / group;
-                let q = MatRef::new(&s.qkv[h * hd..], t, hd, qkv_cols, 1).map_err(kerr)?;
-                let k = MatRef::new(&layer.k[g * hd..], total, hd, kv, 1).map_err(kerr)?;
-                let scores = MatMut::row_major(&mut s.scores, t, total).map_err(kerr)?;
-                matmul(scores, q, k.t(), scale, false, 1).map_err(kerr)?;
-                for (i, row) in s.scores.chunks_exact_mut(total).enumerate() {
-                    // Causal: position pos + i sees positions 0..=pos + i.
-                    let seen = pos + i + 1;
-                    sousuo_kernels::ops::softmax(&mut row[..seen], seen).map_err(kerr)?;
-                    row[seen..].fill(0.0);
+            let a = Attention { qkv: &s.qkv, qkv_cols, k: &layer.k, v: &layer.v, kv, hd, pos, t, scale };
+            if threads > 1 {
+                // Prompt chunks: heads in parallel, each into its own buffers, then gathered.
+                s.heads.resize_with(c.heads, Default::default);
+                s.heads.par_iter_mut().enumerate().try_for_each(|(h, (scores, out))| {
+                    out.resize(t * hd, 0.0);
+                    a.head(h / group, h, scores, MatMut::row_major(out, t, hd).map_err(kerr)?)
+                })?;
+                for (h, (_, out)) in s.heads.iter().enumerate() {
+                    for (dst, src) in s.att.chunks_exact_mut(dim).zip(out.chunks_exact(hd)) {
+                        dst[h * hd..(h + 1) * hd].copy_from_slice(src);
+                    }
                 }
-                let p = MatRef::row_major(&s.scores, t, total).map_err(kerr)?;
-                let v = MatRef::new(&layer.v[g * hd..], total, hd, kv, 1).map_err(kerr)?;
-                let out = MatMut::new(&mut s.att[h * hd..], t, hd, dim).map_err(kerr)?;
-                matmul(out, p, v, 1.0, false, 1).map_err(kerr)?;
+            } else {
+                for h in 0..c.heads {
+                    let out = MatMut::new(&mut s.att[h * hd..], t, hd, dim).map_err(kerr)?;
+                    a.head(h / group, h, &mut s.scores, out)?;
+                }
             }
             s.rows.quantize(&s.att, t, dim).map_err(kerr)?;
             s.out.resize(t * dim, 0.0);
