@@ -41,7 +41,10 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
     }
     let texts = load_texts(&args.corpus, args.limit, args.mixed)?;
     let threads = g.threads.map(|t| t.to_string()).unwrap_or_else(|| "default".into());
-    let mut results = Vec::new();
+    // Every variant is loaded first, then the texts are encoded in rounds, each round by every
+    // variant in turn (the order rotating): load on a shared machine changes over a run, and
+    // interleaving gives each variant the same conditions, so the ratios hold.
+    let mut encoders = Vec::new();
     for name in &args.variants {
         let Some(options) = encode_variant(name) else {
             bail!("unknown variant {name:?}: use naive, candle, fp32, fp32-matmul or int8, optionally with :THREADS");
@@ -50,15 +53,28 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
         let encoder = load_encoder(g, options)?;
         encoder.encode(&texts[..texts.len().min(8)].iter().map(String::as_str).collect::<Vec<_>>())?; // warm-up
         let before = encoder.stats();
-        let bar = progress(texts.len() as u64, name.as_str());
-        let (wall, cpu) = (Instant::now(), cpu_time::ProcessTime::now());
-        for chunk in texts.chunks(args.chunk.max(1)) {
-            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            encoder.encode(&refs)?;
-            bar.inc(chunk.len() as u64);
+        encoders.push((name, encoder, before, 0.0f64, 0.0f64));
+    }
+    let rounds = args.rounds.clamp(1, texts.len().max(1));
+    let bar = progress((texts.len() * encoders.len()) as u64, "encoding");
+    for round in 0..rounds {
+        let slice = &texts[texts.len() * round / rounds..texts.len() * (round + 1) / rounds];
+        let n = encoders.len();
+        for i in 0..n {
+            let (_, encoder, _, wall_s, cpu_s) = &mut encoders[(i + round) % n];
+            let (wall, cpu) = (Instant::now(), cpu_time::ProcessTime::now());
+            for chunk in slice.chunks(args.chunk.max(1)) {
+                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                encoder.encode(&refs)?;
+                bar.inc(chunk.len() as u64);
+            }
+            *wall_s += wall.elapsed().as_secs_f64();
+            *cpu_s += cpu.elapsed().as_secs_f64();
         }
-        let (wall_s, cpu_s) = (wall.elapsed().as_secs_f64(), cpu.elapsed().as_secs_f64());
-        bar.finish_and_clear();
+    }
+    bar.finish_and_clear();
+    let mut results = Vec::new();
+    for (name, encoder, before, wall_s, cpu_s) in encoders {
         let s = encoder.stats();
         let (tokens, padded) = (s.tokens - before.tokens, s.padded_tokens - before.padded_tokens);
         results.push(EncodeFigures {
@@ -110,7 +126,10 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
             human_bytes(r.peak_rss_bytes)
         );
     }
-    println!("ratio: tokens per CPU-second against the first variant, measured in this run");
+    println!(
+        "ratio: tokens per CPU-second against the first variant, measured in this run ({} rounds, variants interleaved); peak RSS: the process, every variant loaded",
+        args.rounds.clamp(1, texts.len().max(1))
+    );
     Ok(())
 }
 

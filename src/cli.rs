@@ -381,6 +381,10 @@ pub struct BenchEncodeArgs {
     /// Texts handed to the encoder per call, as an indexer would.
     #[arg(long, default_value_t = 512)]
     pub chunk: usize,
+    /// The texts are encoded in this many rounds, each by every variant in turn, so that a
+    /// shared machine's changing load falls on all variants alike.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
     /// Variants to measure, in order (ratios are against the first): naive (candle, fixed
     /// batches of 32), candle (candle, token-budget batches), fp32 (Sousuo's forward pass,
     /// whole sequences per thread), fp32-matmul (each product split across threads), int8
