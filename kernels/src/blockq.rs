@@ -14,6 +14,7 @@
 //! order, so results are bit-identical across levels (the tests check).
 
 use crate::int8::Int8Level;
+use crate::split::{panel_ranges, Out};
 use crate::{Error, Result};
 
 /// Inputs per block.
@@ -239,31 +240,13 @@ pub fn matmul_block_with(
         return Err(Error::DimensionMismatch { expected: a.rows * w.out, got: dst.len() });
     }
     let level = if level <= Int8Level::detect() { level } else { Int8Level::detect() };
-    let panels = w.n_pad / (NB * NBLK);
-    let parts = threads.clamp(1, panels);
     let out = Out(dst.as_mut_ptr());
-    if parts == 1 {
-        // SAFETY: the extent of `dst` was checked; this call alone writes it.
-        unsafe { product(level, out, a, w, 0..panels) };
-        return Ok(());
-    }
-    rayon::scope(|s| {
-        for p in 0..parts {
-            let range = panels * p / parts..panels * (p + 1) / parts;
-            // SAFETY: the extent of `dst` was checked; the panel ranges are disjoint, so each
-            // task writes its own columns of every row. `dst` outlives the scope.
-            s.spawn(move |_| unsafe { product(level, out, a, w, range) });
-        }
-    });
+    // SAFETY: the extent of `dst` was checked; `panel_ranges` hands out disjoint panel ranges,
+    // so each task writes its own columns of every row, and returns when all are done, while
+    // `dst` is still borrowed.
+    panel_ranges(w.n_pad / (NB * NBLK), threads, |range| unsafe { product(level, out, a, w, range) });
     Ok(())
 }
-
-/// The output of a product, shared by tasks that write disjoint columns of it.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: tasks write through the pointer only to disjoint column ranges (see `product`).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
 
 /// # Safety
 /// `dst` must point at `a.rows * w.out` writable values, and no other code may touch the

@@ -11,6 +11,7 @@
 //! portable loop compiled for AVX2 (or plain x86-64). Integer arithmetic is exact, so every
 //! level gives bit-identical results; the tests check that.
 
+use crate::split::{panel_ranges, Out};
 use crate::{Error, Result};
 use std::sync::OnceLock;
 
@@ -251,23 +252,11 @@ pub fn matmul_int8_with(level: Int8Level, dst: &mut [f32], a: &QuantizedRows, w:
 pub fn matmul_int8_threads(dst: &mut [f32], a: &QuantizedRows, w: &QuantizedMatrix, threads: usize) -> Result<()> {
     check(dst, a, w)?;
     let level = Int8Level::detect();
-    let panels = w.n_pad / (NB * NBLK);
-    let parts = threads.clamp(1, panels);
-    if parts == 1 {
-        // SAFETY: as in `matmul_int8_with`.
-        unsafe { product(level, Out(dst.as_mut_ptr()), a, w, 0..panels) };
-        return Ok(());
-    }
     let out = Out(dst.as_mut_ptr());
-    rayon::scope(|s| {
-        for p in 0..parts {
-            let range = panels * p / parts..panels * (p + 1) / parts;
-            // SAFETY: `check` verified the extent of `dst`; the panel ranges are disjoint, so
-            // every task writes its own columns of each row and no value twice. `dst` stays
-            // borrowed until the scope (and every task) has ended.
-            s.spawn(move |_| unsafe { product(level, out, a, w, range) });
-        }
-    });
+    // SAFETY: `check` verified the extent of `dst`; `panel_ranges` hands out disjoint panel
+    // ranges, so every task writes its own columns of each row, and returns only when all
+    // tasks are done, while `dst` is still borrowed.
+    panel_ranges(w.n_pad / (NB * NBLK), threads, |range| unsafe { product(level, out, a, w, range) });
     Ok(())
 }
 
@@ -280,13 +269,6 @@ fn check(dst: &[f32], a: &QuantizedRows, w: &QuantizedMatrix) -> Result<()> {
     }
     Ok(())
 }
-
-/// The output of a product, shared by the tasks that write disjoint columns of it.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: tasks only write through the pointer to disjoint column ranges (see `product`).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
 
 /// The product for the weight panels `panels` (64 output channels each).
 ///

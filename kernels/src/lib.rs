@@ -10,6 +10,7 @@ mod error;
 pub mod int8;
 pub mod matmul;
 pub mod ops;
+mod split;
 pub mod topk;
 
 #[cfg(feature = "cuda")]
