@@ -15,7 +15,7 @@
 use crate::weights::{BertShape, BertWeights};
 use crate::{Error, Pooling, Result};
 use rayon::prelude::*;
-use sousuo_kernels::int8::{matmul_int8, QuantizedMatrix, QuantizedRows};
+use sousuo_kernels::int8::{matmul_int8, matmul_int8_bias, QuantizedMatrix, QuantizedRows};
 use sousuo_kernels::matmul::{matmul, MatMut, MatRef};
 use sousuo_kernels::ops;
 use std::sync::Mutex;
@@ -267,8 +267,17 @@ impl NativeBert {
                 |dst: &mut [f32], x: &[f32], w: &[f32], qm: Option<&QuantizedMatrix>, rows: &mut QuantizedRows| {
                     dense(dst, x, w, qm, rows, tokens, threads)
                 };
-            dense(&mut s.qkv, &s.x, &l.qkv_w, q.map(|q| &q.qkv), &mut s.q)?;
-            ops::add_bias(&mut s.qkv, &l.qkv_b)?;
+            match q {
+                // The bias is added where the integers are scaled.
+                Some(q) => {
+                    s.q.quantize(&s.x[..tokens * h], tokens, h)?;
+                    matmul_int8_bias(&mut s.qkv[..tokens * 3 * h], &s.q, &q.qkv, &l.qkv_b)?;
+                }
+                None => {
+                    dense(&mut s.qkv, &s.x, &l.qkv_w, None, &mut s.q)?;
+                    ops::add_bias(&mut s.qkv, &l.qkv_b)?;
+                }
+            }
             let mut off = 0;
             for seq in seqs {
                 let len = seq.len();
@@ -298,8 +307,19 @@ impl NativeBert {
             ops::bias_residual_layer_norm(&mut s.tmp, &s.x, &l.out_b, &l.ln1_g, &l.ln1_b, eps)?;
             std::mem::swap(&mut s.x, &mut s.tmp);
             dense(&mut s.inter, &s.x, &l.ff1_w, q.map(|q| &q.ff1), &mut s.q)?;
-            ops::bias_gelu(&mut s.inter, &l.ff1_b)?;
-            dense(&mut s.tmp, &s.inter, &l.ff2_w, q.map(|q| &q.ff2), &mut s.q)?;
+            match q {
+                // Bias + GELU and the quantisation in one pass over each row.
+                Some(q) => {
+                    let inter = q.ff1.out();
+                    let act = &mut s.inter[..tokens * inter];
+                    s.q.quantize_each(act, tokens, inter, |row| ops::bias_gelu(row, &l.ff1_b))?;
+                    matmul_int8(&mut s.tmp[..tokens * h], &s.q, &q.ff2)?;
+                }
+                None => {
+                    ops::bias_gelu(&mut s.inter, &l.ff1_b)?;
+                    dense(&mut s.tmp, &s.inter, &l.ff2_w, None, &mut s.q)?;
+                }
+            }
             ops::bias_residual_layer_norm(&mut s.tmp, &s.x, &l.ff2_b, &l.ln2_g, &l.ln2_b, eps)?;
             std::mem::swap(&mut s.x, &mut s.tmp);
         }
