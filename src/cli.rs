@@ -382,8 +382,10 @@ pub struct BenchEncodeArgs {
     #[arg(long, default_value_t = 512)]
     pub chunk: usize,
     /// The texts are encoded in this many rounds, each by every variant in turn, so that a
-    /// shared machine's changing load falls on all variants alike.
-    #[arg(long, default_value_t = 5)]
+    /// shared machine's changing load falls on all variants alike (5-10 for ratios between
+    /// variants). Each round ends when its last batch does, so thread-scaling runs want few
+    /// rounds: with 2 threads the idle tail of each round counts against them.
+    #[arg(long, default_value_t = 1)]
     pub rounds: usize,
     /// Variants to measure, in order (ratios are against the first): naive (candle, fixed
     /// batches of 32), candle (candle, token-budget batches), fp32 (Sousuo's forward pass,
