@@ -263,21 +263,10 @@ impl NativeBert {
         let scale = 1.0 / (dh as f32).sqrt();
         for (li, l) in w.layers.iter().enumerate() {
             let q = self.quantized.as_ref().map(|q| &q[li]);
-            let dense =
-                |dst: &mut [f32], x: &[f32], w: &[f32], qm: Option<&QuantizedMatrix>, rows: &mut QuantizedRows| {
-                    dense(dst, x, w, qm, rows, tokens, threads)
-                };
-            match q {
-                // The bias is added where the integers are scaled.
-                Some(q) => {
-                    s.q.quantize(&s.x[..tokens * h], tokens, h)?;
-                    matmul_int8_bias(&mut s.qkv[..tokens * 3 * h], &s.q, &q.qkv, &l.qkv_b)?;
-                }
-                None => {
-                    dense(&mut s.qkv, &s.x, &l.qkv_w, None, &mut s.q)?;
-                    ops::add_bias(&mut s.qkv, &l.qkv_b)?;
-                }
-            }
+            let dense = |dst: &mut [f32], x: &[f32], w: &[f32], qm, bias, rows: &mut QuantizedRows| {
+                dense(dst, x, w, qm, bias, rows, tokens, threads)
+            };
+            dense(&mut s.qkv, &s.x, &l.qkv_w, q.map(|q| &q.qkv), Some(&l.qkv_b), &mut s.q)?;
             let mut off = 0;
             for seq in seqs {
                 let len = seq.len();
@@ -303,10 +292,10 @@ impl NativeBert {
                 }
                 off += len;
             }
-            dense(&mut s.tmp, &s.ctx, &l.out_w, q.map(|q| &q.out), &mut s.q)?;
+            dense(&mut s.tmp, &s.ctx, &l.out_w, q.map(|q| &q.out), None, &mut s.q)?;
             ops::bias_residual_layer_norm(&mut s.tmp, &s.x, &l.out_b, &l.ln1_g, &l.ln1_b, eps)?;
             std::mem::swap(&mut s.x, &mut s.tmp);
-            dense(&mut s.inter, &s.x, &l.ff1_w, q.map(|q| &q.ff1), &mut s.q)?;
+            dense(&mut s.inter, &s.x, &l.ff1_w, q.map(|q| &q.ff1), None, &mut s.q)?;
             match q {
                 // Bias + GELU and the quantisation in one pass over each row.
                 Some(q) => {
@@ -317,7 +306,7 @@ impl NativeBert {
                 }
                 None => {
                     ops::bias_gelu(&mut s.inter, &l.ff1_b)?;
-                    dense(&mut s.tmp, &s.inter, &l.ff2_w, None, &mut s.q)?;
+                    dense(&mut s.tmp, &s.inter, &l.ff2_w, None, None, &mut s.q)?;
                 }
             }
             ops::bias_residual_layer_norm(&mut s.tmp, &s.x, &l.ff2_b, &l.ln2_g, &l.ln2_b, eps)?;
@@ -336,31 +325,41 @@ impl NativeBert {
     }
 }
 
-/// `dst[tokens x out] = x[tokens x in] * w^T` (`w` in PyTorch's `[out x in]` layout), in f32,
-/// or in int8 when the layer's quantised weights are given.
+/// `dst[tokens x out] = x[tokens x in] * w^T (+ bias)` (`w` in PyTorch's `[out x in]` layout),
+/// in f32, or in int8 when the layer's quantised weights are given (the bias then added where
+/// the integers are scaled).
+#[allow(clippy::too_many_arguments)]
 fn dense(
     dst: &mut [f32],
     x: &[f32],
     w: &[f32],
     quantized: Option<&QuantizedMatrix>,
+    bias: Option<&[f32]>,
     rows: &mut QuantizedRows,
     tokens: usize,
     threads: usize,
 ) -> Result<()> {
     let d_in = x.len() / tokens.max(1);
     let d_out = w.len() / d_in.max(1);
+    let dst = &mut dst[..tokens * d_out];
     if let Some(qm) = quantized {
         rows.quantize(&x[..tokens * d_in], tokens, d_in)?;
-        matmul_int8(&mut dst[..tokens * d_out], rows, qm)?;
+        match bias {
+            Some(b) => matmul_int8_bias(dst, rows, qm, b)?,
+            None => matmul_int8(dst, rows, qm)?,
+        }
         return Ok(());
     }
     matmul(
-        MatMut::row_major(&mut dst[..tokens * d_out], tokens, d_out)?,
+        MatMut::row_major(dst, tokens, d_out)?,
         MatRef::row_major(x, tokens, d_in)?,
         MatRef::row_major(w, d_out, d_in)?.t(),
         1.0,
         false,
         threads,
     )?;
+    if let Some(b) = bias {
+        ops::add_bias(dst, b)?;
+    }
     Ok(())
 }

@@ -16,6 +16,7 @@
 use crate::int8::Int8Level;
 use crate::split::{panel_ranges, Out};
 use crate::{Error, Result};
+use std::io::{Read, Write};
 
 /// Inputs per block.
 pub const BLOCK: usize = 32;
@@ -97,45 +98,41 @@ impl BlockMatrix {
         Ok(())
     }
 
-    /// Appends the matrix to `buf` (little-endian; read back with [`Self::read`]), so that a
-    /// model's requantised weights can be cached on disk.
-    pub fn write(&self, buf: &mut Vec<u8>) {
+    /// Writes the matrix (little-endian; read back with [`Self::read`]), so that a model's
+    /// requantised weights can be cached on disk.
+    pub fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
         for v in [self.out, self.inputs] {
-            buf.extend_from_slice(&(v as u64).to_le_bytes());
+            w.write_all(&(v as u64).to_le_bytes())?;
         }
-        buf.extend_from_slice(&self.packed);
-        for v in &self.dm {
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
+        w.write_all(&self.packed)?;
+        let dm: Vec<u8> = self.dm.iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.write_all(&dm)
     }
 
-    /// Reads a matrix written by [`Self::write`] from the front of `buf`, returning it and the
-    /// bytes it took; checks every length, so a damaged file is an error, not a panic.
-    pub fn read(buf: &[u8]) -> Result<(Self, usize)> {
-        let corrupt = |what: &str| Error::Corrupt(format!("block matrix: {what}"));
-        let word = |at: usize| -> Result<usize> {
-            let b: [u8; 8] =
-                buf.get(at..at + 8).and_then(|s| s.try_into().ok()).ok_or_else(|| corrupt("truncated header"))?;
-            usize::try_from(u64::from_le_bytes(b)).map_err(|_| corrupt("size out of range"))
-        };
-        let (out, inputs) = (word(0)?, word(8)?);
-        if out == 0 || inputs == 0 || out.checked_mul(inputs).is_none_or(|n| n > 1 << 40) {
-            return Err(corrupt(&format!("implausible shape {out} x {inputs}")));
+    /// Reads a matrix written by [`Self::write`] that must be `out x inputs`: the shape is
+    /// checked before anything is allocated, so a damaged file is an error, not a panic or a
+    /// huge allocation.
+    pub fn read(r: &mut (impl Read + ?Sized), out: usize, inputs: usize) -> Result<Self> {
+        let corrupt = |what: String| Error::Corrupt(format!("block matrix: {what}"));
+        let io = |e: std::io::Error| corrupt(e.to_string());
+        let mut header = [0u8; 16];
+        r.read_exact(&mut header).map_err(io)?;
+        let word = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let (o, i) = (word(&header[..8]), word(&header[8..]));
+        if (o, i) != (out as u64, inputs as u64) || out == 0 || inputs == 0 {
+            return Err(corrupt(format!("{o} x {i} where {out} x {inputs} was expected")));
         }
         let kp = inputs.div_ceil(BLOCK) * BLOCK;
         let n_pad = out.div_ceil(NB * NBLK) * NB * NBLK;
-        let (packed_len, dm_len) = (n_pad * kp, n_pad / NB * (kp / BLOCK) * 2 * NB);
-        let end = 16 + packed_len + dm_len * 4;
-        let body = buf.get(16..end).ok_or_else(|| corrupt("truncated"))?;
-        let packed = body[..packed_len].to_vec();
-        let dm = body[packed_len..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect::<Vec<f32>>();
+        let mut packed = vec![0u8; n_pad * kp];
+        r.read_exact(&mut packed).map_err(io)?;
+        let mut bytes = vec![0u8; n_pad / NB * (kp / BLOCK) * 2 * NB * 4];
+        r.read_exact(&mut bytes).map_err(io)?;
+        let dm: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         if dm.iter().any(|v| !v.is_finite()) {
-            return Err(corrupt("non-finite scale"));
+            return Err(corrupt("non-finite scale".into()));
         }
-        Ok((BlockMatrix { out, inputs, kp, n_pad, packed, dm }, end))
+        Ok(BlockMatrix { out, inputs, kp, n_pad, packed, dm })
     }
 
     /// The dequantised weights (for tests).
@@ -489,12 +486,15 @@ mod tests {
         assert!((out[0] - 6.0).abs() < 0.05 && (out[1] - 3.0).abs() < 0.05, "{out:?}");
         assert!(q.row_into(2, &mut [0.0; 3]).is_err());
         assert!(q.row_into(0, &mut [0.0; 2]).is_err());
-        let mut buf = vec![7u8];
-        q.write(&mut buf);
-        let (back, used) = BlockMatrix::read(&buf[1..]).unwrap();
-        assert_eq!((used, back.dequantize()), (buf.len() - 1, q.dequantize()));
-        assert!(BlockMatrix::read(&buf[1..buf.len() - 1]).is_err());
-        assert!(BlockMatrix::read(&[0u8; 16]).is_err());
+        let mut buf = Vec::new();
+        q.write(&mut buf).unwrap();
+        buf.push(7);
+        let mut r = &buf[..];
+        let back = BlockMatrix::read(&mut r, 2, 3).unwrap();
+        assert_eq!((r, back.dequantize()), (&[7u8][..], q.dequantize()));
+        assert!(BlockMatrix::read(&mut &buf[..buf.len() - 2], 2, 3).is_err());
+        assert!(BlockMatrix::read(&mut &buf[..], 3, 2).is_err());
+        assert!(BlockMatrix::read(&mut &[0u8; 16][..], 2, 3).is_err());
         let mut row = [0.0; 3];
         q.row_into(0, &mut row).unwrap();
         assert!(row.iter().zip([1.0, 2.0, 3.0]).all(|(a, b)| (a - b).abs() < 0.01), "{row:?}");

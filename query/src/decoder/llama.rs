@@ -174,17 +174,15 @@ pub struct NativeLlama {
     s: Scratch,
 }
 
-fn weight<R: Read + Seek>(ct: &Content, file: &mut R, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+/// A tensor's values, dequantised to f32 in row-major order.
+fn weight<R: Read + Seek>(ct: &Content, file: &mut R, name: &str) -> Result<Vec<f32>> {
     let err = |e: candle_core::Error| Error::Decoder(format!("tensor `{name}`: {e}"));
     let t = ct.tensor(file, name, &Device::Cpu).map_err(err)?;
-    let dims = t.shape().dims().to_vec();
-    let data =
-        t.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
-    Ok((data, dims))
+    t.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(err)
 }
 
 fn vector<R: Read + Seek>(ct: &Content, file: &mut R, name: &str, len: usize) -> Result<Vec<f32>> {
-    let (data, _) = weight(ct, file, name)?;
+    let data = weight(ct, file, name)?;
     if data.len() != len {
         return Err(Error::Decoder(format!("tensor `{name}` holds {} values, expected {len}", data.len())));
     }
@@ -196,7 +194,7 @@ fn stacked<R: Read + Seek>(ct: &Content, file: &mut R, names: &[(&str, usize)], 
     let mut all = Vec::new();
     let mut out = 0;
     for (name, rows) in names {
-        let (data, _) = weight(ct, file, name)?;
+        let data = weight(ct, file, name)?;
         if data.len() != rows * inputs {
             return Err(Error::Decoder(format!(
                 "tensor `{name}` holds {} values, expected {rows} x {inputs}",
@@ -255,8 +253,8 @@ impl NativeLlama {
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "decoder".into());
         let cached = dir.join(format!("{stem}.{len}.blocks-v1.bin"));
-        match std::fs::read(&cached) {
-            Ok(buf) => match Self::from_cache(&buf, cfg, threads) {
+        match std::fs::File::open(&cached) {
+            Ok(f) => match Self::from_cache(&mut std::io::BufReader::new(f), cfg, threads) {
                 Ok(m) => return Ok(m),
                 Err(e) => tracing::warn!("{}: {e}; rebuilding it", cached.display()),
             },
@@ -273,93 +271,86 @@ impl NativeLlama {
     }
 
     fn write_cache(&self, dst: &Path) -> std::io::Result<()> {
-        let mut buf = CACHE_MAGIC.to_vec();
-        let vector = |buf: &mut Vec<u8>, v: &[f32]| {
-            buf.extend_from_slice(&(v.len() as u64).to_le_bytes());
-            v.iter().for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-        };
-        vector(&mut buf, &self.output_norm);
-        self.embed.write(&mut buf);
-        buf.push(u8::from(self.output.is_some()));
-        if let Some(o) = &self.output {
-            o.write(&mut buf);
-        }
-        buf.extend_from_slice(&(self.layers.len() as u64).to_le_bytes());
-        for l in &self.layers {
-            vector(&mut buf, &l.attn_norm);
-            l.qkv.write(&mut buf);
-            l.wo.write(&mut buf);
-            vector(&mut buf, &l.ffn_norm);
-            l.gate_up.write(&mut buf);
-            l.down.write(&mut buf);
-        }
         let dir = dst.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(&buf)?;
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file());
+            let floats = |w: &mut std::io::BufWriter<_>, v: &[f32]| -> std::io::Result<()> {
+                w.write_all(&(v.len() as u64).to_le_bytes())?;
+                v.iter().try_for_each(|x| w.write_all(&x.to_le_bytes()))
+            };
+            w.write_all(CACHE_MAGIC)?;
+            floats(&mut w, &self.output_norm)?;
+            self.embed.write(&mut w)?;
+            w.write_all(&[u8::from(self.output.is_some())])?;
+            if let Some(o) = &self.output {
+                o.write(&mut w)?;
+            }
+            w.write_all(&(self.layers.len() as u64).to_le_bytes())?;
+            for l in &self.layers {
+                floats(&mut w, &l.attn_norm)?;
+                l.qkv.write(&mut w)?;
+                l.wo.write(&mut w)?;
+                floats(&mut w, &l.ffn_norm)?;
+                l.gate_up.write(&mut w)?;
+                l.down.write(&mut w)?;
+            }
+            w.flush()?;
+        }
         tmp.as_file().sync_all()?;
         tmp.persist(dst).map_err(|e| e.error)?;
         Ok(())
     }
 
-    /// Reads a cache file written by `write_cache`, checking every shape against `cfg`.
-    fn from_cache(buf: &[u8], cfg: LlamaConfig, threads: usize) -> Result<Self> {
+    /// Reads a cache file written by `write_cache`, checking every shape against `cfg` before
+    /// reading what it sizes.
+    fn from_cache(r: &mut impl Read, cfg: LlamaConfig, threads: usize) -> Result<Self> {
         let corrupt = |what: String| Error::Decoder(format!("corrupt requantised-weights cache: {what}"));
-        if buf.get(..16) != Some(&CACHE_MAGIC[..]) {
+        let io = |e: std::io::Error| corrupt(e.to_string());
+        let word = |r: &mut dyn Read| -> Result<u64> {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b).map_err(io)?;
+            Ok(u64::from_le_bytes(b))
+        };
+        let mut magic = [0u8; 16];
+        r.read_exact(&mut magic).map_err(io)?;
+        if &magic != CACHE_MAGIC {
             return Err(corrupt("unknown format".into()));
         }
-        let mut at = 16;
-        let mut word = |at: &mut usize| -> Result<usize> {
-            let b: [u8; 8] =
-                buf.get(*at..*at + 8).and_then(|s| s.try_into().ok()).ok_or_else(|| corrupt("truncated".into()))?;
-            *at += 8;
-            usize::try_from(u64::from_le_bytes(b)).map_err(|_| corrupt("size out of range".into()))
-        };
-        let vector =
-            |at: &mut usize, len: usize, word: &mut dyn FnMut(&mut usize) -> Result<usize>| -> Result<Vec<f32>> {
-                if word(at)? != len {
-                    return Err(corrupt(format!("a vector is not {len} long")));
-                }
-                let bytes = buf.get(*at..*at + len * 4).ok_or_else(|| corrupt("truncated".into()))?;
-                *at += len * 4;
-                Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-            };
-        let matrix = |at: &mut usize, out: usize, inputs: usize| -> Result<BlockMatrix> {
-            let (m, used) =
-                BlockMatrix::read(buf.get(*at..).unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?;
-            if (m.out(), m.inputs()) != (out, inputs) {
-                return Err(corrupt(format!(
-                    "a {} x {} matrix where {out} x {inputs} was expected",
-                    m.out(),
-                    m.inputs()
-                )));
+        let floats = |r: &mut dyn Read, len: usize| -> Result<Vec<f32>> {
+            if word(r)? != len as u64 {
+                return Err(corrupt(format!("a vector is not {len} long")));
             }
-            *at += used;
-            Ok(m)
+            let mut bytes = vec![0u8; len * 4];
+            r.read_exact(&mut bytes).map_err(io)?;
+            Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         };
+        let matrix =
+            |r: &mut dyn Read, out, inputs| BlockMatrix::read(r, out, inputs).map_err(|e| corrupt(e.to_string()));
         let (dim, kv, ffn) = (cfg.dim, cfg.kv_dim(), cfg.ffn);
-        let output_norm = vector(&mut at, dim, &mut word)?;
-        let embed = matrix(&mut at, cfg.vocab, dim)?;
-        let tied = buf.get(at).copied().ok_or_else(|| corrupt("truncated".into()))?;
-        at += 1;
-        let output = if tied == 1 { Some(matrix(&mut at, cfg.vocab, dim)?) } else { None };
-        if word(&mut at)? != cfg.layers {
+        let output_norm = floats(r, dim)?;
+        let embed = matrix(r, cfg.vocab, dim)?;
+        let mut flag = [0u8; 1];
+        r.read_exact(&mut flag).map_err(io)?;
+        let output = if flag[0] == 1 { Some(matrix(r, cfg.vocab, dim)?) } else { None };
+        if word(r)? != cfg.layers as u64 {
             return Err(corrupt("another number of layers".into()));
         }
         let mut layers = Vec::with_capacity(cfg.layers);
         for _ in 0..cfg.layers {
             layers.push(Layer {
-                attn_norm: vector(&mut at, dim, &mut word)?,
-                qkv: matrix(&mut at, dim + 2 * kv, dim)?,
-                wo: matrix(&mut at, dim, dim)?,
-                ffn_norm: vector(&mut at, dim, &mut word)?,
-                gate_up: matrix(&mut at, 2 * ffn, dim)?,
-                down: matrix(&mut at, dim, ffn)?,
+                attn_norm: floats(r, dim)?,
+                qkv: matrix(r, dim + 2 * kv, dim)?,
+                wo: matrix(r, dim, dim)?,
+                ffn_norm: floats(r, dim)?,
+                gate_up: matrix(r, 2 * ffn, dim)?,
+                down: matrix(r, dim, ffn)?,
                 k: Vec::new(),
                 v: Vec::new(),
             });
         }
-        if at != buf.len() {
+        if r.read(&mut flag).map_err(io)? != 0 {
             return Err(corrupt("trailing bytes".into()));
         }
         Ok(Self::assemble(cfg, embed, output, output_norm, layers, threads))
