@@ -5,6 +5,7 @@
 //! feature, a CUDA version compiled at run time through NVRTC. Property tests hold each
 //! fast variant to its scalar twin.
 
+pub mod attention;
 pub mod blockq;
 mod error;
 pub mod int8;
