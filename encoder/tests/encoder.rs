@@ -154,6 +154,34 @@ fn every_cpu_forward_pass_matches_the_golden_vectors() {
     }
 }
 
+/// Many small batches on 2 threads (the threads take them from one queue, the last ones cut
+/// into pieces): every row comes back in its text's place, as one thread computes it, for
+/// both precisions.
+#[test]
+fn many_batches_on_two_threads_keep_their_order() {
+    use sousuo_encoder::{Backend, Precision};
+    let g = golden();
+    // Each text twice, so that batches hold repeated and different lengths.
+    let texts: Vec<&str> = g.sentences.iter().chain(&g.sentences).map(|s| s.text.as_str()).collect();
+    for precision in [Precision::F32, Precision::Int8] {
+        let load = |threads| {
+            let batching = Batching::TokenBudget { budget: 40, max_seqs: 3 };
+            let options =
+                EncoderOptions { backend: Backend::Native, precision, threads, batching, ..Default::default() };
+            Encoder::load(&minilm_dir(), options).unwrap()
+        };
+        let (single, pair) = (load(1), load(2));
+        let (one, two) = (single.encode(&texts).unwrap(), pair.encode(&texts).unwrap());
+        assert!(pair.stats().batches >= 10, "{} batches", pair.stats().batches);
+        for (i, text) in texts.iter().enumerate() {
+            let c = cosine(one.row(i), two.row(i));
+            assert!(c >= 0.99999, "{precision}: cosine {c} between 1 and 2 threads for {text:?}");
+            let twin = (i + g.sentences.len()) % texts.len();
+            assert!(cosine(two.row(i), two.row(twin)) >= 0.99999, "{precision}: {text:?} and its copy differ");
+        }
+    }
+}
+
 /// The int8 path's quality gate: cosine >= 0.99 to the f32 vectors (and to numpy's golden
 /// ones) on the golden sentences, and (near-)identical nearest neighbours among them.
 #[test]
@@ -169,6 +197,8 @@ fn int8_vectors_stay_close_to_f32() {
     assert_eq!(int8.precision(), Precision::Int8);
     let q = int8.encode(&texts).unwrap();
     let f = encoder().encode(&texts).unwrap();
+    let worst = (0..texts.len()).map(|i| cosine(q.row(i), f.row(i))).fold(1.0f32, f32::min);
+    eprintln!("int8 vs f32: lowest cosine {worst} over {} sentences", texts.len());
     for (i, s) in g.sentences.iter().enumerate() {
         let c = cosine(q.row(i), f.row(i));
         assert!(c >= 0.99, "int8 vs f32: cosine {c} for {:?}", s.text);
