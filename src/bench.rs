@@ -47,7 +47,7 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
     let mut encoders = Vec::new();
     for name in &args.variants {
         let Some(options) = encode_variant(name) else {
-            bail!("unknown variant {name:?}: use naive, candle, fp32, fp32-matmul or int8, optionally with :THREADS");
+            bail!("unknown variant {name:?}: use naive, candle, fp32, fp32-matmul or int8, optionally with :THREADS and @TOKENS");
         };
         let g = &Global { precision: options.precision.to_string(), ..g.clone() };
         let encoder = load_encoder(g, options)?;
@@ -133,9 +133,13 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The encoder options of a named benchmark variant.
-/// `NAME` or `NAME:THREADS` (threads of the pool one batch may use; default all).
+/// The encoder options of a named benchmark variant: `NAME[:THREADS][@TOKENS]` (threads of
+/// the pool one batch may use, default all; the token budget of a batch, default 1,024).
 fn encode_variant(spec: &str) -> Option<EncoderOptions> {
+    let (spec, budget) = match spec.split_once('@') {
+        Some((s, b)) => (s, Some(b.parse::<usize>().ok()?)),
+        None => (spec, None),
+    };
     let (name, threads) = match spec.split_once(':') {
         Some((n, t)) => (n, t.parse().ok()?),
         None => (spec, 0),
@@ -147,6 +151,13 @@ fn encode_variant(spec: &str) -> Option<EncoderOptions> {
         "fp32-matmul" => (Batching::default(), Backend::Native, Parallelism::Matmul, Precision::F32),
         "int8" => (Batching::default(), Backend::Native, Parallelism::Sequences, Precision::Int8),
         _ => return None,
+    };
+    let batching = match (budget, batching) {
+        (Some(budget), Batching::TokenBudget { max_seqs, .. }) if budget > 0 => {
+            Batching::TokenBudget { budget, max_seqs }
+        }
+        (Some(_), _) => return None,
+        (None, b) => b,
     };
     Some(EncoderOptions { batching, backend, parallelism, precision, threads, ..EncoderOptions::default() })
 }

@@ -391,7 +391,9 @@ pub struct BenchEncodeArgs {
     /// batches of 32), candle (candle, token-budget batches), fp32 (Sousuo's forward pass,
     /// whole sequences per thread), fp32-matmul (each product split across threads), int8
     /// (Sousuo's forward pass with int8 dense layers); each
-    /// optionally `:THREADS` (threads of `--threads` one batch may use, e.g. fp32:1,fp32:2).
+    /// optionally `:THREADS` (threads of `--threads` one batch may use, e.g. fp32:1,fp32:2)
+    /// and `@TOKENS` (the batches' padded-token budget instead of the default 1,024, e.g.
+    /// fp32@4096,fp32@1024).
     #[arg(long, value_delimiter = ',', default_value = "candle,fp32,int8")]
     pub variants: Vec<String>,
     /// No weights file and no corpus: build a model of the shape below with deterministic

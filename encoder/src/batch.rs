@@ -13,10 +13,11 @@ pub enum Batching {
 
 impl Default for Batching {
     fn default() -> Self {
-        // 4,096 padded tokens: 16 sequences of 256 or 64 queries of ~20 tokens. Measured on
-        // SciFact (docs/benchmarks.md): 8,192 was no faster than fixed batches of 32, 4,096 is
-        // 7% faster (smaller activations stay in cache) and peaks lower in memory.
-        Batching::TokenBudget { budget: 4096, max_seqs: 64 }
+        // 1,024 padded tokens: 4 sequences of 256 or 64 queries of ~16 tokens. Measured on
+        // SciFact with Sousuo's forward pass (docs/benchmarks.md, `bench encode --variants
+        // fp32@4096,fp32@1024,...`): the activations of 1,024 tokens stay in a core's L2, so
+        // fp32 ran 1.14x and int8 1.28x faster than with 4,096 (512 was no faster again).
+        Batching::TokenBudget { budget: 1024, max_seqs: 64 }
     }
 }
 
