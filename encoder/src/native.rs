@@ -6,7 +6,8 @@
 //! (no padding at all: a dense layer is one `[tokens x in] * [in x out]` product), attention
 //! runs per sequence and head on strided views of the packed Q/K/V (no copies), bias + GELU and
 //! bias + residual + LayerNorm are fused (`sousuo_kernels::ops`), and the matmuls use gemm's
-//! AVX-512 kernels where the CPU has them.
+//! AVX-512 kernels where the CPU has them. With [`Precision::Int8`] the dense layers and the
+//! attention run in integers (`sousuo_kernels::int8`, `sousuo_kernels::attention`).
 //!
 //! Threads: [`Parallelism::Sequences`] gives each thread whole sequences (no synchronisation
 //! inside the forward pass); [`Parallelism::Matmul`] splits each product across threads.
@@ -49,7 +50,8 @@ pub enum Precision {
     #[default]
     F32,
     /// int8 weights (per output channel) and activations (per token), i32 accumulation
-    /// (AVX-512 VNNI where the CPU has it); attention, norms and GELU stay f32.
+    /// (AVX-512 VNNI where the CPU has it); attention in integers too (Q/K per row, V per
+    /// channel, the softmax's weights as bytes); norms and GELU stay f32.
     Int8,
 }
 
@@ -262,7 +264,8 @@ impl NativeBert {
             (&mut s.ctx, tokens * h),
             (&mut s.tmp, tokens * h),
             (&mut s.inter, tokens * inter),
-            (&mut s.scores, longest * longest),
+            // The f32 attention's score matrix (int8 attention keeps its own, per tile).
+            (&mut s.scores, if self.quantized.is_some() { 0 } else { longest * longest }),
             (&mut s.inv, longest),
         ] {
             buf.resize(len, 0.0);

@@ -208,15 +208,7 @@ fn sequence(a: &mut AttentionInt8, level: Int8Level, sh: Shape, qkv: &[f32], sca
         let (vp, vs) = (&a.vp[hd * lp * dv..(hd + 1) * lp * dv], &a.vs[hd * dv..(hd + 1) * dv]);
         for i0 in (0..len).step_by(TR) {
             let live = (len - i0).min(TR);
-            let rows = &qu[i0 * dk..(i0 + TR) * dk];
-            match level {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `sequence_vnni` passes this level only on a CPU with VNNI; `rows`
-                // holds TR rows of dk bytes, `kp` lk / 16 blocks of dk * 16 bytes, `sacc`
-                // TR * lk values.
-                Int8Level::Avx512Vnni => unsafe { x86::scores_vnni(rows, kp, dk, lk, &mut a.sacc) },
-                _ => scores(rows, kp, dk, lk, &mut a.sacc),
-            }
+            scores(level, &qu[i0 * dk..(i0 + TR) * dk], kp, dk, lk, &mut a.sacc);
             let mut sums = [0u32; TR];
             for (r, sum) in sums.iter_mut().enumerate().take(live) {
                 let acc = &a.sacc[r * lk..r * lk + len];
@@ -224,13 +216,7 @@ fn sequence(a: &mut AttentionInt8, level: Int8Level, sh: Shape, qkv: &[f32], sca
                 *sum = softmax_u8(acc, ksum, ks, qs[i0 + r], &mut a.s, &mut p[..len]);
                 p[len..].fill(0);
             }
-            match level {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above; `p` holds TR rows of lp bytes, `vp` lp / 4 groups of
-                // dv * 4 bytes, `cacc` TR * dv values.
-                Int8Level::Avx512Vnni => unsafe { x86::values_vnni(&a.p, vp, lp, dv, &mut a.cacc) },
-                _ => values(&a.p, vp, lp, dv, &mut a.cacc),
-            }
+            values(level, &a.p, vp, lp, dv, &mut a.cacc);
             for (r, sum) in sums.iter().enumerate().take(live) {
                 let inv = 1.0 / *sum as f32;
                 let dst = &mut ctx[(i0 + r) * h + hd * dh..][..dh];
@@ -344,50 +330,73 @@ fn weight_u8(z: f32) -> u8 {
     (w + ROUND).to_bits().wrapping_sub(0x4B40_0000) as u8
 }
 
-/// Portable score kernel: `acc[r][j] = sum_d rows[r][d] * k[j][d]` for TR rows and all `lk`
-/// (padded) keys.
+/// `acc[r][j] = sum_d rows[r][d] * k[j][d]` for TR query rows and all `lk` (padded) keys.
 #[inline(always)]
-fn scores(rows: &[u8], kp: &[i8], dk: usize, lk: usize, acc: &mut [i32]) {
-    for r in 0..TR {
-        let q = &rows[r * dk..(r + 1) * dk];
-        for b in 0..lk / NB {
-            let block = &kp[b * dk * NB..(b + 1) * dk * NB];
-            let mut lanes = [0i32; NB];
-            for (g, q4) in q.chunks_exact(4).enumerate() {
-                let w = &block[g * NB * 4..(g + 1) * NB * 4];
-                for (lane, l) in lanes.iter_mut().enumerate() {
-                    let w4 = &w[lane * 4..lane * 4 + 4];
-                    *l += (0..4).map(|t| q4[t] as i32 * w4[t] as i32).sum::<i32>();
-                }
-            }
-            acc[r * lk + b * NB..r * lk + (b + 1) * NB].copy_from_slice(&lanes);
-        }
+fn scores(level: Int8Level, rows: &[u8], kp: &[i8], dk: usize, lk: usize, acc: &mut [i32]) {
+    let shape = Tile { row_stride: dk, depth: dk, group_stride: NB * 4, out_stride: lk };
+    for b in (0..lk / NB).step_by(2) {
+        tile(level, rows, shape, &kp[b * dk * NB..], &kp[(b + 1) * dk * NB..], &mut acc[b * NB..]);
     }
 }
 
-/// Portable value kernel: `acc[r][d] = sum_j p[r][j] * v[j][d]` for TR rows and all `dv`
-/// (padded) channels.
+/// `acc[r][d] = sum_j p[r][j] * v[j][d]` for TR query rows and all `dv` (padded) channels.
 #[inline(always)]
-fn values(p: &[u8], vp: &[i8], lp: usize, dv: usize, acc: &mut [i32]) {
-    for r in 0..TR {
-        let pr = &p[r * lp..(r + 1) * lp];
-        for c in 0..dv / NB {
-            let mut lanes = [0i32; NB];
-            for (t, p4) in pr.chunks_exact(4).enumerate() {
-                let w = &vp[t * dv * 4 + c * NB * 4..t * dv * 4 + (c + 1) * NB * 4];
-                for (lane, l) in lanes.iter_mut().enumerate() {
-                    let w4 = &w[lane * 4..lane * 4 + 4];
-                    *l += (0..4).map(|u| p4[u] as i32 * w4[u] as i32).sum::<i32>();
+fn values(level: Int8Level, p: &[u8], vp: &[i8], lp: usize, dv: usize, acc: &mut [i32]) {
+    let shape = Tile { row_stride: lp, depth: lp, group_stride: dv * 4, out_stride: dv };
+    for c in (0..dv / NB).step_by(2) {
+        tile(level, p, shape, &vp[c * NB * 4..], &vp[(c + 1) * NB * 4..], &mut acc[c * NB..]);
+    }
+}
+
+/// The shape of one micro-kernel call: TR rows of `depth` bytes (a multiple of 4),
+/// `row_stride` apart, against two operand blocks of `depth / 4` groups (16 lanes x 4 bytes,
+/// `group_stride` apart); row r's 2 x 16 sums go to `out[r * out_stride..][..32]`.
+#[derive(Debug, Clone, Copy)]
+struct Tile {
+    row_stride: usize,
+    depth: usize,
+    group_stride: usize,
+    out_stride: usize,
+}
+
+/// Both products' micro-kernel: `out[r][16 b + l] = sum_k rows[r][k] * block_b[k / 4][l][k % 4]`.
+#[inline(always)]
+fn tile(level: Int8Level, rows: &[u8], t: Tile, b0: &[i8], b1: &[i8], out: &mut [i32]) {
+    let groups = t.depth / 4;
+    let block = (groups.max(1) - 1) * t.group_stride + NB * 4;
+    assert!(
+        t.depth.is_multiple_of(4)
+            && rows.len() >= (TR - 1) * t.row_stride + t.depth
+            && b0.len() >= block
+            && b1.len() >= block
+            && out.len() >= (TR - 1) * t.out_stride + 2 * NB
+    );
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller passes this level only on a CPU with VNNI; the extents the kernel
+        // reads and writes were asserted above.
+        Int8Level::Avx512Vnni => unsafe { x86::tile_vnni(rows, t, b0, b1, out) },
+        _ => {
+            for r in 0..TR {
+                let row = &rows[r * t.row_stride..r * t.row_stride + t.depth];
+                for (b, block) in [b0, b1].into_iter().enumerate() {
+                    let mut lanes = [0i32; NB];
+                    for (g, x4) in row.chunks_exact(4).enumerate() {
+                        let w = &block[g * t.group_stride..g * t.group_stride + NB * 4];
+                        for (lane, l) in lanes.iter_mut().enumerate() {
+                            *l += (0..4).map(|k| x4[k] as i32 * w[lane * 4 + k] as i32).sum::<i32>();
+                        }
+                    }
+                    out[r * t.out_stride + b * NB..r * t.out_stride + (b + 1) * NB].copy_from_slice(&lanes);
                 }
             }
-            acc[r * dv + c * NB..r * dv + (c + 1) * NB].copy_from_slice(&lanes);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{AttentionInt8, Shape, NB, TR};
+    use super::{AttentionInt8, Shape, Tile, NB, TR};
     use crate::int8::Int8Level;
     use std::arch::x86_64::*;
 
@@ -405,83 +414,35 @@ mod x86 {
         super::sequence(a, Int8Level::Avx2, shape, qkv, scale, ctx)
     }
 
-    /// TR query rows x 32 keys per step in 2 TR accumulators; per 4 dims, 2 key loads, TR
-    /// broadcasts, 2 TR `vpdpbusd`.
+    /// [`super::tile`] in AVX-512 VNNI: 2 TR accumulators; per 4 bytes of depth, 2 operand
+    /// loads, TR broadcasts, 2 TR `vpdpbusd`.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F/BW/VNNI; `rows` must hold TR * dk bytes, `kp` lk * dk,
-    /// `acc` TR * lk values; dk a multiple of 4 and lk of 32.
+    /// The CPU must support AVX-512F/BW/VNNI; the slices must have the extents `tile` asserts.
+    #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn scores_vnni(rows: &[u8], kp: &[i8], dk: usize, lk: usize, acc: &mut [i32]) {
-        debug_assert!(rows.len() >= TR * dk && kp.len() >= lk * dk && acc.len() >= TR * lk);
-        let (q, o) = (rows.as_ptr(), acc.as_mut_ptr());
-        let mut b = 0;
-        while b < lk / NB {
-            let mut c = [[_mm512_setzero_si512(); 2]; TR];
-            // SAFETY: blocks b and b + 1 exist (lk / 16 is even), each dk * 16 bytes.
-            let (p0, p1) = unsafe { (kp.as_ptr().add(b * dk * NB), kp.as_ptr().add((b + 1) * dk * NB)) };
-            let mut g = 0;
-            while g < dk {
-                // SAFETY: g + 4 <= dk: 64 bytes at g * 16 of each block, 4 bytes at r * dk + g.
-                unsafe {
-                    let k0 = _mm512_loadu_si512(p0.add(g * NB) as *const _);
-                    let k1 = _mm512_loadu_si512(p1.add(g * NB) as *const _);
-                    for (r, cr) in c.iter_mut().enumerate() {
-                        let x = _mm512_set1_epi32((q.add(r * dk + g) as *const i32).read_unaligned());
-                        cr[0] = _mm512_dpbusd_epi32(cr[0], x, k0);
-                        cr[1] = _mm512_dpbusd_epi32(cr[1], x, k1);
-                    }
-                }
-                g += 4;
-            }
-            for (r, cr) in c.iter().enumerate() {
-                // SAFETY: r * lk + b * 16 + 32 <= TR * lk.
-                unsafe {
-                    _mm512_storeu_si512(o.add(r * lk + b * NB) as *mut _, cr[0]);
-                    _mm512_storeu_si512(o.add(r * lk + (b + 1) * NB) as *mut _, cr[1]);
+    pub unsafe fn tile_vnni(rows: &[u8], t: Tile, b0: &[i8], b1: &[i8], out: &mut [i32]) {
+        let (x, o) = (rows.as_ptr(), out.as_mut_ptr());
+        let mut c = [[_mm512_setzero_si512(); 2]; TR];
+        for g in 0..t.depth / 4 {
+            // SAFETY: group g's 64 bytes lie inside both blocks, and each row's 4 bytes at
+            // r * row_stride + 4 g inside `rows` (the caller's contract).
+            unsafe {
+                let k0 = _mm512_loadu_si512(b0.as_ptr().add(g * t.group_stride) as *const _);
+                let k1 = _mm512_loadu_si512(b1.as_ptr().add(g * t.group_stride) as *const _);
+                for (r, cr) in c.iter_mut().enumerate() {
+                    let v = _mm512_set1_epi32((x.add(r * t.row_stride + 4 * g) as *const i32).read_unaligned());
+                    cr[0] = _mm512_dpbusd_epi32(cr[0], v, k0);
+                    cr[1] = _mm512_dpbusd_epi32(cr[1], v, k1);
                 }
             }
-            b += 2;
         }
-    }
-
-    /// TR query rows x 32 channels per step; per 4 keys, 2 value loads, TR broadcasts of the
-    /// rows' 4 weights, 2 TR `vpdpbusd`.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F/BW/VNNI; `p` must hold TR * lp bytes, `vp` lp * dv,
-    /// `acc` TR * dv values; lp a multiple of 4 and dv of 32.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn values_vnni(p: &[u8], vp: &[i8], lp: usize, dv: usize, acc: &mut [i32]) {
-        debug_assert!(p.len() >= TR * lp && vp.len() >= lp * dv && acc.len() >= TR * dv);
-        let (w, o) = (p.as_ptr(), acc.as_mut_ptr());
-        let mut c0 = 0;
-        while c0 < dv / NB {
-            let mut c = [[_mm512_setzero_si512(); 2]; TR];
-            let mut t = 0;
-            while t < lp {
-                // SAFETY: t + 4 <= lp: 128 bytes at (t / 4) * dv * 4 + c0 * 64 (c0 + 2 <= dv / 16),
-                // 4 bytes at r * lp + t.
-                unsafe {
-                    let base = vp.as_ptr().add(t * dv + c0 * NB * 4);
-                    let v0 = _mm512_loadu_si512(base as *const _);
-                    let v1 = _mm512_loadu_si512(base.add(NB * 4) as *const _);
-                    for (r, cr) in c.iter_mut().enumerate() {
-                        let x = _mm512_set1_epi32((w.add(r * lp + t) as *const i32).read_unaligned());
-                        cr[0] = _mm512_dpbusd_epi32(cr[0], x, v0);
-                        cr[1] = _mm512_dpbusd_epi32(cr[1], x, v1);
-                    }
-                }
-                t += 4;
+        for (r, cr) in c.iter().enumerate() {
+            // SAFETY: 32 values at r * out_stride, inside `out` (the caller's contract).
+            unsafe {
+                _mm512_storeu_si512(o.add(r * t.out_stride) as *mut _, cr[0]);
+                _mm512_storeu_si512(o.add(r * t.out_stride + NB) as *mut _, cr[1]);
             }
-            for (r, cr) in c.iter().enumerate() {
-                // SAFETY: r * dv + c0 * 16 + 32 <= TR * dv.
-                unsafe {
-                    _mm512_storeu_si512(o.add(r * dv + c0 * NB) as *mut _, cr[0]);
-                    _mm512_storeu_si512(o.add(r * dv + (c0 + 1) * NB) as *mut _, cr[1]);
-                }
-            }
-            c0 += 2;
         }
     }
 }
