@@ -83,12 +83,7 @@ impl BlockMatrix {
     /// Output channel `o`'s weights, dequantised into `out` (`inputs` values): an embedding
     /// row when the matrix is a tied embedding table.
     pub fn row_into(&self, o: usize, out: &mut [f32]) -> Result<()> {
-        if o >= self.out {
-            return Err(Error::DimensionMismatch { expected: self.out, got: o });
-        }
-        if out.len() != self.inputs {
-            return Err(Error::DimensionMismatch { expected: self.inputs, got: out.len() });
-        }
+        crate::error::check_row(o, self.out, out, self.inputs)?;
         let (blk, lane, nb) = (o / NB, o % NB, self.kp / BLOCK);
         for (k, v) in out.iter_mut().enumerate() {
             let q = self.packed[blk * self.kp * NB + (k / 4) * NB * 4 + lane * 4 + k % 4];

@@ -19,3 +19,14 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The checks of a quantised matrix's `row_into`: row `o` of `rows`, into `out` of `inputs`.
+pub(crate) fn check_row(o: usize, rows: usize, out: &[f32], inputs: usize) -> Result<()> {
+    if o >= rows {
+        return Err(Error::DimensionMismatch { expected: rows, got: o });
+    }
+    if out.len() != inputs {
+        return Err(Error::DimensionMismatch { expected: inputs, got: out.len() });
+    }
+    Ok(())
+}

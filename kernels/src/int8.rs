@@ -117,12 +117,7 @@ impl QuantizedMatrix {
     /// Output channel `o`'s weights, dequantised into `out` (`inputs` values): an embedding
     /// row when the matrix is a tied embedding table.
     pub fn row_into(&self, o: usize, out: &mut [f32]) -> Result<()> {
-        if o >= self.out {
-            return Err(Error::DimensionMismatch { expected: self.out, got: o });
-        }
-        if out.len() != self.inputs {
-            return Err(Error::DimensionMismatch { expected: self.inputs, got: out.len() });
-        }
+        crate::error::check_row(o, self.out, out, self.inputs)?;
         let (blk, lane, s) = (o / NB, o % NB, self.scale[o]);
         let base = &self.packed[blk * self.k4 * NB..(blk + 1) * self.k4 * NB];
         for (g, chunk) in out.chunks_mut(4).enumerate() {

@@ -1,26 +1,13 @@
 //! The decoder on the real SmolLM2 GGUF: tokenizer ids against the independent Python build,
 //! round trips, requantisation, streaming generation, stopping and queue limits.
 
-use sousuo_encoder::models::{default_cache_root, ModelCache, SMOLLM2};
 use sousuo_query::decoder::{
     prepare_gguf, Backend, Decoder, DecoderTokenizer, Event, GenerateOptions, Message, StopReason,
 };
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
-fn cache() -> ModelCache {
-    let home = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
-    ModelCache::new(default_cache_root(home.as_deref(), dirs::cache_dir().as_deref()).expect("set SOUSUO_HOME"))
-}
-
-/// The shipped Q4_1 file, fetched if missing.
-fn shipped() -> PathBuf {
-    let c = cache();
-    let dir = c
-        .ensure(&SMOLLM2, |m| eprintln!("fetching {} for the tests", m.name))
-        .unwrap_or_else(|e| panic!("the decoder tests need {}: {e}; run `cargo run -- models fetch`", SMOLLM2.name));
-    dir.join(SMOLLM2.files[0].dest)
-}
+mod common;
+use common::{cache, shipped};
 
 fn decoder() -> &'static Decoder {
     static D: OnceLock<Decoder> = OnceLock::new();

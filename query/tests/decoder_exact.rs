@@ -6,23 +6,11 @@
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use sousuo_encoder::models::{default_cache_root, ModelCache, SMOLLM2};
 use sousuo_query::decoder::{prepare_gguf, DecoderTokenizer, NativeLlama};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn cache() -> ModelCache {
-    let home = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
-    ModelCache::new(default_cache_root(home.as_deref(), dirs::cache_dir().as_deref()).expect("set SOUSUO_HOME"))
-}
-
-/// The shipped Q4_1 file, fetched if missing.
-fn shipped() -> PathBuf {
-    let c = cache();
-    let dir = c
-        .ensure(&SMOLLM2, |m| eprintln!("fetching {} for the tests", m.name))
-        .unwrap_or_else(|e| panic!("the decoder tests need {}: {e}; run `cargo run -- models fetch`", SMOLLM2.name));
-    dir.join(SMOLLM2.files[0].dest)
-}
+mod common;
+use common::{cache, shipped};
 
 /// Logits at each position after the first `prefix` tokens of `ids`: the prefix in one call
 /// (prefill), then one token per call (decoding from the cache).
