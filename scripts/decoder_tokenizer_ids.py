@@ -4,11 +4,11 @@
 Reads the vocabulary and merges from the GGUF file with the `gguf` package and builds the
 tokenizer with Hugging Face's Python `tokenizers`, configured as SmolLM2's own tokenizer.json is
 (one-digit split, then GPT-2 byte level; control tokens special). Sousuo's Rust build must give
-the same ids: query/tests/decoder.rs compares them.
+the same ids: decoder/tests/decoder.rs compares them.
 
     pip install gguf tokenizers
     python3 scripts/decoder_tokenizer_ids.py ~/.cache/sousuo/models/SmolLM2-135M-Instruct/*.Q4_1.gguf \
-        > query/tests/fixtures/decoder_tokens.json
+        > decoder/tests/fixtures/decoder_tokens.json
 """
 import json
 import sys

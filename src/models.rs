@@ -2,9 +2,10 @@
 
 use crate::cli::Global;
 use crate::paths::model_cache;
+use crate::paths::PINNED;
 use crate::util::human_bytes;
 use anyhow::{bail, Context, Result};
-use sousuo_encoder::models::{ModelKind, PINNED};
+use sousuo_common::models::ModelKind;
 use std::path::Path;
 
 pub fn fetch(g: &Global, encoder_only: bool) -> Result<()> {
@@ -30,7 +31,7 @@ pub fn fetch(g: &Global, encoder_only: bool) -> Result<()> {
 pub fn list(g: &Global) -> Result<()> {
     let cache = model_cache(g)?;
     println!("model cache: {}", cache.root().display());
-    for m in cache.list() {
+    for m in cache.list(PINNED) {
         let kind = match m.kind {
             Some(ModelKind::Encoder) => "encoder",
             Some(ModelKind::Decoder) => "decoder",

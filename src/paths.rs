@@ -2,10 +2,15 @@
 
 use crate::cli::{DecoderArgs, Global};
 use anyhow::{Context, Result};
-use sousuo_encoder::models::{default_cache_root, ModelCache, PinnedModel, MINILM, SMOLLM2};
+use sousuo_common::models::{default_cache_root, ModelCache, PinnedModel};
+use sousuo_decoder::Decoder;
+use sousuo_decoder::SMOLLM2;
+use sousuo_encoder::models::MINILM;
 use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
-use sousuo_query::decoder::Decoder;
 use std::path::PathBuf;
+
+/// Every model the binary pins: the default encoder and the default decoder.
+pub const PINNED: &[PinnedModel] = &[MINILM, SMOLLM2];
 
 /// The model cache: `HOME/models`, or the user's cache directory.
 pub fn model_cache(g: &Global) -> Result<ModelCache> {
@@ -43,8 +48,8 @@ pub fn encoder_dir(g: &Global) -> Result<ModelDir> {
 
 /// Loads the encoder with the given options.
 pub fn load_encoder(g: &Global, mut options: EncoderOptions) -> Result<Encoder> {
-    options.device = g.device.parse()?;
-    options.precision = g.precision.parse()?;
+    options.device = g.device;
+    options.precision = g.precision;
     let dir = encoder_dir(g)?;
     Encoder::load(&dir, options).with_context(|| format!("cannot load the encoder from {}", dir.dir.display()))
 }

@@ -2,12 +2,13 @@
 
 use crate::cli::{DemoArgs, EvalArgs, Global, RetrievalArgs, SearchArgs};
 use crate::collections::open;
+use crate::paths::PINNED;
 use crate::paths::{ensure_model, load_encoder};
 use anyhow::{bail, Result};
-use sousuo_encoder::models::PINNED;
 use sousuo_encoder::EncoderOptions;
 use sousuo_indexer::{index_paths, ChunkParams, IndexOptions, Progress};
-use sousuo_query::eval::{evaluate, load_beir, ModeReport};
+use sousuo_query::beir::load_judged;
+use sousuo_query::eval::{evaluate, ModeReport};
 use sousuo_query::{search as run_search, Filter, Fusion, Mode, SearchParams, DEFAULT_FUSION};
 use std::time::Instant;
 
@@ -25,7 +26,7 @@ fn params(r: &RetrievalArgs, mode: Mode) -> SearchParams {
 
 pub fn search(g: &Global, args: SearchArgs) -> Result<()> {
     let started = Instant::now();
-    let mode: Mode = args.mode.parse()?;
+    let mode = args.mode;
     let filter = Filter::parse(&args.filter)?;
     if args.query.trim().is_empty() {
         bail!("the query is empty: type some words to search for");
@@ -93,14 +94,14 @@ pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
     if !corpus.is_file() {
         bail!("{} has no corpus.jsonl: --beir takes a BEIR directory", args.beir.display());
     }
-    let mut judged = load_beir(&args.beir, &args.split)?;
+    let mut judged = load_judged(&args.beir, &args.split)?;
     if let Some(n) = args.max_queries {
         judged.queries.truncate(n);
     }
     let encoder = load_encoder(g, EncoderOptions::default())?;
     let tmp;
     let (collection, name) = match &args.collection {
-        Some(name) => (open(g, name, &encoder, Some(default_chunking(&encoder)))?, name.clone()),
+        Some(name) => (open(g, name, &encoder, Some(ChunkParams::for_encoder(&encoder)))?, name.clone()),
         None => {
             tmp = tempfile_dir()?;
             let info = sousuo_indexer::EncoderInfo::of(&encoder)?;
@@ -108,7 +109,7 @@ pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
                 tmp.path(),
                 "eval",
                 &info,
-                sousuo_indexer::OpenMode::Create(default_chunking(&encoder)),
+                sousuo_indexer::OpenMode::Create(ChunkParams::for_encoder(&encoder)),
             )?;
             (c, "eval (temporary)".to_string())
         }
@@ -125,13 +126,8 @@ pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
         "collection {name}: {} documents ({} embedded now, {:.0} s)",
         summary.documents_seen, summary.documents_indexed, summary.seconds
     );
-    let modes: Vec<(String, SearchParams)> = match args.mode.as_str() {
-        "all" => ["bm25", "dense", "hybrid"]
-            .iter()
-            .map(|m| (m.to_string(), params(&args.retrieval, m.parse().unwrap_or_default())))
-            .collect(),
-        m => vec![(m.to_string(), params(&args.retrieval, m.parse()?))],
-    };
+    let modes: Vec<(String, SearchParams)> =
+        args.mode.modes().into_iter().map(|m| (m.as_str().to_string(), params(&args.retrieval, m))).collect();
     let mut reports: Vec<(String, ModeReport)> = Vec::new();
     for (name, p) in &modes {
         reports.push((name.clone(), evaluate(&collection, &encoder, &judged, p)?));
@@ -170,10 +166,6 @@ pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn default_chunking(encoder: &sousuo_encoder::Encoder) -> ChunkParams {
-    ChunkParams { max_tokens: encoder.max_len().saturating_sub(2), ..ChunkParams::default() }
-}
-
 fn tempfile_dir() -> Result<tempfile::TempDir> {
     Ok(tempfile::Builder::new().prefix("sousuo-eval-").tempdir()?)
 }
@@ -187,7 +179,7 @@ pub fn demo(g: &Global, args: DemoArgs) -> Result<()> {
         bail!("{} is not a folder: run the demo from the repository root, or pass --corpus", args.corpus.display());
     }
     let encoder = load_encoder(g, EncoderOptions::default())?;
-    let collection = open(g, "demo", &encoder, Some(default_chunking(&encoder)))?;
+    let collection = open(g, "demo", &encoder, Some(ChunkParams::for_encoder(&encoder)))?;
     let summary = index_paths(
         &collection,
         &encoder,

@@ -6,7 +6,12 @@ pub enum Batching {
     /// Sort by length (longest first) and fill each batch until its padded size
     /// (`count * longest`) would pass `budget` tokens or it holds `max_seqs` sequences; a
     /// sequence shorter than 3/4 of the batch's longest starts a new batch rather than pad.
-    TokenBudget { budget: usize, max_seqs: usize },
+    TokenBudget {
+        /// Padded tokens per batch at most.
+        budget: usize,
+        /// Sequences per batch at most.
+        max_seqs: usize,
+    },
     /// Fixed-size batches in arrival order: the naive baseline the benchmark compares against.
     Fixed(usize),
 }
@@ -31,7 +36,9 @@ impl Batching {
 /// One forward pass: which inputs it holds and the length they are padded to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedBatch {
+    /// Indices of the batch's sequences in the input.
     pub members: Vec<usize>,
+    /// The length every sequence is padded to (the longest).
     pub padded_len: usize,
 }
 

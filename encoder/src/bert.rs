@@ -208,7 +208,14 @@ pub enum RawKind {
     /// candle-transformers' `BertModel` on the CPU (the reference).
     Candle,
     /// Sousuo's CPU forward pass on `threads` threads (0: all of rayon's pool).
-    Native { threads: usize, parallelism: Parallelism, precision: Precision },
+    Native {
+        /// Threads of rayon's pool (0: all of them).
+        threads: usize,
+        /// How a batch is spread over the threads.
+        parallelism: Parallelism,
+        /// The arithmetic of the dense layers.
+        precision: Precision,
+    },
     /// Sousuo's CUDA forward pass on GPU `ordinal` (builds with the `cuda` feature).
     Cuda(usize),
 }
@@ -220,6 +227,7 @@ pub struct RawModel {
 }
 
 impl RawModel {
+    /// A model running the given weights with `pooling`, on the forward pass `kind`.
     pub fn new(weights: &BertWeights, pooling: Pooling, kind: RawKind) -> Result<Self> {
         let model = match kind {
             RawKind::Candle => Model::Candle(CandleBert::from_weights(weights, pooling)?),
@@ -234,6 +242,7 @@ impl RawModel {
         Ok(RawModel { model })
     }
 
+    /// Width of the embeddings.
     pub fn dim(&self) -> usize {
         self.model.dim()
     }

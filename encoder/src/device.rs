@@ -9,7 +9,9 @@ pub enum Device {
     /// CUDA when a driver and GPU are found, else the CPU.
     #[default]
     Auto,
+    /// The CPU.
     Cpu,
+    /// The CUDA GPU with this ordinal.
     Cuda(usize),
 }
 

@@ -5,10 +5,20 @@ use std::path::PathBuf;
 pub enum Error {
     /// A model directory lacks a file the loader needs.
     #[error("model directory {dir} has no {file}: a model directory needs config.json, tokenizer.json and model.safetensors (run `sousuo models fetch` for the default model)")]
-    MissingModelFile { dir: PathBuf, file: &'static str },
+    MissingModelFile {
+        /// The model directory.
+        dir: PathBuf,
+        /// The missing file's name.
+        file: &'static str,
+    },
     /// A model file exists but cannot be read or parsed.
     #[error("cannot read model file {path}: {reason}")]
-    BadModelFile { path: PathBuf, reason: String },
+    BadModelFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The tokenizer failed on an input.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
@@ -20,13 +30,15 @@ pub enum Error {
     WorkerGone,
     /// A vector had another width than expected.
     #[error("dimension mismatch: expected {expected}, got {got}")]
-    DimensionMismatch { expected: usize, got: usize },
-    /// Fetching a model failed; the message says what to do.
-    #[error("{0}")]
-    Fetch(String),
-    /// A downloaded file did not match its pinned checksum.
-    #[error("checksum mismatch for {file}: expected sha256 {expected}, got {got}; the download was discarded, run `sousuo models fetch` again")]
-    Checksum { file: String, expected: String, got: String },
+    DimensionMismatch {
+        /// The width expected.
+        expected: usize,
+        /// The width found.
+        got: usize,
+    },
+    /// The model cache failed (fetching, verifying, reading a model file).
+    #[error(transparent)]
+    Models(#[from] sousuo_common::Error),
     /// No such device or device support.
     #[error("{0}")]
     Device(String),
@@ -35,7 +47,12 @@ pub enum Error {
     Kernel(#[from] sousuo_kernels::Error),
     /// An I/O error, with the path involved.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -50,4 +67,5 @@ impl From<candle_core::Error> for Error {
     }
 }
 
+/// Results of this crate.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -9,6 +9,8 @@
 //!   gathers whatever requests are waiting, sorts their sequences by length, cuts batches by a
 //!   padded-token budget, runs them, and returns each caller's vectors in its own order.
 
+#![warn(missing_docs)]
+
 mod batch;
 mod bert;
 #[cfg(feature = "cuda")]

@@ -15,9 +15,13 @@ pub enum Pooling {
 /// A Hugging Face style BERT-family model directory, checked and parsed.
 #[derive(Debug, Clone)]
 pub struct ModelDir {
+    /// The directory.
     pub dir: PathBuf,
+    /// Its name (the directory's last component).
     pub name: String,
+    /// The BERT configuration (`config.json`).
     pub config: candle_transformers::models::bert::Config,
+    /// How token vectors become one sentence vector.
     pub pooling: Pooling,
     /// Longest input in tokens, special tokens included.
     pub max_len: usize,
@@ -89,7 +93,7 @@ impl ModelDir {
         let sha256 = crate::models::sha256_file(&weights)?;
         let cached = Cached { size: meta.len(), mtime, sha256: sha256.clone() };
         if let Ok(bytes) = serde_json::to_vec(&cached) {
-            let _ = std::fs::write(&sidecar, bytes); // a read-only model directory just rehashes
+            let _ = sousuo_common::fs::atomic_write(&sidecar, &bytes); // a read-only model directory just rehashes
         }
         Ok(sha256)
     }

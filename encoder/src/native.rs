@@ -134,7 +134,7 @@ impl NativeBert {
             }
         };
         // 0: every thread of rayon's pool (the `--threads` flag sizes it).
-        let threads = if threads == 0 { rayon::current_num_threads() } else { threads };
+        let threads = sousuo_common::threads::resolve(threads);
         let pool = if threads > 1 && threads != rayon::current_num_threads() {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

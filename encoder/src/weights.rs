@@ -11,13 +11,21 @@ use std::path::Path;
 /// The shape of a BERT encoder.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BertShape {
+    /// Vocabulary size.
     pub vocab: usize,
+    /// Width of the hidden states.
     pub hidden: usize,
+    /// Transformer layers.
     pub layers: usize,
+    /// Attention heads.
     pub heads: usize,
+    /// Width of the feed-forward layer.
     pub intermediate: usize,
+    /// Longest sequence the position embeddings cover.
     pub max_positions: usize,
+    /// Token types (segments).
     pub type_vocab: usize,
+    /// Epsilon of the layer norms.
     pub eps: f32,
 }
 
@@ -58,6 +66,7 @@ impl BertShape {
         }
     }
 
+    /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
     }
@@ -75,28 +84,48 @@ impl BertShape {
 /// query, key and value projections are stacked into one `[3h x h]` matrix.
 #[derive(Debug, Clone)]
 pub struct LayerWeights {
+    /// Fused query, key and value projection, `[3 * hidden, hidden]`.
     pub qkv_w: Vec<f32>,
+    /// Its bias.
     pub qkv_b: Vec<f32>,
+    /// Attention output projection.
     pub out_w: Vec<f32>,
+    /// Its bias.
     pub out_b: Vec<f32>,
+    /// First layer norm's scale.
     pub ln1_g: Vec<f32>,
+    /// First layer norm's shift.
     pub ln1_b: Vec<f32>,
+    /// Feed-forward up projection.
     pub ff1_w: Vec<f32>,
+    /// Its bias.
     pub ff1_b: Vec<f32>,
+    /// Feed-forward down projection.
     pub ff2_w: Vec<f32>,
+    /// Its bias.
     pub ff2_b: Vec<f32>,
+    /// Second layer norm's scale.
     pub ln2_g: Vec<f32>,
+    /// Second layer norm's shift.
     pub ln2_b: Vec<f32>,
 }
 
+/// A BERT encoder's weights as flat row-major `f32` arrays, for the native and CUDA passes.
 #[derive(Debug, Clone)]
 pub struct BertWeights {
+    /// The model's shape.
     pub shape: BertShape,
+    /// Word embeddings, `[vocab, hidden]`.
     pub word: Vec<f32>,
+    /// Position embeddings, `[max_positions, hidden]`.
     pub position: Vec<f32>,
+    /// Token type embeddings, `[type_vocab, hidden]`.
     pub token_type: Vec<f32>,
+    /// Embedding layer norm's scale.
     pub emb_ln_g: Vec<f32>,
+    /// Embedding layer norm's shift.
     pub emb_ln_b: Vec<f32>,
+    /// The transformer layers, in order.
     pub layers: Vec<LayerWeights>,
 }
 

@@ -6,19 +6,21 @@ use crate::model_dir::ModelDir;
 use crate::native::{Parallelism, Precision};
 use crate::{Device, Error, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
+use sousuo_common::Worker;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use tokenizers::Tokenizer;
 
 /// Tuning of an [`Encoder`].
 #[derive(Debug, Clone)]
 pub struct EncoderOptions {
+    /// How sequences are grouped into batches.
     pub batching: Batching,
     /// Requests that may wait for the worker before callers block.
     pub queue_depth: usize,
     /// How many waiting tokens the worker gathers from several callers into one planning round.
     pub gather_tokens: usize,
+    /// Where the model runs.
     pub device: Device,
     /// Which CPU forward pass runs the model.
     pub backend: Backend,
@@ -53,18 +55,22 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
+    /// Rows of width `dim` laid end to end (`data.len()` must be a multiple of `dim`).
     pub fn new(dim: usize, data: Vec<f32>) -> Result<Self> {
         if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(Error::DimensionMismatch { expected: dim, got: data.len() });
         }
         Ok(Embeddings { dim, data })
     }
+    /// Width of one vector.
     pub fn dim(&self) -> usize {
         self.dim
     }
+    /// Number of vectors.
     pub fn len(&self) -> usize {
         self.data.len() / self.dim
     }
+    /// Whether there are no vectors.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
@@ -72,12 +78,15 @@ impl Embeddings {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
+    /// The vectors, in input order.
     pub fn rows(&self) -> impl Iterator<Item = &[f32]> {
         self.data.chunks_exact(self.dim)
     }
+    /// All vectors laid end to end.
     pub fn as_slice(&self) -> &[f32] {
         &self.data
     }
+    /// All vectors laid end to end, owned.
     pub fn into_vec(self) -> Vec<f32> {
         self.data
     }
@@ -86,9 +95,13 @@ impl Embeddings {
 /// Counters of the work the worker did, for benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EncoderStats {
+    /// Sequences encoded.
     pub sequences: u64,
+    /// Real tokens encoded.
     pub tokens: u64,
+    /// Tokens including padding.
     pub padded_tokens: u64,
+    /// Forward passes run.
     pub batches: u64,
 }
 
@@ -113,7 +126,7 @@ pub struct Encoder {
 }
 
 struct Inner {
-    tx: Option<Sender<Job>>,
+    worker: Worker<Job>,
     tokenizer: Tokenizer,
     /// The same tokenizer without truncation, for counting the tokens of long texts.
     counter: Tokenizer,
@@ -121,18 +134,6 @@ struct Inner {
     dim: usize,
     precision: Precision,
     counters: Arc<Counters>,
-    handle: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Ok(mut h) = self.handle.lock() {
-            if let Some(h) = h.take() {
-                let _ = h.join();
-            }
-        }
-    }
 }
 
 impl Encoder {
@@ -150,25 +151,15 @@ impl Encoder {
             Model::load(model, device, options.backend, options.threads, options.parallelism, options.precision)?;
         let precision = options.precision;
         let dim = bert.dim();
-        let (tx, rx) = bounded::<Job>(options.queue_depth.max(1));
         let counters = Arc::new(Counters::default());
         let worker_counters = counters.clone();
-        let handle = std::thread::Builder::new()
-            .name("sousuo-encoder".into())
-            .spawn(move || run_worker(bert, rx, options, &worker_counters))
-            .map_err(|e| Error::Model(format!("cannot start the encoder thread: {e}")))?;
+        let worker = Worker::spawn("sousuo-encoder", Some(options.queue_depth), move |rx| {
+            run_worker(bert, rx, options, &worker_counters)
+        })
+        .map_err(|e| Error::Model(format!("cannot start the encoder thread: {e}")))?;
         tracing::debug!(model = %model.name, dim, max_len = model.max_len, "encoder loaded");
         Ok(Encoder {
-            inner: Arc::new(Inner {
-                tx: Some(tx),
-                tokenizer,
-                counter,
-                model: model.clone(),
-                dim,
-                precision,
-                counters,
-                handle: Mutex::new(Some(handle)),
-            }),
+            inner: Arc::new(Inner { worker, tokenizer, counter, model: model.clone(), dim, precision, counters }),
         })
     }
 
@@ -184,8 +175,7 @@ impl Encoder {
             return Embeddings::new(self.inner.dim, Vec::new());
         }
         let (reply, answer) = bounded(1);
-        let tx = self.inner.tx.as_ref().ok_or(Error::WorkerGone)?;
-        tx.send(Job { seqs, reply }).map_err(|_| Error::WorkerGone)?;
+        self.inner.worker.send(Job { seqs, reply }).map_err(|_| Error::WorkerGone)?;
         let data = answer.recv().map_err(|_| Error::WorkerGone)??;
         Embeddings::new(self.inner.dim, data)
     }
@@ -216,6 +206,7 @@ impl Encoder {
         &self.inner.tokenizer
     }
 
+    /// Width of the embeddings.
     pub fn dim(&self) -> usize {
         self.inner.dim
     }
@@ -230,10 +221,12 @@ impl Encoder {
         self.inner.model.max_len
     }
 
+    /// The model directory.
     pub fn model(&self) -> &ModelDir {
         &self.inner.model
     }
 
+    /// Counters of the work done so far.
     pub fn stats(&self) -> EncoderStats {
         let c = &self.inner.counters;
         EncoderStats {

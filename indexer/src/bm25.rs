@@ -10,28 +10,53 @@ use crate::store::{Op, Store};
 use crate::tokenizer::{analyzer, ANALYZER};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
 };
+use tantivy::snippet::SnippetGenerator;
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+/// The fields of a chunk in the BM25 index.
 #[derive(Clone, Copy)]
 pub struct Fields {
+    /// The chunk's key in the store (fast field).
     pub chunk_key: Field,
+    /// The document's id (stored).
     pub doc_id: Field,
+    /// The document's title (indexed with the text).
     pub title: Field,
+    /// The chunk's text (indexed and stored, for snippets).
     pub text: Field,
+}
+
+/// A parsed BM25 query ([`Bm25::query`]).
+pub struct Bm25Query(Box<dyn Query>);
+
+/// Highlights a query's words in passages ([`Bm25::snippets`]).
+pub struct Snippets(SnippetGenerator);
+
+impl Snippets {
+    /// The best fragment of `passage` with the query's words in `<b>`, as escaped HTML;
+    /// `None` when no query word occurs in it.
+    pub fn highlight(&self, passage: &str) -> Option<String> {
+        let s = self.0.snippet(passage);
+        (!s.highlighted().is_empty()).then(|| s.to_html())
+    }
 }
 
 /// A chunk found by BM25.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bm25Hit {
+    /// The chunk's key in the store.
     pub chunk_key: u64,
+    /// Its document's id.
     pub doc_id: String,
+    /// BM25 score.
     pub score: f32,
 }
 
@@ -40,6 +65,7 @@ struct Payload {
     seq: u64,
 }
 
+/// The BM25 index of a collection (tantivy), derived from the store.
 pub struct Bm25 {
     index: Index,
     reader: IndexReader,
@@ -83,6 +109,7 @@ impl Bm25 {
         Ok(bm25)
     }
 
+    /// The index's fields.
     pub fn fields(&self) -> Fields {
         self.fields
     }
@@ -133,16 +160,8 @@ impl Bm25 {
         self.reader.searcher().num_docs()
     }
 
-    pub fn reader(&self) -> &IndexReader {
-        &self.reader
-    }
-
-    pub fn index(&self) -> &Index {
-        &self.index
-    }
-
     /// The analysed terms of `text` for the `text` field.
-    pub fn terms(&self, text: &str) -> Vec<Term> {
+    fn terms(&self, text: &str) -> Vec<Term> {
         let mut a = analyzer();
         let mut stream = a.token_stream(text);
         let mut terms = Vec::new();
@@ -155,21 +174,49 @@ impl Bm25 {
         terms
     }
 
-    /// Plain-text BM25 search: the query's words OR-ed; syntax characters are just separators.
-    pub fn search_plain(&self, query: &str, limit: usize) -> Result<Vec<Bm25Hit>> {
-        let terms = self.terms(query);
-        if terms.is_empty() || limit == 0 {
-            return Ok(Vec::new());
+    /// Parses a query: its analysed words OR-ed (syntax characters are just separators, so no
+    /// error is possible), or with `syntax` tantivy's query language over the text. `None` when
+    /// the text holds no searchable word.
+    pub fn query(&self, text: &str, syntax: bool) -> Result<Option<Bm25Query>> {
+        if syntax {
+            let parser = QueryParser::for_index(&self.index, vec![self.fields.text]);
+            let q = parser
+                .parse_query(text)
+                .map_err(|e| Error::QuerySyntax { query: text.to_string(), reason: e.to_string() })?;
+            return Ok(Some(Bm25Query(q)));
+        }
+        let terms = self.terms(text);
+        if terms.is_empty() {
+            return Ok(None);
         }
         let clauses: Vec<(Occur, Box<dyn Query>)> = terms
             .into_iter()
             .map(|t| (Occur::Should, Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)) as Box<dyn Query>))
             .collect();
-        self.search_query(&BooleanQuery::new(clauses), limit)
+        Ok(Some(Bm25Query(Box::new(BooleanQuery::new(clauses)))))
     }
 
-    /// Runs a built query.
-    pub fn search_query(&self, query: &dyn Query, limit: usize) -> Result<Vec<Bm25Hit>> {
+    /// Plain-text BM25 search: the query's words OR-ed; syntax characters are just separators.
+    pub fn search_plain(&self, query: &str, limit: usize) -> Result<Vec<Bm25Hit>> {
+        match self.query(query, false)? {
+            Some(q) if limit > 0 => self.search(&q, None, limit),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The best `limit` chunks for `query`, only among the `allowed` chunk keys when given.
+    pub fn search(&self, query: &Bm25Query, allowed: Option<&HashSet<u64>>, limit: usize) -> Result<Vec<Bm25Hit>> {
+        let filtered;
+        let query: &dyn Query = match allowed {
+            None => &*query.0,
+            Some(keys) => {
+                let terms = keys.iter().map(|&k| Term::from_field_u64(self.fields.chunk_key, k));
+                let clauses: Vec<(Occur, Box<dyn Query>)> =
+                    vec![(Occur::Must, query.0.box_clone()), (Occur::Must, Box::new(TermSetQuery::new(terms)))];
+                filtered = BooleanQuery::new(clauses);
+                &filtered
+            }
+        };
         let searcher = self.reader.searcher();
         let top = searcher.search(query, &TopDocs::with_limit(limit).order_by_score())?;
         let mut hits = Vec::with_capacity(top.len());
@@ -180,6 +227,14 @@ impl Bm25 {
             hits.push(Bm25Hit { chunk_key, doc_id, score });
         }
         Ok(hits)
+    }
+
+    /// A highlighter for `query`'s words in passages, cutting snippets at `max_chars`.
+    pub fn snippets(&self, query: &Bm25Query, max_chars: usize) -> Result<Snippets> {
+        let searcher = self.reader.searcher();
+        let mut g = SnippetGenerator::create(&searcher, &*query.0, self.fields.text)?;
+        g.set_max_num_chars(max_chars);
+        Ok(Snippets(g))
     }
 
     /// Every chunk key in the committed index, with repetitions (for consistency checks).

@@ -21,8 +21,17 @@ impl Default for ChunkParams {
     }
 }
 
+impl ChunkParams {
+    /// The default for `encoder`: chunks as long as its input (two tokens left for `[CLS]` and
+    /// `[SEP]`), the default overlap.
+    pub fn for_encoder(encoder: &sousuo_encoder::Encoder) -> Self {
+        ChunkParams { max_tokens: encoder.max_len().saturating_sub(2), ..ChunkParams::default() }
+    }
+}
+
 /// Counts tokens of many texts at once (the encoder's tokenizer, no special tokens).
 pub trait TokenCounter {
+    /// Token counts of `texts`, in order.
     fn count(&self, texts: &[&str]) -> Result<Vec<usize>>;
 }
 

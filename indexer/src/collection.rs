@@ -15,16 +15,22 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The file whose presence makes a directory a collection.
+const MANIFEST: &str = "manifest.json";
+
 /// Which encoder built a collection's vectors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncoderInfo {
+    /// Model name.
     pub name: String,
+    /// Width of its vectors.
     pub dim: usize,
+    /// SHA-256 of its weights (a re-trained model with the same name differs here).
     pub weights_sha256: String,
     /// The arithmetic of the encoder's dense layers: `f32` (the default, and what collections
     /// written before this field hold) or `int8`.
@@ -48,19 +54,27 @@ impl EncoderInfo {
     }
 }
 
+/// What a collection was built with, written once at creation (`manifest.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// On-disk format version ([`FORMAT_VERSION`] when written by this build).
     pub format_version: u32,
+    /// The collection's name.
     pub name: String,
+    /// The encoder its vectors come from.
     pub encoder: EncoderInfo,
+    /// How its documents were chunked.
     pub chunking: ChunkParams,
+    /// Unix seconds at creation.
     pub created_at: u64,
 }
 
 /// Document and chunk counts as of the last commit (`counts.json`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
+    /// Documents stored.
     pub documents: usize,
+    /// Chunks stored.
     pub chunks: usize,
 }
 
@@ -73,16 +87,27 @@ pub fn read_counts(data_dir: &Path, name: &str) -> Option<Counts> {
 /// Counts and sizes for `sousuo stats`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
+    /// The collection's name.
     pub name: String,
+    /// Documents in the store.
     pub documents: usize,
+    /// Chunks in the store.
     pub chunks: usize,
+    /// Chunks in the BM25 index.
     pub bm25_chunks: u64,
+    /// Points in the HNSW graph (deleted ones included until a rebuild).
     pub hnsw_points: usize,
+    /// Deleted points still in the graph.
     pub tombstones: usize,
+    /// The last applied operation's sequence number.
     pub seq: u64,
+    /// The encoder its vectors come from.
     pub encoder: EncoderInfo,
+    /// How its documents were chunked.
     pub chunking: ChunkParams,
+    /// Size of the collection's directory.
     pub bytes_on_disk: u64,
+    /// Unix seconds of the last change, if any.
     pub last_update: Option<u64>,
 }
 
@@ -104,6 +129,18 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether collection `name` exists in `data_dir` (its manifest is there).
+pub fn collection_exists(data_dir: &Path, name: &str) -> bool {
+    data_dir.join(name).join(MANIFEST).is_file()
+}
+
+/// Deletes collection `name` from `data_dir` (it must not be open).
+pub fn delete_collection(data_dir: &Path, name: &str) -> Result<()> {
+    validate_name(name)?;
+    let dir = data_dir.join(name);
+    std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))
+}
+
 /// Names of the collections in `data_dir`.
 pub fn list_collections(data_dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
@@ -111,7 +148,7 @@ pub fn list_collections(data_dir: &Path) -> Result<Vec<String>> {
         Ok(entries) => {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if e.path().join("manifest.json").is_file() && validate_name(&name).is_ok() {
+                if e.path().join(MANIFEST).is_file() && validate_name(&name).is_ok() {
                     names.push(name);
                 }
             }
@@ -126,7 +163,7 @@ pub fn list_collections(data_dir: &Path) -> Result<Vec<String>> {
 /// Reads a collection's manifest without opening its stores.
 pub fn read_manifest(data_dir: &Path, name: &str) -> Result<Manifest> {
     validate_name(name)?;
-    let path = data_dir.join(name).join("manifest.json");
+    let path = data_dir.join(name).join(MANIFEST);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoSuchCollection(name.into())),
@@ -143,6 +180,7 @@ pub fn read_manifest(data_dir: &Path, name: &str) -> Result<Manifest> {
     Ok(m)
 }
 
+/// A collection open for reading and writing: the store and the two indexes derived from it.
 pub struct Collection {
     name: String,
     dir: PathBuf,
@@ -152,6 +190,8 @@ pub struct Collection {
     vectors: RwLock<VectorIndex>,
     last_commit: Mutex<Instant>,
     write: Mutex<()>,
+    /// Held while the collection is open: one process at a time.
+    _lock: std::fs::File,
 }
 
 /// How the collection should be opened.
@@ -196,10 +236,12 @@ impl Collection {
     }
 
     fn open_stores(name: &str, dir: PathBuf, manifest: Manifest) -> Result<Self> {
-        let store = Store::open(&dir.join("store")).map_err(|e| in_use(name, e))?;
-        let bm25 = Bm25::open(&dir.join("bm25")).map_err(|e| in_use(name, e))?;
+        let lock = lock(name, &dir)?;
+        let store = Store::open(&dir.join("store"))?;
+        let bm25 = Bm25::open(&dir.join("bm25"))?;
         let vectors = VectorIndex::open(&dir.join("hnsw"), manifest.encoder.dim, HnswParams::default())?;
         let c = Collection {
+            _lock: lock,
             name: name.to_string(),
             dir,
             manifest,
@@ -239,22 +281,39 @@ impl Collection {
         Ok(())
     }
 
+    /// The collection's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// A new, empty directory for files that wait to be indexed into this collection
+    /// (uploads), inside the collection so they go when it goes.
+    pub fn new_upload_dir(&self) -> Result<PathBuf> {
+        let base = self.dir.join("uploads");
+        std::fs::create_dir_all(&base).map_err(|e| Error::io(&base, e))?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{}-", sousuo_common::now_secs()))
+            .tempdir_in(&base)
+            .map_err(|e| Error::io(&base, e))?;
+        Ok(dir.keep())
+    }
+
+    /// The collection's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// What the collection was built with.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
+    /// The store (source of truth).
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// The BM25 index.
     pub fn bm25(&self) -> &Bm25 {
         &self.bm25
     }
@@ -294,9 +353,10 @@ impl Collection {
     /// Writes `counts.json` so listings can show counts without opening (and locking) the stores.
     fn write_counts(&self) -> Result<()> {
         let counts = Counts { documents: self.store.doc_count(), chunks: self.store.chunk_count() };
-        let tmp = self.dir.join("counts.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&counts).unwrap_or_default()).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, self.dir.join("counts.json")).map_err(|e| Error::io(&self.dir, e))
+        Ok(sousuo_common::fs::atomic_write(
+            &self.dir.join("counts.json"),
+            &serde_json::to_vec(&counts).unwrap_or_default(),
+        )?)
     }
 
     /// Makes BM25 changes visible without dumping the graph.
@@ -304,6 +364,7 @@ impl Collection {
         self.bm25.commit()
     }
 
+    /// A stored document's record.
     pub fn get_doc(&self, id: &str) -> Result<Option<DocRecord>> {
         self.store.get_doc(id)
     }
@@ -352,6 +413,7 @@ impl Collection {
         Ok(self.vectors.read().map_err(|_| poisoned())?.all_ids())
     }
 
+    /// Counts and sizes.
     pub fn stats(&self) -> Result<Stats> {
         let vectors = self.vectors.read().map_err(|_| poisoned())?;
         let chunks = self.store.chunk_count();
@@ -386,24 +448,27 @@ impl Drop for Collection {
 
 fn create_manifest(dir: &Path, name: &str, encoder: &EncoderInfo, chunking: ChunkParams) -> Result<Manifest> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let created_at = sousuo_common::now_secs();
     let m =
         Manifest { format_version: FORMAT_VERSION, name: name.into(), encoder: encoder.clone(), chunking, created_at };
-    let tmp = dir.join("manifest.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&m).unwrap_or_default()).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, dir.join("manifest.json")).map_err(|e| Error::io(dir, e))?;
+    sousuo_common::fs::atomic_write(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&m).unwrap_or_default())?;
     Ok(m)
 }
 
-/// sled and tantivy lock their directories: say plainly that another process holds them.
-fn in_use(name: &str, e: Error) -> Error {
-    let msg = e.to_string();
-    if msg.contains("lock") || msg.contains("Lock") {
-        Error::Store(format!(
-            "collection {name:?} is open in another process (a running `sousuo serve` or `index`?): {msg}"
-        ))
-    } else {
-        e
+/// Takes the collection's lock file, so a second process (a running `sousuo serve` while
+/// `sousuo index` starts) is told plainly instead of failing inside sled or tantivy.
+fn lock(name: &str, dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InUse { collection: name.to_string() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }
 
@@ -411,7 +476,7 @@ fn poisoned() -> Error {
     Error::Store("a lock was poisoned by a panic".into())
 }
 
-pub(crate) use sousuo_encoder::models::dir_size;
+pub(crate) use sousuo_common::fs::dir_size;
 
 #[cfg(test)]
 mod tests {

@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 /// heading path, or one PDF page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Part {
+    /// The part's text.
     pub text: String,
+    /// The heading it sits under, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heading: Option<String>,
+    /// Its page (PDF), 1-based.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
 }
@@ -20,12 +23,14 @@ pub struct Document {
     /// Stable identifier: given by the source (JSON id field, BEIR `_id`) or the file's path
     /// relative to the indexed directory.
     pub id: String,
+    /// The title (file name or the format's title field when absent).
     pub title: String,
     /// Where it came from: a file path, with `#L<line>` for one line of a JSONL file.
     pub source: String,
     /// Scalar fields kept for filters and display.
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// The text in parts that chunks never cross.
     pub parts: Vec<Part>,
 }
 
@@ -65,14 +70,20 @@ impl Document {
 /// A passage of a document: the unit both indexes store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chunk {
+    /// Its document's id.
     pub doc_id: String,
+    /// Position in the document, from 0.
     pub ordinal: u32,
+    /// The chunk's text.
     pub text: String,
     /// Byte span of the chunk in [`Document::text`].
     pub start: usize,
+    /// Byte offset of its end in the part it came from.
     pub end: usize,
+    /// The heading of its part, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heading: Option<String>,
+    /// The page of its part, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
 }

@@ -5,43 +5,115 @@ use std::path::PathBuf;
 pub enum Error {
     /// A collection name that could escape the data directory or is otherwise unusable.
     #[error("invalid collection name {name:?}: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The named collection is not on disk.
     #[error("collection {0:?} does not exist")]
     NoSuchCollection(String),
+    /// A collection of that name is already on disk.
     #[error("collection {0:?} already exists")]
     CollectionExists(String),
+    /// Another process holds the collection open.
+    #[error("collection {collection:?} is open in another process (a running `sousuo serve` or `index`?)")]
+    InUse {
+        /// The collection's name.
+        collection: String,
+    },
     /// The collection was built with another encoder.
     #[error("collection {collection:?} was built with encoder {built_with} (dim {built_dim}), not {requested} (dim {requested_dim}); use that encoder, or re-embed with `sousuo reindex --collection {collection}`")]
     EncoderMismatch {
+        /// The collection's name.
         collection: String,
+        /// The encoder it was built with.
         built_with: String,
+        /// That encoder's width.
         built_dim: usize,
+        /// The encoder loaded now.
         requested: String,
+        /// Its width.
         requested_dim: usize,
     },
     /// The collection's vectors were computed at another precision.
     #[error("collection {collection:?} was built with {built} vectors, this encoder computes {requested}; pass `--precision {built}`, or re-embed with `sousuo reindex --collection {collection} --precision {requested}`")]
-    PrecisionMismatch { collection: String, built: String, requested: String },
+    PrecisionMismatch {
+        /// The collection's name.
+        collection: String,
+        /// The precision it was built with.
+        built: String,
+        /// The precision of the encoder loaded now.
+        requested: String,
+    },
     /// The on-disk format is newer or older than this build understands.
     #[error("collection {collection:?} has format version {found}; this build reads version {supported}")]
-    FormatVersion { collection: String, found: u32, supported: u32 },
+    FormatVersion {
+        /// The collection's name.
+        collection: String,
+        /// The version on disk.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
     /// One input could not be parsed; the run goes on with the others.
     #[error("{path}: {reason}")]
-    Parse { path: String, reason: String },
+    Parse {
+        /// The input (file path, with the record when there are several).
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file in a text format holds binary content (NUL bytes): skipped, not an error.
+    #[error("{path}: binary content (NUL bytes) in a text format")]
+    Binary {
+        /// The file.
+        path: String,
+    },
+    /// A `--syntax` query that tantivy's parser rejects.
+    #[error("cannot parse the query {query:?}: {reason} (drop --syntax to search the words as plain text)")]
+    QuerySyntax {
+        /// The query given.
+        query: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// No document has this id.
     #[error("document {0:?} does not exist")]
     NoSuchDocument(String),
+    /// The store (sled) failed.
     #[error("storage error (sled): {0}")]
     Store(String),
+    /// The BM25 index (tantivy) failed.
     #[error("BM25 index error (tantivy): {0}")]
     Bm25(String),
+    /// The vector index (hnsw_rs) failed.
     #[error("vector index error (hnsw): {0}")]
     Vectors(String),
+    /// A vector had another width than the collection's.
     #[error("dimension mismatch: expected {expected}, got {got}")]
-    DimensionMismatch { expected: usize, got: usize },
+    DimensionMismatch {
+        /// The collection's width.
+        expected: usize,
+        /// The width found.
+        got: usize,
+    },
+    /// Encoding the chunks failed.
     #[error(transparent)]
     Encoder(#[from] sousuo_encoder::Error),
+    /// A durable file write failed.
+    #[error(transparent)]
+    Files(#[from] sousuo_common::Error),
+    /// An I/O error, with the path involved.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The run was cancelled (its cancel flag was set).
     #[error("indexing was cancelled")]
     Cancelled,
 }
@@ -64,4 +136,5 @@ impl From<tantivy::TantivyError> for Error {
     }
 }
 
+/// Results of this crate.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -19,15 +19,22 @@ pub struct JsonFields {
 /// The supported formats, by file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// Plain text.
     Text,
+    /// Markdown (headings split parts).
     Markdown,
+    /// HTML (the body's text, headings split parts).
     Html,
+    /// PDF (one part per page).
     Pdf,
+    /// A JSON object or array of objects, one document each.
     Json,
+    /// JSON Lines, one document per line.
     JsonLines,
 }
 
 impl Format {
+    /// The format of a file by its extension, `None` when it is not one of them.
     pub fn from_path(path: &std::path::Path) -> Option<Format> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         Some(match ext.as_str() {
@@ -46,8 +53,11 @@ impl Format {
 /// and warnings.
 #[derive(Debug, Default)]
 pub struct Parsed {
+    /// The documents read.
     pub docs: Vec<Document>,
+    /// Records that could not be read (the others still are).
     pub errors: Vec<Error>,
+    /// Things worth telling the user (fields missing, text dropped).
     pub warnings: Vec<String>,
 }
 
@@ -59,10 +69,7 @@ pub fn parse(format: Format, bytes: &[u8], id: &str, source: &str, fields: &Json
         return Ok(parsed);
     }
     if looks_binary(bytes) {
-        return Err(Error::Parse {
-            path: source.to_string(),
-            reason: "binary content (NUL bytes) in a text format".into(),
-        });
+        return Err(Error::Binary { path: source.to_string() });
     }
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => std::borrow::Cow::Borrowed(t),

@@ -7,6 +7,8 @@
 //!   (hnsw_rs) are derived from it and catch up from the oplog on open.
 //! - [`Collection`]: the three stores behind one API; [`index_paths`]: a pipelined index run.
 
+#![warn(missing_docs)]
+
 pub mod bm25;
 pub mod chunk;
 mod collection;
@@ -22,8 +24,8 @@ pub mod vectors;
 
 pub use chunk::ChunkParams;
 pub use collection::{
-    list_collections, read_counts, read_manifest, validate_name, Collection, Counts, EncoderInfo, Manifest, OpenMode,
-    Stats, FORMAT_VERSION,
+    collection_exists, delete_collection, list_collections, read_counts, read_manifest, validate_name, Collection,
+    Counts, EncoderInfo, Manifest, OpenMode, Stats, FORMAT_VERSION,
 };
 pub use document::{Chunk, Document, Part};
 pub use error::{Error, Result};

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 /// Options of an index run.
 #[derive(Debug, Clone, Default)]
 pub struct IndexOptions {
+    /// Which JSON fields hold the id, title, text and metadata.
     pub fields: JsonFields,
     /// Also delete documents whose source files under the given paths are gone.
     pub sync: bool,
@@ -28,38 +29,56 @@ pub struct IndexOptions {
 pub enum Progress {
     /// Files found, and an estimate of the documents they hold.
     Planned {
+        /// Files to read.
         files: usize,
+        /// Documents they are estimated to hold.
         estimated_docs: usize,
     },
     /// Documents parsed and checked (indexed or unchanged).
     Seen {
+        /// Documents so far.
         docs: usize,
     },
     /// Chunks embedded.
     Embedded {
+        /// Chunks so far.
         chunks: usize,
     },
     /// These documents are durably stored (sled flushed).
     Committed {
+        /// Ids of the documents committed.
         doc_ids: Vec<String>,
     },
+    /// Something skipped or odd, worth telling the user.
     Warning(String),
+    /// An input that failed (the run goes on).
     Error(String),
 }
 
 /// What an index run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct IndexSummary {
+    /// Documents read.
     pub documents_seen: usize,
+    /// Documents new or changed, stored.
     pub documents_indexed: usize,
+    /// Documents whose content hash had not changed.
     pub documents_unchanged: usize,
+    /// Documents deleted (with `sync`).
     pub documents_deleted: usize,
+    /// Chunks embedded and stored.
     pub chunks_embedded: usize,
+    /// Files skipped, by reason.
     pub skipped: BTreeMap<String, usize>,
+    /// Inputs that failed.
     pub errors: Vec<String>,
+    /// Warnings raised.
     pub warnings: usize,
+    /// Wall time of the run.
     pub seconds: f64,
+    /// Time spent waiting on the encoder.
     pub embed_seconds: f64,
+    /// Size of the collection's directory after the run.
     pub bytes_on_disk: u64,
 }
 
@@ -167,44 +186,7 @@ fn parse_stage(
     let mut seen: HashSet<String> = HashSet::new();
     let mut batch: Vec<Prepared> = Vec::new();
     for file in files {
-        let source =
-            std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone()).to_string_lossy().into_owned();
-        let bytes = match std::fs::read(&file.path) {
-            Ok(b) => b,
-            Err(e) => {
-                let msg = format!("{}: {e}", file.path.display());
-                on(Progress::Error(msg.clone()));
-                ps.errors.push(msg);
-                continue;
-            }
-        };
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            *ps.skipped.entry("empty".into()).or_default() += 1;
-            continue;
-        }
-        let parsed = match parse(file.format, &bytes, &file.id, &source, &options.fields) {
-            Ok(p) => p,
-            Err(e) => {
-                let key = if e.to_string().contains("binary content") { "binary" } else { "error" };
-                if key == "binary" {
-                    *ps.skipped.entry(key.into()).or_default() += 1;
-                } else {
-                    on(Progress::Error(e.to_string()));
-                    ps.errors.push(e.to_string());
-                }
-                continue;
-            }
-        };
-        drop(bytes);
-        for w in parsed.warnings {
-            ps.warnings += 1;
-            on(Progress::Warning(w));
-        }
-        for e in parsed.errors {
-            on(Progress::Error(e.to_string()));
-            ps.errors.push(e.to_string());
-        }
-        for doc in parsed.docs {
+        for doc in read_documents(file, options, &mut ps, on) {
             if doc.is_empty() {
                 *ps.skipped.entry("empty".into()).or_default() += 1;
                 continue;
@@ -216,20 +198,7 @@ fn parse_stage(
                     doc.id, doc.source
                 )));
             }
-            let hash = doc.content_hash();
-            let unchanged = collection.get_doc(&doc.id)?.is_some_and(|d| d.content_hash == hash);
-            let chunks = if unchanged {
-                Vec::new()
-            } else {
-                // Every chunk is embedded after its title: leave the title room in the budget.
-                let title_tokens = if doc.title.is_empty() { 0 } else { encoder.count_tokens(&doc.title)? + 1 };
-                let budget = ChunkParams {
-                    max_tokens: chunking.max_tokens.saturating_sub(title_tokens).max(chunking.max_tokens / 2),
-                    ..*chunking
-                };
-                chunk_document(&doc, &budget, encoder)?
-            };
-            batch.push(Prepared { doc, hash, chunks });
+            batch.push(prepare(collection, encoder, chunking, doc)?);
             if batch.len() >= BATCH_DOCS && tx.send(std::mem::take(&mut batch)).is_err() {
                 return Err(Error::Cancelled);
             }
@@ -239,6 +208,69 @@ fn parse_stage(
         return Err(Error::Cancelled);
     }
     Ok((seen, ps))
+}
+
+/// The documents of one file; a file that cannot be read or parsed is counted in `ps`,
+/// reported, and yields none (the run goes on).
+fn read_documents(
+    file: &SourceFile,
+    options: &IndexOptions,
+    ps: &mut ParseSummary,
+    on: &(dyn Fn(Progress) + Sync),
+) -> Vec<Document> {
+    let source = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone()).to_string_lossy().into_owned();
+    let bytes = match std::fs::read(&file.path) {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = format!("{}: {e}", file.path.display());
+            on(Progress::Error(msg.clone()));
+            ps.errors.push(msg);
+            return Vec::new();
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        *ps.skipped.entry("empty".into()).or_default() += 1;
+        return Vec::new();
+    }
+    let parsed = match parse(file.format, &bytes, &file.id, &source, &options.fields) {
+        Ok(p) => p,
+        Err(Error::Binary { .. }) => {
+            *ps.skipped.entry("binary".into()).or_default() += 1;
+            return Vec::new();
+        }
+        Err(e) => {
+            on(Progress::Error(e.to_string()));
+            ps.errors.push(e.to_string());
+            return Vec::new();
+        }
+    };
+    for w in parsed.warnings {
+        ps.warnings += 1;
+        on(Progress::Warning(w));
+    }
+    for e in parsed.errors {
+        on(Progress::Error(e.to_string()));
+        ps.errors.push(e.to_string());
+    }
+    parsed.docs
+}
+
+/// A document with its content hash and, when it changed since it was stored, its chunks.
+fn prepare(collection: &Collection, encoder: &Encoder, chunking: &ChunkParams, doc: Document) -> Result<Prepared> {
+    let hash = doc.content_hash();
+    let unchanged = collection.get_doc(&doc.id)?.is_some_and(|d| d.content_hash == hash);
+    let chunks = if unchanged {
+        Vec::new()
+    } else {
+        // Every chunk is embedded after its title: leave the title room in the budget.
+        let title_tokens = if doc.title.is_empty() { 0 } else { encoder.count_tokens(&doc.title)? + 1 };
+        let budget = ChunkParams {
+            max_tokens: chunking.max_tokens.saturating_sub(title_tokens).max(chunking.max_tokens / 2),
+            ..*chunking
+        };
+        chunk_document(&doc, &budget, encoder)?
+    };
+    Ok(Prepared { doc, hash, chunks })
 }
 
 /// Stage 2: embed the chunks of changed documents; unchanged ones cost nothing.

@@ -9,17 +9,22 @@ use std::sync::Arc;
 /// A file to index, with the stable id its documents derive from.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
+    /// The file.
     pub path: PathBuf,
     /// Path relative to the walked root (the file name when a file was given), `/`-separated.
     pub id: String,
+    /// Its format.
     pub format: Format,
 }
 
 /// The files found, and what was skipped (reason -> count).
 #[derive(Debug, Default)]
 pub struct Walk {
+    /// Files to read, in a stable order.
     pub files: Vec<SourceFile>,
+    /// Files skipped, counted by reason.
     pub skipped: Vec<(String, usize)>,
+    /// Given paths that do not exist.
     pub missing: Vec<PathBuf>,
 }
 

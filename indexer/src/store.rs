@@ -16,12 +16,18 @@ use std::path::Path;
 /// A stored document (its text lives in its chunks).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocRecord {
+    /// The document's id.
     pub id: String,
+    /// Its title.
     pub title: String,
+    /// Where it came from (file path, URL or id).
     pub source: String,
+    /// Free-form metadata (filterable).
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// SHA-256 of the content (unchanged documents are skipped).
     pub content_hash: String,
+    /// Keys of its chunks.
     pub chunk_keys: Vec<u64>,
     /// The sequence number of the operation that wrote it.
     pub seq: u64,
@@ -30,19 +36,36 @@ pub struct DocRecord {
 /// One oplog entry: what a sequence number changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Op {
+    /// Its sequence number (the log's order).
     pub seq: u64,
+    /// The document it changed.
     pub doc_id: String,
+    /// Chunk keys it added.
     pub added: Vec<u64>,
+    /// Chunk keys it removed.
     pub removed: Vec<u64>,
 }
 
 /// A change to apply: a document with its chunks and their vectors, or a deletion.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Upsert { doc: DocRecord, chunks: Vec<Chunk>, vectors: Vec<Vec<f32>> },
-    Delete { doc_id: String },
+    /// Store a document (replacing the one with its id), its chunks and their vectors.
+    Upsert {
+        /// The document's record.
+        doc: DocRecord,
+        /// Its chunks, in order.
+        chunks: Vec<Chunk>,
+        /// One vector per chunk.
+        vectors: Vec<Vec<f32>>,
+    },
+    /// Delete a document and its chunks.
+    Delete {
+        /// The document's id.
+        doc_id: String,
+    },
 }
 
+/// The sled store: documents, chunks, vectors and the operation log, the source of truth.
 pub struct Store {
     db: sled::Db,
     docs: sled::Tree,
@@ -75,15 +98,18 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, v: &[u8]) -> Result<T> 
     serde_json::from_slice(v).map_err(|e| Error::Store(format!("corrupt {what} record: {e}")))
 }
 
+/// A vector as little-endian bytes.
 pub fn vector_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// A vector from little-endian bytes (a trailing partial value is ignored).
 pub fn vector_from_bytes(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 impl Store {
+    /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
         Ok(Store {
@@ -160,26 +186,32 @@ impl Store {
         Ok(ops)
     }
 
+    /// A document's record.
     pub fn get_doc(&self, id: &str) -> Result<Option<DocRecord>> {
         self.docs.get(id.as_bytes())?.map(|v| from_json("document", &v)).transpose()
     }
 
+    /// A chunk.
     pub fn get_chunk(&self, k: u64) -> Result<Option<Chunk>> {
         self.chunks.get(key(k))?.map(|v| from_json("chunk", &v)).transpose()
     }
 
+    /// A chunk's vector.
     pub fn get_vector(&self, k: u64) -> Result<Option<Vec<f32>>> {
         Ok(self.vectors.get(key(k))?.map(|v| vector_from_bytes(&v)))
     }
 
+    /// Whether a chunk is stored.
     pub fn has_chunk(&self, k: u64) -> Result<bool> {
         Ok(self.chunks.contains_key(key(k))?)
     }
 
+    /// Documents stored.
     pub fn doc_count(&self) -> usize {
         self.docs.len()
     }
 
+    /// Chunks stored.
     pub fn chunk_count(&self) -> usize {
         self.chunks.len()
     }
@@ -216,10 +248,12 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes on disk (sled's estimate).
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
 
+    /// Makes every applied change durable.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())

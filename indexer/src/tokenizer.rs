@@ -38,6 +38,7 @@ pub struct MixedTokenizer {
 }
 
 impl MixedTokenizer {
+    /// A tokenizer with jieba's default dictionary.
     pub fn new() -> Self {
         MixedTokenizer { jieba: jieba() }
     }
@@ -97,6 +98,7 @@ fn han_words(jieba: &Jieba, text: &str, start: usize, end: usize, spans: &mut Ve
     }
 }
 
+/// The tokens of one text: jieba's words for CJK runs, lowercased words for the rest.
 pub struct MixedTokenStream<'a> {
     text: &'a str,
     spans: Vec<(usize, usize)>,

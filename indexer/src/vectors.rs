@@ -12,13 +12,16 @@ use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{DistDot, FilterT, Hnsw};
 use serde::{Deserialize, Serialize};
+use sousuo_common::fs::atomic_write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Graph parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct HnswParams {
+    /// Links per node.
     pub m: usize,
+    /// Search breadth while building.
     pub ef_construction: usize,
 }
 
@@ -69,10 +72,13 @@ struct Current {
 /// A vector found by HNSW: chunk key and cosine similarity.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VectorHit {
+    /// The chunk's key in the store.
     pub chunk_key: u64,
+    /// Cosine similarity to the query.
     pub score: f32,
 }
 
+/// The HNSW graph of a collection's vectors, derived from the store.
 pub struct VectorIndex {
     dir: PathBuf,
     dim: usize,
@@ -203,11 +209,7 @@ impl VectorIndex {
             .map_err(|e| Error::Vectors(format!("cannot write the graph to {}: {e}", target.display())))?;
         sync_dir(&target)?;
         let current = Current { dir: name, seq, points: self.points() };
-        let tmp = self.dir.join("CURRENT.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&current).unwrap_or_default()).map_err(|e| Error::io(&tmp, e))?;
-        sync_file(&tmp)?;
-        std::fs::rename(&tmp, self.dir.join("CURRENT")).map_err(|e| Error::io(&self.dir, e))?;
-        sync_dir(&self.dir)?;
+        atomic_write(&self.dir.join("CURRENT"), &serde_json::to_vec(&current).unwrap_or_default())?;
         self.dumped_seq.store(seq, Ordering::SeqCst);
         self.remove_stale_dumps();
         Ok(())
@@ -246,17 +248,10 @@ fn new_graph(params: HnswParams, expected: usize) -> Graph<'static> {
     Hnsw::new(params.m.min(256), expected, 16, params.ef_construction, DistDot)
 }
 
-fn sync_file(path: &Path) -> Result<()> {
-    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
-}
-
+/// Makes the graph's files durable before `CURRENT` names them.
 fn sync_dir(path: &Path) -> Result<()> {
-    // Directory fsync makes the renames and new files durable (a no-op where unsupported).
-    match std::fs::File::open(path) {
-        Ok(f) => {
-            let _ = f.sync_all();
-            Ok(())
-        }
-        Err(e) => Err(Error::io(path, e)),
+    for e in std::fs::read_dir(path).map_err(|e| Error::io(path, e))?.flatten() {
+        std::fs::File::open(e.path()).and_then(|f| f.sync_all()).map_err(|err| Error::io(e.path(), err))?;
     }
+    Ok(sousuo_common::fs::sync_dir(path)?)
 }

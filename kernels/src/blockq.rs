@@ -73,9 +73,11 @@ impl BlockMatrix {
         Ok(BlockMatrix { out, inputs, kp, n_pad, packed, dm })
     }
 
+    /// Output rows.
     pub fn out(&self) -> usize {
         self.out
     }
+    /// Input width.
     pub fn inputs(&self) -> usize {
         self.inputs
     }

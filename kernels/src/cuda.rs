@@ -24,9 +24,6 @@ pub fn probe(ordinal: usize) -> Result<()> {
     Ok(())
 }
 
-/// Every CUDA C source of the crate, by file name.
-pub const SOURCES: [(&str, &str); 2] = [("topk.cu", TOPK_SOURCE), ("bert.cu", crate::cuda_bert::BERT_SOURCE)];
-
 /// Whether NVRTC can be loaded (it compiles kernels; no GPU needed for that).
 pub fn nvrtc_present() -> bool {
     // SAFETY: only tries to dlopen the library and reports whether it loaded.
@@ -130,7 +127,7 @@ mod tests {
             eprintln!("NOTE: libnvrtc not found, CUDA sources not compiled (scripts/fetch-nvrtc gets it)");
             return;
         }
-        for (name, source) in SOURCES {
+        for (name, source) in crate::CUDA_SOURCES {
             let ptx = compile(source).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!ptx.to_src().is_empty(), "{name}: empty PTX");
         }

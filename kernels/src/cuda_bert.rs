@@ -20,39 +20,63 @@ pub const BERT_SOURCE: &str = include_str!("../cuda/bert.cu");
 /// The shape of the model.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
+    /// Vocabulary size.
     pub vocab: usize,
+    /// Width of the hidden states.
     pub hidden: usize,
+    /// Attention heads.
     pub heads: usize,
+    /// Width of the feed-forward layer.
     pub intermediate: usize,
+    /// Longest sequence the position embeddings cover.
     pub max_positions: usize,
+    /// Epsilon of the layer norms.
     pub eps: f32,
 }
 
 /// One layer's weights on the host, dense matrices `[out x in]` row-major, Q/K/V stacked.
 pub struct HostLayer<'a> {
+    /// Fused query, key and value projection, `[3 * hidden, hidden]`.
     pub qkv_w: &'a [f32],
+    /// Its bias.
     pub qkv_b: &'a [f32],
+    /// Attention output projection.
     pub out_w: &'a [f32],
+    /// Its bias.
     pub out_b: &'a [f32],
+    /// First layer norm's scale.
     pub ln1_g: &'a [f32],
+    /// First layer norm's shift.
     pub ln1_b: &'a [f32],
+    /// Feed-forward up projection.
     pub ff1_w: &'a [f32],
+    /// Its bias.
     pub ff1_b: &'a [f32],
+    /// Feed-forward down projection.
     pub ff2_w: &'a [f32],
+    /// Its bias.
     pub ff2_b: &'a [f32],
+    /// Second layer norm's scale.
     pub ln2_g: &'a [f32],
+    /// Second layer norm's shift.
     pub ln2_b: &'a [f32],
 }
 
 /// The model's weights on the host (borrowed; uploaded by [`CudaBert::new`]).
 pub struct HostWeights<'a> {
+    /// The model's shape.
     pub shape: Shape,
+    /// Word embeddings, `[vocab, hidden]`.
     pub word: &'a [f32],
+    /// Position embeddings, `[max_positions, hidden]`.
     pub position: &'a [f32],
     /// The token-type-0 row.
     pub type0: &'a [f32],
+    /// Embedding layer norm's scale.
     pub emb_ln_g: &'a [f32],
+    /// Embedding layer norm's shift.
     pub emb_ln_b: &'a [f32],
+    /// The transformer layers, in order.
     pub layers: Vec<HostLayer<'a>>,
 }
 

@@ -3,7 +3,12 @@
 pub enum Error {
     /// The matrix length is not a multiple of the row dimension, or the query has another width.
     #[error("dimension mismatch: expected {expected}, got {got}")]
-    DimensionMismatch { expected: usize, got: usize },
+    DimensionMismatch {
+        /// The width expected.
+        expected: usize,
+        /// The width found.
+        got: usize,
+    },
     /// Serialised kernel data (a cache file) is truncated or inconsistent.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -18,6 +23,7 @@ pub enum Error {
     Cuda(String),
 }
 
+/// Results of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// The checks of a quantised matrix's `row_into`: row `o` of `rows`, into `out` of `inputs`.

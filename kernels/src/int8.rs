@@ -25,12 +25,16 @@ const NBLK: usize = 4;
 /// The integer instruction set in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Int8Level {
+    /// Plain Rust (any CPU).
     Portable,
+    /// AVX2 (`vpmaddubsw`).
     Avx2,
+    /// AVX-512 VNNI (`vpdpbusd`).
     Avx512Vnni,
 }
 
 impl Int8Level {
+    /// The fastest level this CPU supports.
     pub fn detect() -> Self {
         static LEVEL: OnceLock<Int8Level> = OnceLock::new();
         *LEVEL.get_or_init(|| {
@@ -107,9 +111,11 @@ impl QuantizedMatrix {
         Ok(QuantizedMatrix { out, inputs, k4, n_pad, packed, scale, sum: sums })
     }
 
+    /// Output rows.
     pub fn out(&self) -> usize {
         self.out
     }
+    /// Input width.
     pub fn inputs(&self) -> usize {
         self.inputs
     }

@@ -5,6 +5,8 @@
 //! feature, a CUDA version compiled at run time through NVRTC. Property tests hold each
 //! fast variant to its scalar twin.
 
+#![warn(missing_docs)]
+
 pub mod attention;
 pub mod blockq;
 mod error;
@@ -20,6 +22,10 @@ pub mod cuda;
 pub mod cuda_bert;
 
 pub use error::{Error, Result};
+
+/// Every CUDA C source of the crate, by file name.
+#[cfg(feature = "cuda")]
+pub const CUDA_SOURCES: [(&str, &str); 2] = [("topk.cu", cuda::TOPK_SOURCE), ("bert.cu", cuda_bert::BERT_SOURCE)];
 pub use topk::{top_k_dot, top_k_dot_scalar, Hit, SimdLevel};
 
 /// Whether this build carries the CUDA kernels (the `cuda` cargo feature).

@@ -56,9 +56,11 @@ impl<'a> MatRef<'a> {
         MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
     }
 
+    /// Rows.
     pub fn rows(&self) -> usize {
         self.rows
     }
+    /// Columns.
     pub fn cols(&self) -> usize {
         self.cols
     }

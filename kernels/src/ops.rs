@@ -97,6 +97,7 @@ pub fn layer_norm(x: &mut [f32], cols: usize, gamma: &[f32], beta: &[f32], eps: 
     layer_norm_with(level(), x, cols, gamma, beta, eps)
 }
 
+/// [`layer_norm`] at a given SIMD level (tests compare levels).
 pub fn layer_norm_with(
     level: SimdLevel,
     x: &mut [f32],
@@ -125,6 +126,7 @@ pub fn bias_residual_layer_norm(
     bias_residual_layer_norm_with(level(), x, residual, bias, gamma, beta, eps)
 }
 
+/// [`bias_residual_layer_norm`] at a given SIMD level.
 pub fn bias_residual_layer_norm_with(
     level: SimdLevel,
     x: &mut [f32],
@@ -147,6 +149,7 @@ pub fn bias_gelu(x: &mut [f32], bias: &[f32]) -> Result<()> {
     bias_gelu_with(level(), x, bias)
 }
 
+/// [`bias_gelu`] at a given SIMD level.
 pub fn bias_gelu_with(level: SimdLevel, x: &mut [f32], bias: &[f32]) -> Result<()> {
     check_rows(x.len(), bias.len())?;
     dispatch!(usable(level), bias_gelu(x, bias));
@@ -165,6 +168,7 @@ pub fn softmax(x: &mut [f32], cols: usize) -> Result<()> {
     softmax_with(level(), x, cols)
 }
 
+/// [`softmax`] at a given SIMD level.
 pub fn softmax_with(level: SimdLevel, x: &mut [f32], cols: usize) -> Result<()> {
     check_rows(x.len(), cols)?;
     dispatch!(usable(level), softmax(x, cols));
@@ -178,6 +182,7 @@ pub fn exp_rows(x: &mut [f32], cols: usize, inv_sums: &mut [f32]) -> Result<()> 
     exp_rows_with(level(), x, cols, inv_sums)
 }
 
+/// [`exp_rows`] at a given SIMD level.
 pub fn exp_rows_with(level: SimdLevel, x: &mut [f32], cols: usize, inv_sums: &mut [f32]) -> Result<()> {
     let rows = check_rows(x.len(), cols)?;
     check_len(inv_sums.len(), rows)?;
@@ -190,6 +195,7 @@ pub fn mean_pool_l2(hidden: &[f32], cols: usize, out: &mut [f32]) -> Result<()> 
     mean_pool_l2_with(level(), hidden, cols, out)
 }
 
+/// [`mean_pool_l2`] at a given SIMD level.
 pub fn mean_pool_l2_with(level: SimdLevel, hidden: &[f32], cols: usize, out: &mut [f32]) -> Result<()> {
     check_rows(hidden.len(), cols)?;
     check_len(out.len(), cols)?;
@@ -428,10 +434,12 @@ pub mod reference {
         total * 2.0 / std::f64::consts::PI.sqrt()
     }
 
+    /// GELU (erf form) in f64.
     pub fn gelu(x: f64) -> f64 {
         0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
     }
 
+    /// Layer norm of one row in f64.
     pub fn layer_norm(row: &[f64], gamma: &[f32], beta: &[f32], eps: f64) -> Vec<f64> {
         let n = row.len() as f64;
         let mean = row.iter().sum::<f64>() / n;
@@ -440,6 +448,7 @@ pub mod reference {
         row.iter().zip(gamma).zip(beta).map(|((v, g), b)| (v - mean) * inv * *g as f64 + *b as f64).collect()
     }
 
+    /// Softmax of one row in f64.
     pub fn softmax(row: &[f64]) -> Vec<f64> {
         let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = row.iter().map(|v| (v - m).exp()).collect();

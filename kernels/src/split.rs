@@ -9,6 +9,8 @@ pub(crate) struct Out(pub(crate) *mut f32);
 // SAFETY: the users (`int8`, `blockq`) write through the pointer only to the columns of their
 // own panel range, and the ranges given out by `panel_ranges` are disjoint.
 unsafe impl Send for Out {}
+// SAFETY: as for `Send`: concurrent tasks write disjoint columns, and nobody reads the output
+// until `panel_ranges` has joined them all.
 unsafe impl Sync for Out {}
 
 /// Runs `task` on up to `threads` disjoint, contiguous ranges covering `0..panels`: inline on

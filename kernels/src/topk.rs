@@ -20,8 +20,11 @@ pub struct Hit {
 /// implies the ones before it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
+    /// Plain Rust.
     Scalar,
+    /// AVX2 with FMA.
     Avx2Fma,
+    /// AVX-512F.
     Avx512,
 }
 

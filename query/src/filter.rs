@@ -13,15 +13,22 @@ use std::collections::{BTreeMap, HashSet};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Condition {
+    /// Equal to this value (or, for an array field, containing it).
     Eq(serde_json::Value),
+    /// Equal to one of these values.
     In(Vec<serde_json::Value>),
+    /// A numeric range; absent bounds are open.
     Range {
+        /// At least.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gte: Option<f64>,
+        /// At most.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lte: Option<f64>,
+        /// Greater than.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gt: Option<f64>,
+        /// Less than.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lt: Option<f64>,
     },
@@ -30,10 +37,12 @@ pub enum Condition {
 /// All conditions must hold (AND).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Filter {
+    /// Metadata field to condition; every condition must hold.
     pub conditions: BTreeMap<String, Condition>,
 }
 
 impl Filter {
+    /// Whether the filter lets everything through.
     pub fn is_empty(&self) -> bool {
         self.conditions.is_empty()
     }

@@ -1,8 +1,16 @@
-//! Query side: hybrid retrieval (BM25 + HNSW), fusion, filters, snippets, and the BEIR
-//! evaluator's metrics.
+//! Query side: hybrid retrieval (BM25 + HNSW), fusion, filters, snippets, grounded answers,
+//! and the BEIR evaluator's metrics.
+//!
+//! - [`search()`]: both retrievers over chunks, best chunk per document, fusion, paging,
+//!   snippets; [`filter`]: the filter language resolved to allowed chunks.
+//! - [`answer()`]: retrieve -> generate (the decoder crate) -> verify -> decide.
+//! - [`beir`]: BEIR data sets (corpus, queries, judgements) read in one place.
+//! - [`eval`] and [`metrics`]: the evaluator and the trec_eval measures.
+
+#![warn(missing_docs)]
 
 pub mod answer;
-pub mod decoder;
+pub mod beir;
 mod error;
 pub mod eval;
 pub mod filter;

@@ -5,22 +5,41 @@ use crate::filter::Filter;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sousuo_encoder::Encoder;
+use sousuo_indexer::bm25::{Bm25Query, Snippets};
 use sousuo_indexer::Collection;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery};
-use tantivy::schema::IndexRecordOption;
-use tantivy::snippet::SnippetGenerator;
-use tantivy::Term;
 
 /// Which retrievers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// Keywords only (BM25).
+    #[serde(alias = "keyword")]
     Bm25,
+    /// Embeddings only (HNSW).
+    #[serde(alias = "semantic")]
     Dense,
+    /// Both, fused.
     #[default]
     Hybrid,
+}
+
+impl Mode {
+    /// The mode's name, as [`FromStr`](std::str::FromStr) and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Bm25 => "bm25",
+            Mode::Dense => "dense",
+            Mode::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl std::str::FromStr for Mode {
@@ -40,9 +59,15 @@ impl std::str::FromStr for Mode {
 #[serde(rename_all = "lowercase", tag = "method")]
 pub enum Fusion {
     /// Reciprocal rank fusion: sum of 1 / (k + rank).
-    Rrf { k: f32 },
+    Rrf {
+        /// The rank constant (60 in the original paper).
+        k: f32,
+    },
     /// (1 - ratio) * minmax(bm25) + ratio * minmax(dense).
-    Convex { semantic_ratio: f32 },
+    Convex {
+        /// Weight of the dense scores, 0 to 1.
+        semantic_ratio: f32,
+    },
 }
 
 /// The default fusion, chosen on SciFact's train qrels (docs/retrieval.md says how).
@@ -51,9 +76,13 @@ pub const DEFAULT_FUSION: Fusion = Fusion::Convex { semantic_ratio: 0.5 };
 /// Search parameters.
 #[derive(Debug, Clone)]
 pub struct SearchParams {
+    /// Which retrievers run.
     pub mode: Mode,
+    /// How hybrid mode merges them.
     pub fusion: Fusion,
+    /// Hits per page.
     pub limit: usize,
+    /// Hits skipped (paging).
     pub offset: usize,
     /// Documents each retriever contributes before fusion.
     pub depth: usize,
@@ -61,7 +90,9 @@ pub struct SearchParams {
     pub ef: usize,
     /// Parse the query with tantivy's query language instead of as plain words.
     pub syntax: bool,
+    /// Metadata conditions every hit meets.
     pub filter: Filter,
+    /// Build highlighted snippets.
     pub snippets: bool,
 }
 
@@ -84,27 +115,39 @@ impl Default for SearchParams {
 /// A retriever's view of a hit (for `--explain`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RetrieverScore {
+    /// Rank in that retriever's list, from 1.
     pub rank: usize,
+    /// That retriever's score.
     pub score: f32,
 }
 
 /// One result document.
 #[derive(Debug, Clone, Serialize)]
 pub struct Hit {
+    /// The document's id.
     pub doc_id: String,
+    /// Its title.
     pub title: String,
+    /// Where it came from (file path, URL or id).
     pub source: String,
+    /// The fused score.
     pub score: f32,
     /// The best chunk: its key, plain text, and highlighted HTML snippet.
     pub chunk_key: u64,
+    /// The chunk's plain text.
     pub passage: String,
+    /// Highlighted HTML snippet of the chunk.
     pub snippet: String,
+    /// The chunk's page, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
+    /// The chunk's heading, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heading: Option<String>,
+    /// BM25's rank and score, when it found the document.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bm25: Option<RetrieverScore>,
+    /// The dense retriever's rank and score, when it found the document.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dense: Option<RetrieverScore>,
 }
@@ -112,11 +155,15 @@ pub struct Hit {
 /// A result page.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchResults {
+    /// The query as given.
     pub query: String,
+    /// The mode it ran in.
     pub mode: Mode,
+    /// This page of hits.
     pub hits: Vec<Hit>,
     /// Documents that either retriever found (before paging).
     pub candidates: usize,
+    /// Time taken.
     pub took_ms: f64,
 }
 
@@ -129,6 +176,9 @@ struct DocScore {
 
 /// Ranked documents from one retriever: (doc id, best chunk), best first.
 type Ranked = Vec<(String, DocScore)>;
+
+/// Snippets are cut at this many characters.
+const SNIPPET_CHARS: usize = 240;
 
 /// Runs a search.
 pub fn search(collection: &Collection, encoder: &Encoder, query: &str, p: &SearchParams) -> Result<SearchResults> {
@@ -144,10 +194,10 @@ pub fn search(collection: &Collection, encoder: &Encoder, query: &str, p: &Searc
     }
     let allowed = if p.filter.is_empty() { None } else { Some(p.filter.allowed_chunks(collection)?) };
     let depth = p.depth.max(p.offset + p.limit);
-    let bm25_query = build_query(collection, query, p.syntax)?;
+    let bm25_query = collection.bm25().query(query, p.syntax)?;
     let bm25 = match (p.mode, &bm25_query) {
         (Mode::Dense, _) | (_, None) => Vec::new(),
-        (_, Some(q)) => bm25_docs(collection, q.box_clone(), allowed.as_ref(), depth)?,
+        (_, Some(q)) => bm25_docs(collection, q, allowed.as_ref(), depth)?,
     };
     let dense = match p.mode {
         Mode::Bm25 => Vec::new(),
@@ -161,12 +211,7 @@ pub fn search(collection: &Collection, encoder: &Encoder, query: &str, p: &Searc
     };
     let (bm25_ranks, dense_ranks) = (ranks(&bm25), ranks(&dense));
     let snippets = match (&bm25_query, p.snippets) {
-        (Some(q), true) => {
-            let searcher = collection.bm25().reader().searcher();
-            let mut g = SnippetGenerator::create(&searcher, &**q, collection.bm25().fields().text)?;
-            g.set_max_num_chars(240);
-            Some(g)
-        }
+        (Some(q), true) => Some(collection.bm25().snippets(q, SNIPPET_CHARS)?),
         _ => None,
     };
     let mut hits = Vec::with_capacity(page.len());
@@ -198,45 +243,14 @@ pub fn search(collection: &Collection, encoder: &Encoder, query: &str, p: &Searc
     })
 }
 
-/// The BM25 query: the plain words OR-ed (syntax characters are separators), or tantivy's
-/// query language with `syntax`. `None` when the text has no searchable word.
-fn build_query(collection: &Collection, query: &str, syntax: bool) -> Result<Option<Box<dyn Query>>> {
-    let bm25 = collection.bm25();
-    if syntax {
-        let f = bm25.fields();
-        let parser = QueryParser::for_index(bm25.index(), vec![f.text]);
-        let q = parser
-            .parse_query(query)
-            .map_err(|e| Error::QuerySyntax { query: query.to_string(), reason: e.to_string() })?;
-        return Ok(Some(q));
-    }
-    let terms = bm25.terms(query);
-    if terms.is_empty() {
-        return Ok(None);
-    }
-    let clauses: Vec<(Occur, Box<dyn Query>)> = terms
-        .into_iter()
-        .map(|t| (Occur::Should, Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)) as Box<dyn Query>))
-        .collect();
-    Ok(Some(Box::new(BooleanQuery::new(clauses))))
-}
-
 fn bm25_docs(
     collection: &Collection,
-    query: Box<dyn Query>,
+    query: &Bm25Query,
     allowed: Option<&HashSet<u64>>,
     depth: usize,
 ) -> Result<Ranked> {
-    let query: Box<dyn Query> = match allowed {
-        None => query,
-        Some(keys) => {
-            let field = collection.bm25().fields().chunk_key;
-            let terms = keys.iter().map(|&k| Term::from_field_u64(field, k));
-            Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(TermSetQuery::new(terms)))]))
-        }
-    };
     // Several chunks of one document can rank: over-fetch, then keep each document's best.
-    let hits = collection.bm25().search_query(&*query, depth * 3)?;
+    let hits = collection.bm25().search(query, allowed, depth * 3)?;
     Ok(best_per_doc(hits.into_iter().map(|h| (h.doc_id, DocScore { chunk_key: h.chunk_key, score: h.score })), depth))
 }
 
@@ -345,14 +359,11 @@ fn fuse(mode: Mode, fusion: Fusion, bm25: &Ranked, dense: &Ranked) -> Vec<(Strin
 
 /// The highlighted snippet of a passage, or its opening sentences (escaped) when no query
 /// word occurs in it (a dense-only hit).
-fn snippet(generator: Option<&SnippetGenerator>, passage: &str) -> String {
-    if let Some(g) = generator {
-        let s = g.snippet(passage);
-        if !s.highlighted().is_empty() {
-            return s.to_html();
-        }
+fn snippet(generator: Option<&Snippets>, passage: &str) -> String {
+    if let Some(html) = generator.and_then(|g| g.highlight(passage)) {
+        return html;
     }
-    let mut end = passage.len().min(240);
+    let mut end = passage.len().min(SNIPPET_CHARS);
     while !passage.is_char_boundary(end) {
         end -= 1;
     }

@@ -1,11 +1,12 @@
 //! Grounded answers over the sample corpus with the real encoder and decoder: cited answers,
 //! abstention, sentence verification, prompt injection, follow-ups.
 
-use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM, SMOLLM2};
+use sousuo_decoder::SMOLLM2;
+use sousuo_decoder::{Backend, Decoder};
+use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
 use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
 use sousuo_indexer::{index_paths, ChunkParams, Collection, EncoderInfo, IndexOptions, OpenMode};
 use sousuo_query::answer::{is_supported, support_score, SUPPORT_THRESHOLD};
-use sousuo_query::decoder::{Backend, Decoder};
 use sousuo_query::{answer, AnswerKind, AnswerParams, Turn};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -4,7 +4,7 @@
 use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
 use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
 use sousuo_indexer::{index_paths, ChunkParams, Collection, EncoderInfo, IndexOptions, OpenMode};
-use sousuo_query::eval::load_beir;
+use sousuo_query::beir::load_judged;
 use sousuo_query::{search, Error, Filter, Mode, SearchParams};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ fn fixture() -> &'static Fixture {
 }
 
 fn queries(n: usize) -> Vec<String> {
-    let j = load_beir(&scifact(), "test").unwrap();
+    let j = load_judged(&scifact(), "test").unwrap();
     j.queries.into_iter().take(n).map(|(_, t)| t).collect()
 }
 

@@ -3,26 +3,32 @@
 //! optional expiry. Keys are stored as SHA-256 hashes in `<data>/keys.json` (written atomically).
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::now_secs;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sousuo_common::now_secs;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Action {
+    /// Search a collection.
     #[serde(rename = "search")]
     Search,
+    /// Ask a question over a collection.
     #[serde(rename = "ask")]
     Ask,
+    /// Add or replace documents.
     #[serde(rename = "documents.add")]
     DocumentsAdd,
+    /// Delete documents.
     #[serde(rename = "documents.delete")]
     DocumentsDelete,
+    /// Create, delete and list collections.
     #[serde(rename = "collections.manage")]
     CollectionsManage,
+    /// Everything, keys included.
     #[serde(rename = "*")]
     All,
 }
@@ -61,7 +67,9 @@ struct StoredKey {
 pub enum Caller {
     /// No master key is configured: everything is allowed.
     Open,
+    /// The master key: everything.
     Master,
+    /// An API key with its rights.
     Key(KeyRecord),
 }
 
@@ -101,6 +109,7 @@ impl Caller {
         }
     }
 
+    /// Whether this is the master key.
     pub fn is_master(&self) -> bool {
         matches!(self, Caller::Open | Caller::Master)
     }
@@ -143,6 +152,7 @@ pub struct CreatedKey {
 }
 
 impl KeyStore {
+    /// Opens the key file at `path` (created on first key); `master` enables authentication.
     pub fn open(path: &Path, master: Option<String>) -> ApiResult<Self> {
         if let Some(m) = &master {
             if m.len() < 16 {
@@ -160,6 +170,7 @@ impl KeyStore {
         Ok(KeyStore { path: path.to_path_buf(), master_hash: master.as_deref().map(hash), keys: RwLock::new(keys) })
     }
 
+    /// Whether authentication is on (a master key is set).
     pub fn enabled(&self) -> bool {
         self.master_hash.is_some()
     }
@@ -184,10 +195,12 @@ impl KeyStore {
         }
     }
 
+    /// The stored keys.
     pub fn list(&self) -> Vec<KeyRecord> {
         self.keys.read().map(|k| k.iter().map(|s| s.record.clone()).collect()).unwrap_or_default()
     }
 
+    /// Creates a key; its secret is returned once and never stored.
     pub fn create(&self, req: NewKey) -> ApiResult<CreatedKey> {
         if req.actions.is_empty() || req.collections.is_empty() {
             return Err(ApiError::bad_request(
@@ -218,6 +231,7 @@ impl KeyStore {
         Ok(CreatedKey { key, record })
     }
 
+    /// Deletes a key.
     pub fn delete(&self, uid: &str) -> ApiResult<()> {
         let mut keys = self.keys.write().map_err(|_| ApiError::internal("poisoned"))?;
         let before = keys.len();
@@ -231,10 +245,6 @@ impl KeyStore {
     fn save(&self, keys: &[StoredKey]) -> ApiResult<()> {
         let body = serde_json::to_vec_pretty(&KeyFile { keys: keys.to_vec() })
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ApiError::internal(e.to_string()))?;
-        std::fs::write(tmp.path(), body).map_err(|e| ApiError::internal(e.to_string()))?;
-        tmp.persist(&self.path).map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(())
+        Ok(sousuo_common::fs::atomic_write(&self.path, &body)?)
     }
 }

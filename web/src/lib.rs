@@ -4,18 +4,26 @@
 //!
 //! [`app`] builds the router from an [`AppState`]; [`serve`] binds it and shuts down
 //! gracefully (in-flight requests finish, queued indexing tasks finish, indexes are committed).
+//!
+//! - `routes`: the handlers by resource, the middleware, the answer stream.
+//! - `state`: models, open collections, the admission semaphore; `tasks`: the indexing queue.
+//! - `auth`: API keys; `error`: the one table from library errors to HTTP; `json`: bodies.
 
-mod api;
+#![warn(missing_docs)]
+
 mod auth;
 mod error;
+mod json;
 mod metrics;
-mod openai;
+mod routes;
 mod state;
+mod tasks;
 
-pub use api::{app, ApiDoc};
 pub use auth::{Action, Caller, KeyStore};
-pub use error::{ApiError, ApiResult};
-pub use state::{AppState, Config, TaskStatus, TaskView};
+pub use error::{classify, ApiError, ApiResult, ErrorBody, ErrorDetail, LibError};
+pub use routes::{app, ApiDoc, AskRequest, FilterArg, SearchRequest};
+pub use state::{AppState, Config};
+pub use tasks::{TaskStatus, TaskView, Tasks};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,10 +37,18 @@ pub const DECODER_QUEUE: usize = 8;
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// A non-loopback address without keys.
     #[error("refusing to listen on {0} without API keys: pass --master-key (or SOUSUO_MASTER_KEY), bind to 127.0.0.1, or pass --insecure-no-auth")]
     Insecure(SocketAddr),
+    /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -4,20 +4,21 @@
 use crate::auth::KeyStore;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
-use serde::Serialize;
+use crate::tasks::Tasks;
+use sousuo_decoder::Decoder;
 use sousuo_encoder::Encoder;
-use sousuo_indexer::{ChunkParams, Collection, EncoderInfo, IndexOptions, OpenMode};
-use sousuo_query::decoder::Decoder;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use sousuo_indexer::{ChunkParams, Collection, EncoderInfo, IndexOptions, IndexSummary, OpenMode, Progress};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where collections, keys and uploads live.
     pub data_dir: PathBuf,
     /// With a master key every route but `/health` and the page's assets needs a key.
     pub master_key: Option<String>,
@@ -34,6 +35,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults, with collections in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Config {
             data_dir: data_dir.into(),
@@ -49,26 +51,26 @@ impl Config {
 
 /// Everything the handlers share.
 pub struct AppState {
+    /// Settings.
     pub config: Config,
+    /// The encoder every collection is searched with.
     pub encoder: Encoder,
+    /// That encoder's identity, checked against each collection's manifest.
     pub encoder_info: EncoderInfo,
     /// `None` when answers are disabled: `ask` then answers extractively.
     pub decoder: Option<Decoder>,
+    /// Open collections, by name.
     pub collections: RwLock<HashMap<String, Arc<Collection>>>,
+    /// The document task queue.
     pub tasks: Tasks,
+    /// API keys.
     pub keys: KeyStore,
+    /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Admission to CPU work: permits = running + waiting jobs.
     admission: Arc<Semaphore>,
     /// Running CPU jobs.
     running: Arc<Semaphore>,
-    index_tx: Mutex<Option<std::sync::mpsc::Sender<u64>>>,
-    index_worker: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-/// Chunking for collections created through the API.
-fn chunking(encoder: &Encoder) -> ChunkParams {
-    ChunkParams { max_tokens: encoder.max_len().saturating_sub(2), ..ChunkParams::default() }
 }
 
 impl AppState {
@@ -78,7 +80,6 @@ impl AppState {
             .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let keys = KeyStore::open(&config.data_dir.join("keys.json"), config.master_key.clone())?;
         let encoder_info = EncoderInfo::of(&encoder)?;
-        let (tx, rx) = std::sync::mpsc::channel::<u64>();
         let state = Arc::new(AppState {
             admission: Arc::new(Semaphore::new(config.cpu_workers + config.cpu_queue)),
             running: Arc::new(Semaphore::new(config.cpu_workers.max(1))),
@@ -90,21 +91,36 @@ impl AppState {
             tasks: Tasks::default(),
             keys,
             metrics: Metrics::default(),
-            index_tx: Mutex::new(Some(tx)),
-            index_worker: Mutex::new(None),
         });
         let weak = Arc::downgrade(&state);
-        let handle = std::thread::Builder::new()
-            .name("sousuo-index-tasks".into())
-            .spawn(move || {
-                for id in rx {
-                    let Some(state) = weak.upgrade() else { break };
-                    state.run_task(id);
-                }
-            })
-            .map_err(|e| ApiError::internal(format!("cannot start the indexing thread: {e}")))?;
-        *state.index_worker.lock().map_err(|_| ApiError::internal("poisoned"))? = Some(handle);
+        // The thread holds the state weakly: it ends when the server drops the state.
+        state.tasks.start_worker(move |id| match weak.upgrade() {
+            Some(state) => {
+                state.run_task(id);
+                true
+            }
+            None => false,
+        })?;
         Ok(state)
+    }
+
+    /// Runs task `id`: indexes its staged files into its collection.
+    fn run_task(&self, id: u64) {
+        let Some((collection, dir)) = self.tasks.start(id) else { return };
+        let result = (|| -> Result<IndexSummary, String> {
+            let c = self.collection(&collection).map_err(|e| e.message)?;
+            let on = |p: Progress| {
+                if let Progress::Seen { docs } = p {
+                    self.tasks.progress(id, docs);
+                }
+            };
+            sousuo_indexer::index_paths(&c, &self.encoder, &[dir], &IndexOptions::default(), &on)
+                .map_err(|e| e.to_string())
+        })();
+        if let Ok(s) = &result {
+            self.metrics.documents_indexed.fetch_add(s.documents_indexed as u64, Ordering::Relaxed);
+        }
+        self.tasks.finish(id, result);
     }
 
     /// Runs CPU work off the async runtime. Fails at once with 503 when too much is waiting.
@@ -143,19 +159,36 @@ impl AppState {
         Ok(c)
     }
 
+    /// Whether collection `name` exists (open or on disk).
+    pub fn collection_exists(&self, name: &str) -> bool {
+        self.collections.read().is_ok_and(|m| m.contains_key(name))
+            || sousuo_indexer::collection_exists(&self.config.data_dir, name)
+    }
+
     /// Creates a collection; 409 when it exists.
     pub fn create_collection(&self, name: &str) -> ApiResult<Arc<Collection>> {
         sousuo_indexer::validate_name(name)?;
         let mut map = self.collections.write().map_err(|_| poisoned())?;
-        if map.contains_key(name) || self.config.data_dir.join(name).join("manifest.json").exists() {
+        if map.contains_key(name) || sousuo_indexer::collection_exists(&self.config.data_dir, name) {
             return Err(sousuo_indexer::Error::CollectionExists(name.to_string()).into());
         }
-        let c = Arc::new(Collection::open(
-            &self.config.data_dir,
-            name,
-            &self.encoder_info,
-            OpenMode::Create(chunking(&self.encoder)),
-        )?);
+        self.open_locked(&mut map, name)
+    }
+
+    /// The collection, created first when it does not exist (one step under the lock, so two
+    /// uploads racing to create it both succeed).
+    pub fn open_or_create(&self, name: &str) -> ApiResult<Arc<Collection>> {
+        sousuo_indexer::validate_name(name)?;
+        let mut map = self.collections.write().map_err(|_| poisoned())?;
+        match map.get(name) {
+            Some(c) => Ok(c.clone()),
+            None => self.open_locked(&mut map, name),
+        }
+    }
+
+    fn open_locked(&self, map: &mut HashMap<String, Arc<Collection>>, name: &str) -> ApiResult<Arc<Collection>> {
+        let mode = OpenMode::Create(ChunkParams::for_encoder(&self.encoder));
+        let c = Arc::new(Collection::open(&self.config.data_dir, name, &self.encoder_info, mode)?);
         map.insert(name.to_string(), c.clone());
         Ok(c)
     }
@@ -184,8 +217,7 @@ impl AppState {
                 ));
             }
         }
-        let dir = self.config.data_dir.join(name);
-        std::fs::remove_dir_all(&dir).map_err(|e| ApiError::internal(format!("cannot delete {}: {e}", dir.display())))
+        Ok(sousuo_indexer::delete_collection(&self.config.data_dir, name)?)
     }
 
     /// Names of the collections on disk.
@@ -193,45 +225,9 @@ impl AppState {
         Ok(sousuo_indexer::list_collections(&self.config.data_dir)?)
     }
 
-    /// Queues a task that indexes the files in `dir` into `collection`.
-    pub fn enqueue_index(&self, collection: &str, dir: PathBuf, files: usize) -> ApiResult<TaskView> {
-        let id = self.tasks.add(collection, dir, files);
-        let tx = self.index_tx.lock().map_err(|_| poisoned())?;
-        let sent = tx.as_ref().map(|tx| tx.send(id).is_ok()).unwrap_or(false);
-        if !sent {
-            self.tasks.finish(id, Err("the server is shutting down".into()));
-            return Err(ApiError::busy("the server is shutting down"));
-        }
-        self.tasks.get(id).ok_or_else(|| ApiError::internal("task vanished"))
-    }
-
-    fn run_task(&self, id: u64) {
-        let Some((collection, dir)) = self.tasks.start(id) else { return };
-        let result = (|| -> Result<sousuo_indexer::IndexSummary, String> {
-            let c = self.collection(&collection).map_err(|e| e.message)?;
-            let on = |p: sousuo_indexer::Progress| {
-                if let sousuo_indexer::Progress::Seen { docs } = p {
-                    self.tasks.progress(id, docs);
-                }
-            };
-            sousuo_indexer::index_paths(&c, &self.encoder, &[dir], &IndexOptions::default(), &on)
-                .map_err(|e| e.to_string())
-        })();
-        if let Ok(s) = &result {
-            self.metrics.documents_indexed.fetch_add(s.documents_indexed as u64, Ordering::Relaxed);
-        }
-        self.tasks.finish(id, result);
-    }
-
     /// Stops taking tasks, finishes the queued ones, and commits every open collection.
     pub fn shutdown(&self) {
-        if let Ok(mut tx) = self.index_tx.lock() {
-            tx.take();
-        }
-        let worker = self.index_worker.lock().ok().and_then(|mut w| w.take());
-        if let Some(w) = worker {
-            let _ = w.join();
-        }
+        self.tasks.shutdown();
         if let Ok(map) = self.collections.read() {
             for (name, c) in map.iter() {
                 if let Err(e) = c.commit() {
@@ -240,161 +236,8 @@ impl AppState {
             }
         }
     }
-
-    /// Where uploads of a task are kept: `<data>/<collection>/uploads/<task>`.
-    pub fn upload_dir(&self, collection: &str) -> ApiResult<PathBuf> {
-        let base = self.config.data_dir.join(collection).join("uploads");
-        std::fs::create_dir_all(&base).map_err(|e| ApiError::internal(format!("{}: {e}", base.display())))?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{}-", now_secs()))
-            .tempdir_in(&base)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", base.display())))?;
-        Ok(dir.keep())
-    }
 }
 
 fn poisoned() -> ApiError {
     ApiError::internal("a lock was poisoned by a panic")
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// The state of an indexing task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskStatus {
-    Enqueued,
-    Processing,
-    Succeeded,
-    Failed,
-}
-
-/// A task as the API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TaskView {
-    pub id: u64,
-    pub collection: String,
-    pub status: TaskStatus,
-    pub files: usize,
-    pub documents_seen: usize,
-    pub documents_indexed: usize,
-    pub documents_unchanged: usize,
-    pub errors: Vec<String>,
-    pub enqueued_at: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seconds: Option<f64>,
-}
-
-struct Task {
-    view: TaskView,
-    dir: PathBuf,
-}
-
-/// Indexing tasks, kept in memory (the last 10,000).
-#[derive(Default)]
-pub struct Tasks {
-    next: AtomicU64,
-    map: Mutex<BTreeMap<u64, Task>>,
-}
-
-impl Tasks {
-    fn add(&self, collection: &str, dir: PathBuf, files: usize) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let view = TaskView {
-            id,
-            collection: collection.to_string(),
-            status: TaskStatus::Enqueued,
-            files,
-            documents_seen: 0,
-            documents_indexed: 0,
-            documents_unchanged: 0,
-            errors: Vec::new(),
-            enqueued_at: now_secs(),
-            started_at: None,
-            finished_at: None,
-            seconds: None,
-        };
-        if let Ok(mut m) = self.map.lock() {
-            m.insert(id, Task { view, dir });
-            while m.len() > 10_000 {
-                m.pop_first();
-            }
-        }
-        id
-    }
-
-    fn start(&self, id: u64) -> Option<(String, PathBuf)> {
-        let mut m = self.map.lock().ok()?;
-        let t = m.get_mut(&id)?;
-        t.view.status = TaskStatus::Processing;
-        t.view.started_at = Some(now_secs());
-        Some((t.view.collection.clone(), t.dir.clone()))
-    }
-
-    fn progress(&self, id: u64, docs: usize) {
-        if let Ok(mut m) = self.map.lock() {
-            if let Some(t) = m.get_mut(&id) {
-                t.view.documents_seen = docs;
-            }
-        }
-    }
-
-    fn finish(&self, id: u64, result: Result<sousuo_indexer::IndexSummary, String>) {
-        if let Ok(mut m) = self.map.lock() {
-            if let Some(t) = m.get_mut(&id) {
-                t.view.finished_at = Some(now_secs());
-                match result {
-                    Ok(s) => {
-                        t.view.documents_seen = s.documents_seen;
-                        t.view.documents_indexed = s.documents_indexed;
-                        t.view.documents_unchanged = s.documents_unchanged;
-                        t.view.errors = s.errors;
-                        t.view.seconds = Some(s.seconds);
-                        // Files that all failed to parse fail the task.
-                        t.view.status = if s.documents_seen == 0 && !t.view.errors.is_empty() {
-                            TaskStatus::Failed
-                        } else {
-                            TaskStatus::Succeeded
-                        };
-                    }
-                    Err(e) => {
-                        t.view.status = TaskStatus::Failed;
-                        t.view.errors.push(e);
-                    }
-                }
-            }
-        }
-    }
-
-    pub fn get(&self, id: u64) -> Option<TaskView> {
-        self.map.lock().ok()?.get(&id).map(|t| t.view.clone())
-    }
-
-    fn active_for(&self, collection: &str) -> bool {
-        self.map.lock().is_ok_and(|m| {
-            m.values().any(|t| {
-                t.view.collection == collection
-                    && matches!(t.view.status, TaskStatus::Enqueued | TaskStatus::Processing)
-            })
-        })
-    }
-}
-
-/// Saves `name` under `dir` with a safe file name; returns the path.
-pub fn safe_file_name(name: &str) -> String {
-    let base = Path::new(name).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let cleaned: String =
-        base.chars().map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
-    let cleaned = cleaned.trim_start_matches('.').to_string();
-    if cleaned.is_empty() {
-        "upload".into()
-    } else {
-        cleaned
-    }
 }

@@ -24,16 +24,18 @@ pub struct DecoderTokenizer {
     pub(crate) inner: Tokenizer,
     /// Tokens that end a turn (`eos` and `<|endoftext|>`, `<|im_end|>` when present).
     pub stop_ids: Vec<u32>,
+    /// The beginning-of-sequence token, when the model has one.
     pub bos_id: Option<u32>,
+    /// Whether prompts start with `bos_id`.
     pub add_bos: bool,
 }
 
 fn md<'a>(ct: &'a Content, key: &str) -> Result<&'a Value> {
-    ct.metadata.get(key).ok_or_else(|| Error::Decoder(format!("the GGUF file has no {key} metadata")))
+    ct.metadata.get(key).ok_or_else(|| Error::Model(format!("the GGUF file has no {key} metadata")))
 }
 
 fn strings(v: &Value, key: &str) -> Result<Vec<String>> {
-    let bad = |e: candle_core::Error| Error::Decoder(format!("GGUF {key}: {e}"));
+    let bad = |e: candle_core::Error| Error::Model(format!("GGUF {key}: {e}"));
     v.to_vec().map_err(bad)?.iter().map(|s| s.to_string().cloned().map_err(bad)).collect()
 }
 
@@ -44,10 +46,10 @@ fn opt_u32(ct: &Content, key: &str) -> Option<u32> {
 impl DecoderTokenizer {
     /// Builds the tokenizer from a GGUF file's metadata.
     pub fn from_gguf(ct: &Content) -> Result<Self> {
-        let model = md(ct, "tokenizer.ggml.model")?.to_string().map_err(|e| Error::Decoder(e.to_string()))?;
+        let model = md(ct, "tokenizer.ggml.model")?.to_string().map_err(|e| Error::Model(e.to_string()))?;
         if model != "gpt2" {
-            return Err(Error::Decoder(format!(
-                "tokenizer model {model:?} is not supported: Sousuo reads byte-level BPE (gpt2) GGUF tokenizers"
+            return Err(Error::Unsupported(format!(
+                "tokenizer model {model:?} (Sousuo reads byte-level BPE, gpt2, GGUF tokenizers)"
             )));
         }
         let pre = ct.metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok().cloned()).unwrap_or_default();
@@ -55,7 +57,7 @@ impl DecoderTokenizer {
         let merges = strings(md(ct, "tokenizer.ggml.merges")?, "tokenizer.ggml.merges")?;
         let types: Vec<i32> = match ct.metadata.get("tokenizer.ggml.token_type") {
             Some(v) => {
-                v.to_vec().map_err(|e| Error::Decoder(e.to_string()))?.iter().map(|t| t.to_i32().unwrap_or(1)).collect()
+                v.to_vec().map_err(|e| Error::Model(e.to_string()))?.iter().map(|t| t.to_i32().unwrap_or(1)).collect()
             }
             None => vec![1; tokens.len()],
         };
@@ -66,13 +68,13 @@ impl DecoderTokenizer {
             .map(|m| {
                 m.split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| Error::Decoder(format!("bad merge {m:?} in the GGUF tokenizer")))
+                    .ok_or_else(|| Error::Model(format!("bad merge {m:?} in the GGUF tokenizer")))
             })
             .collect::<Result<_>>()?;
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
-            .map_err(|e| Error::Decoder(format!("cannot build the BPE model: {e}")))?;
+            .map_err(|e| Error::Model(format!("cannot build the BPE model: {e}")))?;
         let mut inner = Tokenizer::new(bpe);
         let byte_level = ByteLevel::new(false, true, true);
         let pre_tokenizer: PreTokenizerWrapper = match pre.as_str() {
@@ -90,9 +92,7 @@ impl DecoderTokenizer {
             .filter(|(_, &t)| t == CONTROL)
             .map(|(tok, _)| AddedToken::from(tok.clone(), true))
             .collect();
-        inner
-            .add_special_tokens(specials)
-            .map_err(|e| Error::Decoder(format!("cannot add the special tokens: {e}")))?;
+        inner.add_special_tokens(specials).map_err(|e| Error::Model(format!("cannot add the special tokens: {e}")))?;
         let eos = opt_u32(ct, "tokenizer.ggml.eos_token_id");
         let mut stop_ids: Vec<u32> = eos.into_iter().collect();
         for name in ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>"] {
@@ -108,7 +108,7 @@ impl DecoderTokenizer {
 
     /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) become their ids.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Decoder(format!("cannot tokenise: {e}")))?;
+        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(format!("cannot tokenise: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -125,13 +125,15 @@ impl DecoderTokenizer {
 
     /// Text of `ids`, special tokens skipped.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, true).map_err(|e| Error::Decoder(format!("cannot decode: {e}")))
+        self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(format!("cannot decode: {e}")))
     }
 
+    /// Tokens in the vocabulary.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
 
+    /// The id of a token, when it is in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
@@ -159,6 +161,7 @@ pub struct TokenStream<'a> {
 }
 
 impl<'a> TokenStream<'a> {
+    /// An empty stream over `tokenizer`.
     pub fn new(tokenizer: &'a DecoderTokenizer) -> Self {
         TokenStream { tokenizer, ids: Vec::new(), prev: 0, current: 0 }
     }

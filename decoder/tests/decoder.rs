@@ -1,9 +1,7 @@
 //! The decoder on the real SmolLM2 GGUF: tokenizer ids against the independent Python build,
 //! round trips, requantisation, streaming generation, stopping and queue limits.
 
-use sousuo_query::decoder::{
-    prepare_gguf, Backend, Decoder, DecoderTokenizer, Event, GenerateOptions, Message, StopReason,
-};
+use sousuo_decoder::{prepare_gguf, Backend, Decoder, DecoderTokenizer, Event, GenerateOptions, Message, StopReason};
 use std::sync::OnceLock;
 
 mod common;
@@ -63,7 +61,7 @@ fn requantised_file_drops_q4_1() {
     assert_ne!(path, shipped());
     let mut f = std::fs::File::open(&path).unwrap();
     let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
-    assert!(!sousuo_query::decoder::needs_requant(&ct));
+    assert!(!sousuo_decoder::needs_requant(&ct));
     assert_eq!(ct.tensor_infos.len(), 272);
 }
 

@@ -7,17 +7,22 @@ use serde::{Deserialize, Serialize};
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
+    /// `system`, `user` or `assistant`.
     pub role: String,
+    /// The message's text.
     pub content: String,
 }
 
 impl Message {
+    /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
         Message { role: "system".into(), content: content.into() }
     }
+    /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
         Message { role: "user".into(), content: content.into() }
     }
+    /// An assistant message (an earlier reply).
     pub fn assistant(content: impl Into<String>) -> Self {
         Message { role: "assistant".into(), content: content.into() }
     }
@@ -26,7 +31,16 @@ impl Message {
 /// Renders chat messages into the prompt text the model was trained on.
 #[derive(Debug, Clone)]
 pub enum ChatTemplate {
-    Jinja { source: String, bos: String, eos: String },
+    /// The model's own Jinja template (GGUF `tokenizer.chat_template`).
+    Jinja {
+        /// The template's source.
+        source: String,
+        /// The beginning-of-sequence token's text.
+        bos: String,
+        /// The end-of-sequence token's text.
+        eos: String,
+    },
+    /// ChatML (`<|im_start|>role ... <|im_end|>`), the fallback.
     ChatMl,
 }
 
@@ -58,15 +72,15 @@ impl ChatTemplate {
             ChatTemplate::Jinja { source, bos, eos } => {
                 let mut env = minijinja::Environment::new();
                 env.add_template("chat", source)
-                    .map_err(|e| Error::Decoder(format!("bad chat template in the model: {e}")))?;
-                let t = env.get_template("chat").map_err(|e| Error::Decoder(e.to_string()))?;
+                    .map_err(|e| Error::Template(format!("the model's template does not parse: {e}")))?;
+                let t = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
                 t.render(minijinja::context! {
                     messages => messages,
                     add_generation_prompt => true,
                     bos_token => bos,
                     eos_token => eos,
                 })
-                .map_err(|e| Error::Decoder(format!("cannot render the chat template: {e}")))
+                .map_err(|e| Error::Template(format!("cannot render it: {e}")))
             }
         }
     }

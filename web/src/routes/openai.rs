@@ -4,45 +4,47 @@
 //! stream carries the verified answer (not raw model tokens), so a client never shows text the
 //! sources do not support.
 
-use crate::api::{start_answer, Streamed};
+use super::stream::{finished, sampling, start_answer, Streamed};
+use super::St;
 use crate::auth::{Action, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::state::{now_secs, AppState};
-use axum::body::Bytes;
+use crate::json::JsonBody;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
+use sousuo_common::now_secs;
 use sousuo_query::{Answer, AnswerParams, SearchParams, Turn};
 use std::convert::Infallible;
-use std::sync::Arc;
 
+/// One chat message.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct ChatMessage {
-    pub role: String,
+pub(super) struct ChatMessage {
+    role: String,
     /// A string, or a list of `{"type": "text", "text": ..}` parts.
     #[schema(value_type = Object)]
-    pub content: serde_json::Value,
+    content: serde_json::Value,
 }
 
+/// OpenAI's chat completion request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct ChatRequest {
+pub(super) struct ChatRequest {
     /// The collection to answer from.
-    pub model: String,
-    pub messages: Vec<ChatMessage>,
+    model: String,
+    messages: Vec<ChatMessage>,
     #[serde(default)]
-    pub stream: bool,
+    stream: bool,
     #[serde(default)]
-    pub max_tokens: Option<usize>,
+    max_tokens: Option<usize>,
     #[serde(default)]
-    pub max_completion_tokens: Option<usize>,
+    max_completion_tokens: Option<usize>,
     #[serde(default)]
-    pub temperature: Option<f64>,
+    temperature: Option<f64>,
     #[serde(default)]
-    pub top_p: Option<f64>,
+    top_p: Option<f64>,
     #[serde(default)]
-    pub seed: Option<u64>,
+    seed: Option<u64>,
 }
 
 fn text_of(v: &serde_json::Value) -> String {
@@ -93,14 +95,11 @@ fn reply(a: &Answer) -> String {
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatRequest,
     responses((status = 200, description = "chat.completion, or chat.completion.chunk events when stream is true"),
               (status = 400, body = ErrorBody)))]
-pub async fn chat_completions(
-    State(state): State<Arc<AppState>>,
+pub(super) async fn chat_completions(
+    State(state): St,
     Extension(caller): Extension<Caller>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    JsonBody(req): JsonBody<ChatRequest>,
 ) -> ApiResult<Response> {
-    let body = body.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
-    let req: ChatRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_json", format!("invalid chat completion request: {e}")))?;
     sousuo_indexer::validate_name(&req.model)
         .map_err(|_| ApiError::bad_request("bad_model", "model names the collection to answer from"))?;
     caller.require(Action::Ask, Some(&req.model))?;
@@ -117,36 +116,27 @@ pub async fn chat_completions(
         wait_for_decoder: false,
         ..AnswerParams::default()
     };
-    crate::api::sampling(&mut p, req.max_completion_tokens.or(req.max_tokens), req.temperature, req.top_p, req.seed)?;
-    let mut rx = start_answer(&state, req.model.clone(), question, p)?;
+    sampling(&mut p, req.max_completion_tokens.or(req.max_tokens), req.temperature, req.top_p, req.seed)?;
+    let rx = start_answer(&state, req.model.clone(), question, p)?;
     let id = format!("chatcmpl-{}", now_secs());
     let created = now_secs();
     if !req.stream {
-        while let Some(m) = rx.recv().await {
-            match m {
-                Streamed::Done(a) => {
-                    let gen = a.generation.as_ref();
-                    let (pt, ct) = gen.map(|g| (g.prompt_tokens, g.generated_tokens)).unwrap_or((0, 0));
-                    return Ok(Json(serde_json::json!({
-                        "id": id,
-                        "object": "chat.completion",
-                        "created": created,
-                        "model": req.model,
-                        "choices": [{
-                            "index": 0,
-                            "message": {"role": "assistant", "content": reply(&a)},
-                            "finish_reason": "stop"
-                        }],
-                        "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
-                        "sousuo": *a,
-                    }))
-                    .into_response());
-                }
-                Streamed::Error(e) => return Err(e),
-                _ => {}
-            }
-        }
-        return Err(ApiError::internal("the answer stopped without a result"));
+        let a = finished(rx).await?;
+        let (pt, ct) = a.generation.as_ref().map(|g| (g.prompt_tokens, g.generated_tokens)).unwrap_or((0, 0));
+        return Ok(Json(serde_json::json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": req.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": reply(&a)},
+                "finish_reason": "stop"
+            }],
+            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+            "sousuo": a,
+        }))
+        .into_response());
     }
     let model = req.model.clone();
     let stream = async_stream(rx, id, created, model);
@@ -200,8 +190,8 @@ fn async_stream(
 }
 
 #[utoipa::path(get, path = "/v1/models", responses((status = 200)))]
-pub async fn models(
-    State(state): State<Arc<AppState>>,
+pub(super) async fn models(
+    State(state): St,
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let names = state.collection_names()?;

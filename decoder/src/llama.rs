@@ -28,16 +28,27 @@ const CACHE_MAGIC: &[u8; 16] = b"sousuo-llama-b1\n";
 /// The shape of a llama-family model, from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    /// Width of the residual stream.
     pub dim: usize,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads (grouped-query attention shares each among `heads / kv_heads`).
     pub kv_heads: usize,
+    /// Width of one head.
     pub head_dim: usize,
+    /// Width of the feed-forward layer.
     pub ffn: usize,
+    /// Vocabulary size.
     pub vocab: usize,
+    /// Transformer blocks.
     pub layers: usize,
+    /// Context length the model was trained for.
     pub context: usize,
+    /// Epsilon of the RMS norms.
     pub eps: f32,
+    /// Base of the rotary position frequencies.
     pub rope_base: f32,
+    /// Dimensions of each head that rotate.
     pub rope_dim: usize,
 }
 
@@ -49,30 +60,30 @@ impl LlamaConfig {
             md(key)
                 .and_then(|v| v.to_u32().ok())
                 .map(|v| v as usize)
-                .ok_or_else(|| Error::Decoder(format!("the GGUF metadata lacks `{key}`")))
+                .ok_or_else(|| Error::Model(format!("the GGUF metadata lacks `{key}`")))
         };
         let experts = md("llama.expert_count").and_then(|v| v.to_u32().ok()).unwrap_or(0);
         if experts > 1 {
-            return Err(Error::Decoder(format!("mixture-of-experts models ({experts} experts) are not supported")));
+            return Err(Error::Unsupported(format!("mixture-of-experts models ({experts} experts)")));
         }
         let dim = int("llama.embedding_length")?;
         let heads = int("llama.attention.head_count")?;
         let kv_heads = md("llama.attention.head_count_kv").and_then(|v| v.to_u32().ok()).map_or(heads, |v| v as usize);
         if heads == 0 || kv_heads == 0 || dim % heads != 0 || heads % kv_heads != 0 {
-            return Err(Error::Decoder(format!(
+            return Err(Error::Model(format!(
                 "inconsistent attention shape: {dim} dims, {heads} heads, {kv_heads} key/value heads"
             )));
         }
         let head_dim = dim / heads;
         let rope_dim = md("llama.rope.dimension_count").and_then(|v| v.to_u32().ok()).map_or(head_dim, |v| v as usize);
         if rope_dim > head_dim || rope_dim % 2 != 0 {
-            return Err(Error::Decoder(format!("RoPE over {rope_dim} of {head_dim} head dimensions is not supported")));
+            return Err(Error::Unsupported(format!("RoPE over {rope_dim} of {head_dim} head dimensions")));
         }
         let vocab = ct
             .tensor_infos
             .get("token_embd.weight")
             .map(|t| t.shape.dims().first().copied().unwrap_or(0))
-            .ok_or_else(|| Error::Decoder("the GGUF file has no `token_embd.weight`".into()))?;
+            .ok_or_else(|| Error::Model("the GGUF file has no `token_embd.weight`".into()))?;
         Ok(LlamaConfig {
             dim,
             heads,
@@ -176,7 +187,7 @@ pub struct NativeLlama {
 
 /// A tensor's values, dequantised to f32 in row-major order.
 fn weight<R: Read + Seek>(ct: &Content, file: &mut R, name: &str) -> Result<Vec<f32>> {
-    let err = |e: candle_core::Error| Error::Decoder(format!("tensor `{name}`: {e}"));
+    let err = |e: candle_core::Error| Error::Model(format!("tensor `{name}`: {e}"));
     let t = ct.tensor(file, name, &Device::Cpu).map_err(err)?;
     t.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(err)
 }
@@ -184,7 +195,7 @@ fn weight<R: Read + Seek>(ct: &Content, file: &mut R, name: &str) -> Result<Vec<
 fn vector<R: Read + Seek>(ct: &Content, file: &mut R, name: &str, len: usize) -> Result<Vec<f32>> {
     let data = weight(ct, file, name)?;
     if data.len() != len {
-        return Err(Error::Decoder(format!("tensor `{name}` holds {} values, expected {len}", data.len())));
+        return Err(Error::Model(format!("tensor `{name}` holds {} values, expected {len}", data.len())));
     }
     Ok(data)
 }
@@ -196,7 +207,7 @@ fn stacked<R: Read + Seek>(ct: &Content, file: &mut R, names: &[(&str, usize)], 
     for (name, rows) in names {
         let data = weight(ct, file, name)?;
         if data.len() != rows * inputs {
-            return Err(Error::Decoder(format!(
+            return Err(Error::Model(format!(
                 "tensor `{name}` holds {} values, expected {rows} x {inputs}",
                 data.len()
             )));
@@ -204,7 +215,7 @@ fn stacked<R: Read + Seek>(ct: &Content, file: &mut R, names: &[(&str, usize)], 
         all.extend_from_slice(&data);
         out += rows;
     }
-    BlockMatrix::quantize(&all, out, inputs).map_err(|e| Error::Decoder(format!("quantising {}: {e}", names[0].0)))
+    BlockMatrix::quantize(&all, out, inputs).map_err(|e| Error::Model(format!("quantising {}: {e}", names[0].0)))
 }
 
 impl NativeLlama {
@@ -270,43 +281,39 @@ impl NativeLlama {
         Ok(m)
     }
 
-    fn write_cache(&self, dst: &Path) -> std::io::Result<()> {
+    fn write_cache(&self, dst: &Path) -> Result<()> {
         let dir = dst.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = tempfile::NamedTempFile::new_in(dir)?;
-        {
-            let mut w = std::io::BufWriter::new(tmp.as_file());
-            let floats = |w: &mut std::io::BufWriter<_>, v: &[f32]| -> std::io::Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
+        sousuo_common::fs::atomic_write_with(dst, |w| {
+            let floats = |w: &mut sousuo_common::fs::FileWriter, v: &[f32]| -> std::io::Result<()> {
                 w.write_all(&(v.len() as u64).to_le_bytes())?;
                 v.iter().try_for_each(|x| w.write_all(&x.to_le_bytes()))
             };
             w.write_all(CACHE_MAGIC)?;
-            floats(&mut w, &self.output_norm)?;
-            self.embed.write(&mut w)?;
+            floats(w, &self.output_norm)?;
+            self.embed.write(w)?;
             w.write_all(&[u8::from(self.output.is_some())])?;
             if let Some(o) = &self.output {
-                o.write(&mut w)?;
+                o.write(w)?;
             }
             w.write_all(&(self.layers.len() as u64).to_le_bytes())?;
             for l in &self.layers {
-                floats(&mut w, &l.attn_norm)?;
-                l.qkv.write(&mut w)?;
-                l.wo.write(&mut w)?;
-                floats(&mut w, &l.ffn_norm)?;
-                l.gate_up.write(&mut w)?;
-                l.down.write(&mut w)?;
+                floats(w, &l.attn_norm)?;
+                l.qkv.write(w)?;
+                l.wo.write(w)?;
+                floats(w, &l.ffn_norm)?;
+                l.gate_up.write(w)?;
+                l.down.write(w)?;
             }
-            w.flush()?;
-        }
-        tmp.as_file().sync_all()?;
-        tmp.persist(dst).map_err(|e| e.error)?;
+            Ok(())
+        })?;
         Ok(())
     }
 
     /// Reads a cache file written by `write_cache`, checking every shape against `cfg` before
     /// reading what it sizes.
     fn from_cache(r: &mut impl Read, cfg: LlamaConfig, threads: usize) -> Result<Self> {
-        let corrupt = |what: String| Error::Decoder(format!("corrupt requantised-weights cache: {what}"));
+        let corrupt = |what: String| Error::CorruptCache(what);
         let io = |e: std::io::Error| corrupt(e.to_string());
         let word = |r: &mut dyn Read| -> Result<u64> {
             let mut b = [0u8; 8];
@@ -378,6 +385,7 @@ impl NativeLlama {
         }
     }
 
+    /// The model's shape.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
     }
@@ -399,24 +407,11 @@ impl NativeLlama {
     /// Runs `tokens` at positions `pos..pos + tokens.len()` (`pos`: tokens already in the
     /// cache; 0 starts over) and writes the last position's logits into `logits`.
     pub fn forward(&mut self, tokens: &[u32], pos: usize, logits: &mut Vec<f32>) -> Result<()> {
+        self.check_input(tokens, pos)?;
         let c = self.cfg.clone();
         let t = tokens.len();
-        if t == 0 {
-            return Err(Error::BadParameter { name: "tokens", reason: "empty".into() });
-        }
-        if pos > self.len {
-            return Err(Error::Decoder(format!("position {pos} is past the {} cached tokens", self.len)));
-        }
-        let total = pos + t;
-        if total > c.context {
-            return Err(Error::Decoder(format!("{total} positions exceed the model's context of {}", c.context)));
-        }
-        if let Some(bad) = tokens.iter().find(|&&id| id as usize >= c.vocab) {
-            return Err(Error::Decoder(format!("token id {bad} is outside the vocabulary of {}", c.vocab)));
-        }
-        self.rope_table(total);
-        let (dim, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
-        let qkv_cols = dim + 2 * kv;
+        self.rope_table(pos + t);
+        let dim = c.dim;
         let s = &mut self.s;
         s.x.resize(t * dim, 0.0);
         for (row, &id) in s.x.chunks_exact_mut(dim).zip(tokens) {
@@ -424,77 +419,47 @@ impl NativeLlama {
         }
         // One token's products are too small to split: waking other threads costs more than
         // the product (measured: 18 us on one thread, 38 us split over two).
-        let threads = if t == 1 { 1 } else { self.threads };
-        let scale = 1.0 / (hd as f32).sqrt();
-        let group = c.heads / c.kv_heads;
+        let step = Step { pos, t, threads: if t == 1 { 1 } else { self.threads } };
         for layer in &mut self.layers {
-            // Attention.
-            rms_norm(&s.x, &mut s.h, &layer.attn_norm, dim, c.eps);
-            s.rows.quantize(&s.h, t, dim).map_err(kerr)?;
-            s.qkv.resize(t * qkv_cols, 0.0);
-            matmul_block(&mut s.qkv, &s.rows, &layer.qkv, threads).map_err(kerr)?;
-            let half = c.rope_dim / 2;
-            for (i, row) in s.qkv.chunks_exact_mut(qkv_cols).enumerate() {
-                let p = pos + i;
-                let (cos, sin) = (&self.cos[p * half..(p + 1) * half], &self.sin[p * half..(p + 1) * half]);
-                for head in row[..dim + kv].chunks_exact_mut(hd) {
-                    rope(&mut head[..c.rope_dim], cos, sin);
-                }
-            }
-            layer.k.resize(total * kv, 0.0);
-            layer.v.resize(total * kv, 0.0);
-            for (i, row) in s.qkv.chunks_exact(qkv_cols).enumerate() {
-                let p = pos + i;
-                layer.k[p * kv..(p + 1) * kv].copy_from_slice(&row[dim..dim + kv]);
-                layer.v[p * kv..(p + 1) * kv].copy_from_slice(&row[dim + kv..]);
-            }
-            s.att.resize(t * dim, 0.0);
-            let a = Attention { qkv: &s.qkv, qkv_cols, k: &layer.k, v: &layer.v, kv, hd, pos, t, scale };
-            if threads > 1 {
-                // Prompt chunks: heads in parallel, each into its own buffers, then gathered.
-                s.heads.resize_with(c.heads, Default::default);
-                s.heads.par_iter_mut().enumerate().try_for_each(|(h, (scores, out))| {
-                    out.resize(t * hd, 0.0);
-                    a.head(h / group, h, scores, MatMut::row_major(out, t, hd).map_err(kerr)?)
-                })?;
-                for (h, (_, out)) in s.heads.iter().enumerate() {
-                    for (dst, src) in s.att.chunks_exact_mut(dim).zip(out.chunks_exact(hd)) {
-                        dst[h * hd..(h + 1) * hd].copy_from_slice(src);
-                    }
-                }
-            } else {
-                for h in 0..c.heads {
-                    let out = MatMut::new(&mut s.att[h * hd..], t, hd, dim).map_err(kerr)?;
-                    a.head(h / group, h, &mut s.scores, out)?;
-                }
-            }
-            s.rows.quantize(&s.att, t, dim).map_err(kerr)?;
-            s.out.resize(t * dim, 0.0);
-            matmul_block(&mut s.out, &s.rows, &layer.wo, threads).map_err(kerr)?;
-            add(&mut s.x, &s.out);
-            // Feed-forward.
-            rms_norm(&s.x, &mut s.h, &layer.ffn_norm, dim, c.eps);
-            s.rows.quantize(&s.h, t, dim).map_err(kerr)?;
-            s.gate_up.resize(t * 2 * c.ffn, 0.0);
-            matmul_block(&mut s.gate_up, &s.rows, &layer.gate_up, threads).map_err(kerr)?;
-            s.act.resize(t * c.ffn, 0.0);
-            for (a, gu) in s.act.chunks_exact_mut(c.ffn).zip(s.gate_up.chunks_exact(2 * c.ffn)) {
-                let (gate, up) = gu.split_at(c.ffn);
-                for ((a, g), u) in a.iter_mut().zip(gate).zip(up) {
-                    *a = g / (1.0 + (-g).exp()) * u;
-                }
-            }
-            s.rows.quantize(&s.act, t, c.ffn).map_err(kerr)?;
-            matmul_block(&mut s.out, &s.rows, &layer.down, threads).map_err(kerr)?;
-            add(&mut s.x, &s.out);
+            attention(&c, layer, s, (&self.cos, &self.sin), step)?;
+            feed_forward(&c, layer, s, step)?;
         }
-        self.len = total;
+        self.len = pos + t;
         // The head, on the last position only.
         rms_norm(&s.x[(t - 1) * dim..], &mut s.h, &self.output_norm, dim, c.eps);
         s.rows.quantize(&s.h, 1, dim).map_err(kerr)?;
         logits.resize(c.vocab, 0.0);
         let head = self.output.as_ref().unwrap_or(&self.embed);
-        matmul_block(logits, &s.rows, head, threads).map_err(kerr)?;
+        matmul_block(logits, &s.rows, head, step.threads).map_err(kerr)?;
+        Ok(())
+    }
+
+    /// Refuses what `forward` cannot run: no tokens, a gap after the cache, too many positions,
+    /// ids outside the vocabulary.
+    fn check_input(&self, tokens: &[u32], pos: usize) -> Result<()> {
+        let c = &self.cfg;
+        if tokens.is_empty() {
+            return Err(Error::BadParameter { name: "tokens", reason: "empty".into() });
+        }
+        if pos > self.len {
+            return Err(Error::BadParameter {
+                name: "position",
+                reason: format!("{pos} is past the {} cached tokens", self.len),
+            });
+        }
+        let total = pos + tokens.len();
+        if total > c.context {
+            return Err(Error::BadParameter {
+                name: "tokens",
+                reason: format!("{total} positions exceed the model's context of {}", c.context),
+            });
+        }
+        if let Some(bad) = tokens.iter().find(|&&id| id as usize >= c.vocab) {
+            return Err(Error::BadParameter {
+                name: "tokens",
+                reason: format!("token id {bad} is outside the vocabulary of {}", c.vocab),
+            });
+        }
         Ok(())
     }
 
@@ -518,8 +483,97 @@ impl NativeLlama {
     }
 }
 
+/// Where one forward call is: its first position, its token count, the threads its products use.
+#[derive(Clone, Copy)]
+struct Step {
+    pos: usize,
+    t: usize,
+    threads: usize,
+}
+
+/// One layer's attention block: norm, QKV, RoPE, the KV cache, the heads, the output
+/// projection, the residual.
+fn attention(
+    c: &LlamaConfig,
+    layer: &mut Layer,
+    s: &mut Scratch,
+    (cos, sin): (&[f32], &[f32]),
+    step: Step,
+) -> Result<()> {
+    let Step { pos, t, threads } = step;
+    let (dim, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
+    let total = pos + t;
+    let qkv_cols = dim + 2 * kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let group = c.heads / c.kv_heads;
+    rms_norm(&s.x, &mut s.h, &layer.attn_norm, dim, c.eps);
+    s.rows.quantize(&s.h, t, dim).map_err(kerr)?;
+    s.qkv.resize(t * qkv_cols, 0.0);
+    matmul_block(&mut s.qkv, &s.rows, &layer.qkv, threads).map_err(kerr)?;
+    let half = c.rope_dim / 2;
+    for (i, row) in s.qkv.chunks_exact_mut(qkv_cols).enumerate() {
+        let p = pos + i;
+        let (cos, sin) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
+        for head in row[..dim + kv].chunks_exact_mut(hd) {
+            rope(&mut head[..c.rope_dim], cos, sin);
+        }
+    }
+    layer.k.resize(total * kv, 0.0);
+    layer.v.resize(total * kv, 0.0);
+    for (i, row) in s.qkv.chunks_exact(qkv_cols).enumerate() {
+        let p = pos + i;
+        layer.k[p * kv..(p + 1) * kv].copy_from_slice(&row[dim..dim + kv]);
+        layer.v[p * kv..(p + 1) * kv].copy_from_slice(&row[dim + kv..]);
+    }
+    s.att.resize(t * dim, 0.0);
+    let a = Attention { qkv: &s.qkv, qkv_cols, k: &layer.k, v: &layer.v, kv, hd, pos, t, scale };
+    if threads > 1 {
+        // Prompt chunks: heads in parallel, each into its own buffers, then gathered.
+        s.heads.resize_with(c.heads, Default::default);
+        s.heads.par_iter_mut().enumerate().try_for_each(|(h, (scores, out))| {
+            out.resize(t * hd, 0.0);
+            a.head(h / group, h, scores, MatMut::row_major(out, t, hd).map_err(kerr)?)
+        })?;
+        for (h, (_, out)) in s.heads.iter().enumerate() {
+            for (dst, src) in s.att.chunks_exact_mut(dim).zip(out.chunks_exact(hd)) {
+                dst[h * hd..(h + 1) * hd].copy_from_slice(src);
+            }
+        }
+    } else {
+        for h in 0..c.heads {
+            let out = MatMut::new(&mut s.att[h * hd..], t, hd, dim).map_err(kerr)?;
+            a.head(h / group, h, &mut s.scores, out)?;
+        }
+    }
+    s.rows.quantize(&s.att, t, dim).map_err(kerr)?;
+    s.out.resize(t * dim, 0.0);
+    matmul_block(&mut s.out, &s.rows, &layer.wo, threads).map_err(kerr)?;
+    add(&mut s.x, &s.out);
+    Ok(())
+}
+
+/// One layer's feed-forward block: norm, gate and up, SiLU, down, the residual.
+fn feed_forward(c: &LlamaConfig, layer: &Layer, s: &mut Scratch, step: Step) -> Result<()> {
+    let Step { t, threads, .. } = step;
+    rms_norm(&s.x, &mut s.h, &layer.ffn_norm, c.dim, c.eps);
+    s.rows.quantize(&s.h, t, c.dim).map_err(kerr)?;
+    s.gate_up.resize(t * 2 * c.ffn, 0.0);
+    matmul_block(&mut s.gate_up, &s.rows, &layer.gate_up, threads).map_err(kerr)?;
+    s.act.resize(t * c.ffn, 0.0);
+    for (a, gu) in s.act.chunks_exact_mut(c.ffn).zip(s.gate_up.chunks_exact(2 * c.ffn)) {
+        let (gate, up) = gu.split_at(c.ffn);
+        for ((a, g), u) in a.iter_mut().zip(gate).zip(up) {
+            *a = g / (1.0 + (-g).exp()) * u;
+        }
+    }
+    s.rows.quantize(&s.act, t, c.ffn).map_err(kerr)?;
+    matmul_block(&mut s.out, &s.rows, &layer.down, threads).map_err(kerr)?;
+    add(&mut s.x, &s.out);
+    Ok(())
+}
+
 fn kerr(e: sousuo_kernels::Error) -> Error {
-    Error::Decoder(format!("decoder kernel: {e}"))
+    Error::Kernel(e)
 }
 
 /// `out = x / rms(x) * w` per row of `dim`.

@@ -1,6 +1,7 @@
 //! The shipped decoder model for the decoder tests, fetched into the cache if missing.
 
-use sousuo_encoder::models::{default_cache_root, ModelCache, SMOLLM2};
+use sousuo_common::models::{default_cache_root, ModelCache};
+use sousuo_decoder::SMOLLM2;
 use std::path::PathBuf;
 
 pub fn cache() -> ModelCache {

@@ -6,7 +6,7 @@
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use sousuo_query::decoder::{prepare_gguf, DecoderTokenizer, NativeLlama};
+use sousuo_decoder::{prepare_gguf, DecoderTokenizer, NativeLlama};
 use std::path::Path;
 
 mod common;

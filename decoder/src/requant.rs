@@ -7,7 +7,6 @@ use candle_core::quantized::gguf_file::{self, Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// Whether a tensor type is run by candle without SIMD.
@@ -23,7 +22,7 @@ pub fn needs_requant(ct: &Content) -> bool {
 /// Writes `src` with its slow tensors requantised to Q8_0 to `dst` (through a temporary file
 /// renamed into place, so `dst` is complete or absent).
 pub fn requantize_q8(src: &Path, dst: &Path) -> Result<()> {
-    let err = |e: &dyn std::fmt::Display| Error::Decoder(format!("requantising {}: {e}", src.display()));
+    let err = |e: &dyn std::fmt::Display| Error::Model(format!("requantising {}: {e}", src.display()));
     let mut file = File::open(src).map_err(|e| err(&e))?;
     let ct = Content::read(&mut file).map_err(|e| err(&e))?;
     let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
@@ -48,16 +47,11 @@ pub fn requantize_q8(src: &Path, dst: &Path) -> Result<()> {
     metadata.push(("general.file_type", &file_type));
     metadata.sort_by_key(|(k, _)| *k);
     let dir = dst.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| err(&e))?;
-    {
-        let mut w = BufWriter::new(tmp.as_file());
-        let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        gguf_file::write(&mut w, &metadata, &refs).map_err(|e| err(&e))?;
-        w.flush().map_err(|e| err(&e))?;
-    }
-    tmp.as_file().sync_all().map_err(|e| err(&e))?;
-    tmp.persist(dst).map_err(|e| err(&e.error))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    sousuo_common::fs::atomic_write_with(dst, |w| {
+        gguf_file::write(w, &metadata, &refs).map_err(std::io::Error::other)
+    })?;
     Ok(())
 }
 
@@ -65,9 +59,9 @@ pub fn requantize_q8(src: &Path, dst: &Path) -> Result<()> {
 /// else its Q8_0 conversion under `cache_dir` (made on first use; the name carries the
 /// source's size so a replaced file is converted again).
 pub fn prepare_gguf(src: &Path, cache_dir: &Path) -> Result<PathBuf> {
-    let mut file = File::open(src).map_err(|e| Error::Decoder(format!("{}: {e}", src.display())))?;
+    let mut file = File::open(src).map_err(|e| Error::Io { path: src.to_path_buf(), source: e })?;
     let ct = Content::read(&mut file)
-        .map_err(|e| Error::Decoder(format!("{}: not a readable GGUF file: {e}", src.display())))?;
+        .map_err(|e| Error::Model(format!("{}: not a readable GGUF file: {e}", src.display())))?;
     if !needs_requant(&ct) {
         return Ok(src.to_path_buf());
     }

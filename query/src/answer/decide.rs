@@ -1,0 +1,124 @@
+//! The decision: which kind of answer to give and its text.
+//!
+//! A generated answer is kept when at least half its sentences are supported (its text is the
+//! supported ones); otherwise, with strong retrieval (or no decoder), the best-matching source
+//! sentences are quoted; otherwise the answer says the sources do not say.
+
+use super::passages::{dot, Passage};
+use super::verify::Verdict;
+use super::{AnswerKind, AnswerParams, Sentence};
+
+const NOT_SAID: &str = "The sources do not say.";
+
+/// What the answer says and why.
+pub(crate) struct Decision {
+    pub kind: AnswerKind,
+    pub text: String,
+    pub sentences: Vec<Sentence>,
+    pub invalid_citations: Vec<usize>,
+    pub reason: String,
+}
+
+impl Decision {
+    /// Retrieval found nothing close enough: no generation ran.
+    pub fn not_covered(evidence: f32, floor: f32) -> Self {
+        Decision {
+            kind: AnswerKind::InsufficientEvidence,
+            text: NOT_SAID.into(),
+            sentences: Vec::new(),
+            invalid_citations: Vec::new(),
+            reason: format!("no passage is close enough to the question (best {evidence:.2} < {floor:.2})"),
+        }
+    }
+
+    /// No decoder runs: quote the sources.
+    pub fn without_decoder(qv: &[f32], passages: &[Passage]) -> Self {
+        Self::quoted("no answer model is running".into(), Vec::new(), qv, passages)
+    }
+
+    /// The generated text, checked.
+    pub fn from_verdict(v: Verdict, evidence: f32, qv: &[f32], passages: &[Passage], p: &AnswerParams) -> Self {
+        if v.accepted() {
+            // The text says only what the sources support; `sentences` keeps every generated
+            // sentence with its flag, for display with a mark.
+            let supported: Vec<Sentence> = v.sentences.iter().filter(|s| s.supported).cloned().collect();
+            return Decision {
+                kind: AnswerKind::Generated,
+                text: render(&supported),
+                reason: format!("{} of {} sentences supported by their sources", v.supported(), v.sentences.len()),
+                sentences: v.sentences,
+                invalid_citations: v.invalid,
+            };
+        }
+        let why = if v.abstained {
+            "the model said the sources do not say".to_string()
+        } else {
+            format!("only {} of {} generated sentences are supported", v.supported(), v.sentences.len())
+        };
+        if evidence >= p.strong_evidence {
+            return Self::quoted(why, v.invalid, qv, passages);
+        }
+        Decision {
+            kind: AnswerKind::InsufficientEvidence,
+            text: NOT_SAID.into(),
+            sentences: Vec::new(),
+            invalid_citations: v.invalid,
+            reason: format!("{why}, and retrieval is weak ({evidence:.2} < {:.2})", p.strong_evidence),
+        }
+    }
+
+    /// The best-matching source sentences, quoted (none: insufficient evidence).
+    fn quoted(why: String, invalid_citations: Vec<usize>, qv: &[f32], passages: &[Passage]) -> Self {
+        let sentences = extract(qv, passages, 2);
+        let kind = if sentences.is_empty() { AnswerKind::InsufficientEvidence } else { AnswerKind::Extractive };
+        Decision {
+            kind,
+            text: if sentences.is_empty() { NOT_SAID.into() } else { render(&sentences) },
+            sentences,
+            invalid_citations,
+            reason: format!("{why}: quoting the best-matching sentences instead"),
+        }
+    }
+}
+
+/// The `n` sentences closest to the question among the passages, quoted and cited.
+fn extract(qv: &[f32], passages: &[Passage], n: usize) -> Vec<Sentence> {
+    let mut all: Vec<(f32, usize, &String)> = Vec::new();
+    for p in passages.iter().take(3) {
+        for (s, v) in p.sentences.iter().zip(&p.vectors) {
+            if s.split_whitespace().count() >= 4 || s.chars().count() >= 12 {
+                all.push((dot(v, qv), p.source.n, s));
+            }
+        }
+    }
+    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // Only sentences about as close to the question as the best one.
+    let floor = all.first().map(|a| a.0 - 0.15).unwrap_or(0.0);
+    all.into_iter()
+        .take_while(|a| a.0 >= floor)
+        .take(n)
+        .map(|(score, src, s)| Sentence {
+            text: format!("“{}”", s.trim()),
+            citations: vec![src],
+            supported: true,
+            support: score,
+            citation_added: false,
+        })
+        .collect()
+}
+
+/// The answer text: each sentence followed by its markers.
+fn render(sentences: &[Sentence]) -> String {
+    sentences
+        .iter()
+        .map(|s| {
+            let marks: String = s.citations.iter().map(|n| format!("[{n}]")).collect();
+            if marks.is_empty() {
+                s.text.clone()
+            } else {
+                format!("{} {marks}", s.text)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,151 @@
+//! The sources given to the decoder: each hit's passage cut into sentences, instruction-like
+//! sentences withheld, the best sentences kept within the context budget, every kept sentence
+//! embedded once (the verifier reuses the vectors).
+
+use super::{AnswerParams, Source};
+use crate::search::Hit;
+use crate::Result;
+use sousuo_decoder::Decoder;
+use sousuo_encoder::Encoder;
+use sousuo_indexer::Collection;
+use unicode_segmentation::UnicodeSegmentation;
+
+/// Phrases by which document text addresses the model rather than the reader.
+const INJECTION: &[&str] = &[
+    "ignore previous",
+    "ignore all previous",
+    "ignore the previous",
+    "ignore the above",
+    "ignore your instructions",
+    "disregard previous",
+    "disregard the above",
+    "disregard all",
+    "forget your instructions",
+    "forget all previous",
+    "new instructions:",
+    "system:",
+    "system prompt",
+    "you must answer",
+    "you must reply",
+    "you must respond",
+    "respond only with",
+    "reply only with",
+    "answer every question with",
+    "as an ai language model",
+    "<|im_start|>",
+    "忽略之前",
+    "忽略以上",
+];
+
+/// Whether a sentence reads as an instruction to the model (prompt injection): such
+/// sentences are withheld from the prompt and never quoted or accepted as answers.
+pub fn looks_like_instruction(sentence: &str) -> bool {
+    let l = sentence.to_lowercase();
+    INJECTION.iter().any(|p| l.contains(p))
+}
+
+/// A source with its sentences and their embeddings.
+pub(crate) struct Passage {
+    pub source: Source,
+    pub sentences: Vec<String>,
+    pub vectors: Vec<Vec<f32>>,
+}
+
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Splits text into sentences (Unicode rules; CJK full stops included).
+pub fn sentences(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .flat_map(|para| para.unicode_sentences().map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The hits' passages, each trimmed to its best sentences when long, until the context budget
+/// is spent. Every passage's sentences are embedded once here for verification.
+pub(crate) fn select_passages(
+    collection: &Collection,
+    encoder: &Encoder,
+    decoder: Option<&Decoder>,
+    qv: &[f32],
+    hits: &[Hit],
+    p: &AnswerParams,
+) -> Result<Vec<Passage>> {
+    let count = |s: &str| -> Result<usize> {
+        match decoder {
+            Some(d) => Ok(d.tokenizer().count(s)?),
+            None => Ok(encoder.count_tokens(s)?),
+        }
+    };
+    let mut out = Vec::new();
+    let mut budget = p.context_tokens;
+    for hit in hits {
+        if budget < 32 {
+            break;
+        }
+        let (sents, withheld): (Vec<String>, Vec<String>) =
+            sentences(&hit.passage).into_iter().partition(|s| !looks_like_instruction(s));
+        if sents.is_empty() {
+            continue;
+        }
+        let refs: Vec<&str> = sents.iter().map(String::as_str).collect();
+        let emb = encoder.encode(&refs)?;
+        let vectors: Vec<Vec<f32>> = emb.rows().map(<[f32]>::to_vec).collect();
+        let scores: Vec<f32> = vectors.iter().map(|v| dot(v, qv)).collect();
+        let limit = p.passage_tokens.min(budget);
+        // Keep the best sentences that fit, in their original order.
+        let mut order: Vec<usize> = (0..sents.len()).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        let mut keep = vec![false; sents.len()];
+        let mut used = 0;
+        for i in order {
+            let n = count(&sents[i])? + 1;
+            if used + n <= limit {
+                keep[i] = true;
+                used += n;
+            }
+        }
+        let kept: Vec<usize> = (0..sents.len()).filter(|&i| keep[i]).collect();
+        if kept.is_empty() {
+            continue;
+        }
+        budget = budget.saturating_sub(used);
+        let text = kept.iter().map(|&i| sents[i].as_str()).collect::<Vec<_>>().join(" ");
+        // The chunk's stored vector scores the passage as a whole (no second forward pass).
+        let whole = match collection.store().get_vector(hit.chunk_key)? {
+            Some(v) if v.len() == qv.len() => dot(&v, qv),
+            _ => f32::MIN,
+        };
+        let relevance = kept.iter().map(|&i| scores[i]).fold(f32::MIN, f32::max).max(whole);
+        out.push(Passage {
+            source: Source {
+                n: out.len() + 1,
+                doc_id: hit.doc_id.clone(),
+                title: hit.title.clone(),
+                uri: hit.source.clone(),
+                passage: text,
+                snippet: hit.snippet.clone(),
+                page: hit.page,
+                score: hit.score,
+                relevance,
+                withheld: withheld.len(),
+            },
+            sentences: kept.iter().map(|&i| sents[i].clone()).collect(),
+            vectors: kept.iter().map(|&i| vectors[i].clone()).collect(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_split_english_and_chinese() {
+        assert_eq!(sentences("One two. Three four!\n\nFive"), vec!["One two.", "Three four!", "Five"]);
+        assert_eq!(sentences("向量检索很快。它很有用。").len(), 2);
+    }
+}

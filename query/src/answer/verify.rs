@@ -1,0 +1,194 @@
+//! Verification of generated text: sentences split, `[n]` citations parsed, each sentence
+//! scored against the passages it cites (best sentence cosine and lexical overlap), numbers
+//! required to occur in a cited passage.
+
+use super::passages::{dot, looks_like_instruction, sentences, Passage};
+use super::terms::lexical_overlap;
+use super::{Sentence, SUPPORT_THRESHOLD};
+use crate::Result;
+use sousuo_encoder::Encoder;
+
+/// The outcome of checking generated text.
+pub(crate) struct Verdict {
+    pub sentences: Vec<Sentence>,
+    pub invalid: Vec<usize>,
+    pub abstained: bool,
+}
+
+impl Verdict {
+    pub fn supported(&self) -> usize {
+        self.sentences.iter().filter(|s| s.supported).count()
+    }
+    /// At least one sentence and at least half of them supported, and no abstention.
+    pub fn accepted(&self) -> bool {
+        !self.abstained && self.supported() > 0 && self.supported() * 2 >= self.sentences.len()
+    }
+}
+
+/// Parses `[n]`, `[n, m]` and `[n][m]` markers out of a sentence: its text without them and
+/// the numbers.
+fn strip_citations(s: &str) -> (String, Vec<usize>) {
+    let mut text = String::with_capacity(s.len());
+    let mut nums = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('[') {
+        text.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        match after.find(']') {
+            Some(j)
+                if !after[..j].is_empty() && after[..j].chars().all(|c| c.is_ascii_digit() || c == ',' || c == ' ') =>
+            {
+                nums.extend(after[..j].split(',').filter_map(|n| n.trim().parse::<usize>().ok()));
+                rest = &after[j + 1..];
+            }
+            _ => {
+                text.push('[');
+                rest = after;
+            }
+        }
+    }
+    text.push_str(rest);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = text.replace(" .", ".").replace(" ,", ",");
+    (text, nums)
+}
+
+const ABSTAIN: &[&str] =
+    &["sources do not say", "sources don't say", "do not contain the answer", "not mentioned in the sources"];
+
+/// Splits generated text into sentences, parses their citations, and checks each against the
+/// sentences of the sources it cites (all sources when it cites none).
+pub(crate) fn verify(encoder: &Encoder, text: &str, passages: &[Passage], threshold: f32) -> Result<Verdict> {
+    let lower = text.to_lowercase();
+    let abstained = ABSTAIN.iter().any(|a| lower.contains(a));
+    // Citation markers that open a sentence belong to the one before it.
+    let mut raw: Vec<String> = Vec::new();
+    for s in sentences(text) {
+        let lead: String = s.chars().take_while(|c| c.is_ascii_digit() || matches!(c, '[' | ']' | ',' | ' ')).collect();
+        match raw.last_mut() {
+            Some(prev) if !lead.trim().is_empty() && lead.contains(']') => {
+                prev.push(' ');
+                prev.push_str(lead.trim());
+                let rest = s[lead.len()..].trim();
+                if !rest.is_empty() {
+                    raw.push(rest.to_string());
+                }
+            }
+            _ => raw.push(s),
+        }
+    }
+    let mut invalid = Vec::new();
+    let mut parsed: Vec<(String, Vec<usize>)> = Vec::new();
+    for s in raw {
+        let (t, nums) = strip_citations(&s);
+        let mut valid = Vec::new();
+        for n in nums {
+            if n >= 1 && n <= passages.len() {
+                if !valid.contains(&n) {
+                    valid.push(n);
+                }
+            } else if !invalid.contains(&n) {
+                invalid.push(n);
+            }
+        }
+        // Drop fragments with no words (a bare marker, "Sources:") and prompt markup the
+        // model echoed.
+        let markup = t.contains("<source") || t.contains("</source") || t.contains("<|");
+        if !markup && t.chars().filter(|c| c.is_alphanumeric()).count() >= 2 {
+            parsed.push((t, valid));
+        }
+    }
+    let texts: Vec<&str> = parsed.iter().map(|(t, _)| t.as_str()).collect();
+    let vecs = if texts.is_empty() { None } else { Some(encoder.encode(&texts)?) };
+    let mut out = Vec::with_capacity(parsed.len());
+    for (i, (t, cites)) in parsed.into_iter().enumerate() {
+        let v = vecs.as_ref().map(|e| e.row(i)).unwrap_or(&[]);
+        let best_in = |n: usize| -> f32 {
+            let p = &passages[n - 1];
+            let cos = p.vectors.iter().map(|pv| dot(pv, v)).fold(f32::MIN, f32::max);
+            combine(cos, lexical_overlap(&t, &p.source.passage))
+        };
+        // Too short to check ("Yes.", "HACKED") or an echoed instruction: never supported.
+        // A lead-in ("The answer is:") says nothing to check either.
+        let checkable = (t.split_whitespace().count() >= 3 || t.chars().filter(|c| !c.is_ascii()).count() >= 6)
+            && !t.trim_end().ends_with(':')
+            && !looks_like_instruction(&t);
+        let (support, citations, added) = if cites.is_empty() {
+            let best = (1..=passages.len()).map(|n| (n, best_in(n))).max_by(|a, b| a.1.total_cmp(&b.1));
+            match best {
+                Some((n, s)) if s >= threshold && checkable => (s, vec![n], true),
+                Some((_, s)) => (s, Vec::new(), false),
+                None => (0.0, Vec::new(), false),
+            }
+        } else {
+            (cites.iter().map(|&n| best_in(n)).fold(f32::MIN, f32::max), cites, false)
+        };
+        // Small models invent numbers: every number must occur in a cited passage.
+        let grounded = citations.iter().any(|&n| numbers_grounded(&t, &passages[n - 1].source.passage));
+        out.push(Sentence {
+            supported: checkable && grounded && support >= threshold,
+            support,
+            citations,
+            citation_added: added,
+            text: t,
+        });
+    }
+    Ok(Verdict { sentences: out, invalid, abstained })
+}
+
+/// The support of a sentence by a passage: the mean of its best cosine against the passage's
+/// sentences (meaning) and its lexical overlap with the passage (the facts' own words). The
+/// two fail differently: a fabricated claim about the passage's topic is close in meaning but
+/// brings words the passage lacks; a paraphrase changes words but keeps the meaning.
+fn combine(cosine: f32, overlap: f32) -> f32 {
+    0.5 * cosine + 0.5 * overlap
+}
+
+/// Whether every number written in `sentence` also occurs in `passage`.
+pub fn numbers_grounded(sentence: &str, passage: &str) -> bool {
+    let nums = |t: &str| -> Vec<String> {
+        t.split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
+            .map(|n| n.trim_matches(|c: char| c == '.' || c == ','))
+            .filter(|n| n.chars().any(|c| c.is_ascii_digit()))
+            .map(str::to_string)
+            .collect()
+    };
+    let have = nums(passage);
+    nums(sentence).iter().all(|n| have.contains(n))
+}
+
+/// Checks one sentence against one passage text (for calibration and tests).
+pub fn support_score(encoder: &Encoder, sentence: &str, passage: &str) -> Result<f32> {
+    let sents = sentences(passage);
+    let mut texts: Vec<&str> = vec![sentence];
+    texts.extend(sents.iter().map(String::as_str));
+    let e = encoder.encode(&texts)?;
+    let cos = (1..e.len()).map(|i| dot(e.row(0), e.row(i))).fold(f32::MIN, f32::max);
+    Ok(combine(cos, lexical_overlap(sentence, passage)))
+}
+
+/// Whether `sentence` is supported by `passage` at the calibrated threshold.
+pub fn is_supported(encoder: &Encoder, sentence: &str, passage: &str) -> Result<bool> {
+    Ok(sentence.split_whitespace().count() >= 3 && support_score(encoder, sentence, passage)? >= SUPPORT_THRESHOLD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn citations_are_parsed_in_all_spellings() {
+        assert_eq!(strip_citations("BM25 ranks by terms [1]."), ("BM25 ranks by terms.".into(), vec![1]));
+        assert_eq!(strip_citations("A [1, 3] b [2][4]").1, vec![1, 3, 2, 4]);
+        assert_eq!(strip_citations("arrays like [x] stay").0, "arrays like [x] stay");
+        assert_eq!(strip_citations("unclosed [12").0, "unclosed [12");
+    }
+
+    #[test]
+    fn invented_numbers_are_caught() {
+        let p = "The encoder has 6 layers with a hidden size of 384.";
+        assert!(numbers_grounded("It has 6 layers.", p));
+        assert!(!numbers_grounded("It has 3 layers.", p));
+        assert!(numbers_grounded("No numbers here.", p));
+    }
+}

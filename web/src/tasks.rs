@@ -1,0 +1,188 @@
+//! Indexing tasks: uploads are staged, queued as tasks with ids and states (enqueued,
+//! processing, succeeded, failed), and indexed one at a time on the `sousuo-index-tasks`
+//! thread.
+
+use crate::error::{ApiError, ApiResult};
+use serde::Serialize;
+use sousuo_common::{now_secs, Worker};
+use sousuo_indexer::IndexSummary;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The state of an indexing task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Waiting for the indexing thread.
+    Enqueued,
+    /// Being indexed.
+    Processing,
+    /// Done (some files may have failed: see `errors`).
+    Succeeded,
+    /// Nothing could be indexed.
+    Failed,
+}
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TaskView {
+    /// The task's id.
+    pub id: u64,
+    /// The collection it indexes into.
+    pub collection: String,
+    /// Where it stands.
+    pub status: TaskStatus,
+    /// Files uploaded.
+    pub files: usize,
+    /// Documents parsed so far.
+    pub documents_seen: usize,
+    /// Documents written (new or changed).
+    pub documents_indexed: usize,
+    /// Documents whose content had not changed.
+    pub documents_unchanged: usize,
+    /// Files or documents that failed, with why.
+    pub errors: Vec<String>,
+    /// Unix seconds.
+    pub enqueued_at: u64,
+    /// Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
+    /// Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
+    /// Time spent indexing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+struct Task {
+    view: TaskView,
+    dir: PathBuf,
+}
+
+/// Indexing tasks, kept in memory (the last 10,000), and the thread that runs them one at a
+/// time.
+#[derive(Default)]
+pub struct Tasks {
+    next: AtomicU64,
+    map: Mutex<BTreeMap<u64, Task>>,
+    worker: Mutex<Option<Worker<u64>>>,
+}
+
+impl Tasks {
+    /// Starts the indexing thread: it calls `run` with each queued task's id, in order, until
+    /// `run` answers `false` or the queue is shut down.
+    pub(crate) fn start_worker(&self, mut run: impl FnMut(u64) -> bool + Send + 'static) -> ApiResult<()> {
+        let worker = Worker::spawn("sousuo-index-tasks", None, move |rx| {
+            for id in rx {
+                if !run(id) {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| ApiError::internal(format!("cannot start the indexing thread: {e}")))?;
+        *self.worker.lock().map_err(|_| ApiError::internal("a lock was poisoned by a panic"))? = Some(worker);
+        Ok(())
+    }
+
+    /// Queues a task that indexes the files in `dir` into `collection`.
+    pub fn enqueue(&self, collection: &str, dir: PathBuf, files: usize) -> ApiResult<TaskView> {
+        let id = self.add(collection, dir, files);
+        let sent = self.worker.lock().is_ok_and(|w| w.as_ref().is_some_and(|w| w.send(id).is_ok()));
+        if !sent {
+            self.finish(id, Err("the server is shutting down".into()));
+            return Err(ApiError::busy("the server is shutting down"));
+        }
+        self.get(id).ok_or_else(|| ApiError::internal("task vanished"))
+    }
+
+    /// Stops taking tasks and waits for the queued ones to finish.
+    pub(crate) fn shutdown(&self) {
+        let worker = self.worker.lock().ok().and_then(|mut w| w.take());
+        drop(worker);
+    }
+
+    fn add(&self, collection: &str, dir: PathBuf, files: usize) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let view = TaskView {
+            id,
+            collection: collection.to_string(),
+            status: TaskStatus::Enqueued,
+            files,
+            documents_seen: 0,
+            documents_indexed: 0,
+            documents_unchanged: 0,
+            errors: Vec::new(),
+            enqueued_at: now_secs(),
+            started_at: None,
+            finished_at: None,
+            seconds: None,
+        };
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(id, Task { view, dir });
+            while m.len() > 10_000 {
+                m.pop_first();
+            }
+        }
+        id
+    }
+
+    pub(crate) fn start(&self, id: u64) -> Option<(String, PathBuf)> {
+        let mut m = self.map.lock().ok()?;
+        let t = m.get_mut(&id)?;
+        t.view.status = TaskStatus::Processing;
+        t.view.started_at = Some(now_secs());
+        Some((t.view.collection.clone(), t.dir.clone()))
+    }
+
+    pub(crate) fn progress(&self, id: u64, docs: usize) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(t) = m.get_mut(&id) {
+                t.view.documents_seen = docs;
+            }
+        }
+    }
+
+    pub(crate) fn finish(&self, id: u64, result: Result<IndexSummary, String>) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(t) = m.get_mut(&id) {
+                t.view.finished_at = Some(now_secs());
+                match result {
+                    Ok(s) => {
+                        t.view.documents_seen = s.documents_seen;
+                        t.view.documents_indexed = s.documents_indexed;
+                        t.view.documents_unchanged = s.documents_unchanged;
+                        t.view.errors = s.errors;
+                        t.view.seconds = Some(s.seconds);
+                        // Files that all failed to parse fail the task.
+                        t.view.status = if s.documents_seen == 0 && !t.view.errors.is_empty() {
+                            TaskStatus::Failed
+                        } else {
+                            TaskStatus::Succeeded
+                        };
+                    }
+                    Err(e) => {
+                        t.view.status = TaskStatus::Failed;
+                        t.view.errors.push(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A task as the API shows it.
+    pub fn get(&self, id: u64) -> Option<TaskView> {
+        self.map.lock().ok()?.get(&id).map(|t| t.view.clone())
+    }
+
+    pub(crate) fn active_for(&self, collection: &str) -> bool {
+        self.map.lock().is_ok_and(|m| {
+            m.values().any(|t| {
+                t.view.collection == collection
+                    && matches!(t.view.status, TaskStatus::Enqueued | TaskStatus::Processing)
+            })
+        })
+    }
+}
