@@ -321,8 +321,27 @@ impl Collection {
     /// Applies changes to sled (durably), then to both derived indexes. BM25 commits at most
     /// every few seconds (and on [`Self::commit`]); the oplog covers what is not yet committed.
     pub fn apply(&self, changes: &[Change]) -> Result<Vec<Op>> {
+        self.apply_inner(changes, None)
+    }
+
+    /// [`Self::apply`] for changes read from an external log at position `source` (a cluster
+    /// shard's stream sequence), recorded atomically with them: see [`Self::source_seq`].
+    pub fn apply_from(&self, changes: &[Change], source: u64) -> Result<Vec<Op>> {
+        self.apply_inner(changes, Some(source))
+    }
+
+    /// The external log position of the last change applied with [`Self::apply_from`] (0 for
+    /// none): a replica resumes after it, and skips what it already holds.
+    pub fn source_seq(&self) -> Result<u64> {
+        self.store.source_seq()
+    }
+
+    fn apply_inner(&self, changes: &[Change], source: Option<u64>) -> Result<Vec<Op>> {
         let _w = self.write.lock().map_err(|_| poisoned())?;
-        let ops = self.store.apply(changes)?;
+        let ops = match source {
+            Some(s) => self.store.apply_from(changes, s)?,
+            None => self.store.apply(changes)?,
+        };
         for op in &ops {
             let title = self.store.get_doc(&op.doc_id)?.map(|d| d.title).unwrap_or_default();
             self.bm25.apply(op, &self.store, &title)?;

@@ -46,8 +46,10 @@ pub struct Op {
     pub removed: Vec<u64>,
 }
 
-/// A change to apply: a document with its chunks and their vectors, or a deletion.
-#[derive(Debug, Clone)]
+/// A change to apply: a document with its chunks and their vectors, or a deletion. Serialised,
+/// it is a cluster shard log's entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
     /// Store a document (replacing the one with its id), its chunks and their vectors.
     Upsert {
@@ -77,6 +79,8 @@ pub struct Store {
 
 const SEQ: &[u8] = b"seq";
 const NEXT_CHUNK: &[u8] = b"next_chunk";
+/// The external log position of the last change applied from it (cluster replicas).
+const SOURCE_SEQ: &[u8] = b"source_seq";
 
 fn key(k: u64) -> [u8; 8] {
     k.to_be_bytes()
@@ -127,9 +131,25 @@ impl Store {
         Ok(self.meta.get(SEQ)?.map(|v| read_u64(&v)).unwrap_or(0))
     }
 
+    /// The position in an external log (a cluster shard's stream) of the last change applied
+    /// with [`Self::apply_from`] (0 for none).
+    pub fn source_seq(&self) -> Result<u64> {
+        Ok(self.meta.get(SOURCE_SEQ)?.map(|v| read_u64(&v)).unwrap_or(0))
+    }
+
     /// Applies `changes` atomically, then flushes to disk. Returns the oplog entries written
     /// (a deletion of an absent document writes none).
     pub fn apply(&self, changes: &[Change]) -> Result<Vec<Op>> {
+        self.apply_inner(changes, None)
+    }
+
+    /// [`Self::apply`] for changes read from an external log: `source` (their position in it)
+    /// is recorded in the same transaction, so a replica knows exactly what it holds.
+    pub fn apply_from(&self, changes: &[Change], source: u64) -> Result<Vec<Op>> {
+        self.apply_inner(changes, Some(source))
+    }
+
+    fn apply_inner(&self, changes: &[Change], source: Option<u64>) -> Result<Vec<Op>> {
         let trees = (&self.docs, &self.chunks, &self.vectors, &self.oplog, &self.meta);
         let result = trees.transaction(|(docs, chunks, vectors, oplog, meta)| {
             let mut seq = meta.get(SEQ)?.map(|v| read_u64(&v)).unwrap_or(0);
@@ -176,6 +196,9 @@ impl Store {
             }
             meta.insert(SEQ, &key(seq))?;
             meta.insert(NEXT_CHUNK, &key(next))?;
+            if let Some(source) = source {
+                meta.insert(SOURCE_SEQ, &key(source))?;
+            }
             Ok(ops)
         });
         let ops = result.map_err(|e| match e {

@@ -1,0 +1,72 @@
+//! The cluster's errors.
+
+/// Errors from the cluster layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A NATS URL that does not parse.
+    #[error("invalid NATS URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// A NATS or JetStream request failed (the server is unreachable, the stream is missing,
+    /// a timeout).
+    #[error("NATS {op} failed: {reason}")]
+    Nats {
+        /// What was being done.
+        op: &'static str,
+        /// The client's error.
+        reason: String,
+    },
+    /// The cluster has no collection of that name.
+    #[error("the cluster has no collection {0:?}")]
+    NoSuchCollection(String),
+    /// A clustered collection of that name exists already.
+    #[error("the cluster already has a collection {0:?}")]
+    CollectionExists(String),
+    /// A collection spec that cannot work (no shards, a replication factor out of range).
+    #[error("invalid cluster collection {name:?}: {reason}")]
+    BadSpec {
+        /// The collection.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An entry of a shard stream or of the metadata bucket that does not decode.
+    #[error("undecodable entry in {subject} (sequence {seq}): {reason}")]
+    Decode {
+        /// Where it was read.
+        subject: String,
+        /// Its sequence in the stream.
+        seq: u64,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A shard number outside the collection's shards.
+    #[error("collection {collection:?} has {shards} shards; there is no shard {shard}")]
+    NoSuchShard {
+        /// The collection.
+        collection: String,
+        /// Its shard count.
+        shards: u32,
+        /// The shard asked for.
+        shard: u32,
+    },
+    /// The local collection of a replica failed.
+    #[error(transparent)]
+    Index(#[from] sousuo_indexer::Error),
+    /// A blocking index task panicked or was cancelled.
+    #[error("an index task stopped: {0}")]
+    Task(String),
+}
+
+impl Error {
+    pub(crate) fn nats(op: &'static str, e: impl std::fmt::Display) -> Self {
+        Error::Nats { op, reason: e.to_string() }
+    }
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

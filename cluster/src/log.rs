@@ -1,0 +1,112 @@
+//! The log: one JetStream stream per shard of a collection, the source of truth for that
+//! shard's documents. Each entry is one [`Change`] (an upsert with its embedded chunks, or a
+//! delete) as JSON; its stream sequence is its position, which replicas record as they apply.
+//!
+//! A change is acknowledged to the writer only once JetStream has stored it (on a majority of
+//! the stream's replicas). Writers give each change a message id (`Nats-Msg-Id`), so a retried
+//! publish inside the stream's duplicate window is stored once.
+
+use crate::meta::CollectionSpec;
+use crate::shard::{shard_of, stream_name, subject};
+use crate::{Error, Result};
+use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
+use async_nats::jetstream::stream::{self, Stream};
+use async_nats::jetstream::Context;
+use sousuo_indexer::store::Change;
+use std::time::Duration;
+
+/// How long JetStream remembers message ids to drop a retried publish.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Where an appended change was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The shard.
+    pub shard: u32,
+    /// Its sequence in the shard's stream.
+    pub seq: u64,
+    /// The message id had been stored already (a retry): nothing new was appended.
+    pub duplicate: bool,
+}
+
+/// The shard streams of one collection.
+#[derive(Clone)]
+pub struct ShardLog {
+    js: Context,
+    spec: CollectionSpec,
+}
+
+impl ShardLog {
+    /// Opens the collection's shard streams, creating those that do not exist (file storage,
+    /// `spec.replicas` copies).
+    pub async fn open(js: &Context, spec: &CollectionSpec) -> Result<Self> {
+        spec.validate()?;
+        for shard in 0..spec.shards {
+            let config = stream::Config {
+                name: stream_name(&spec.name, shard),
+                subjects: vec![subject(&spec.name, shard)],
+                storage: stream::StorageType::File,
+                num_replicas: spec.replicas,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            };
+            js.get_or_create_stream(config).await.map_err(|e| Error::nats("create shard stream", e))?;
+        }
+        Ok(ShardLog { js: js.clone(), spec: spec.clone() })
+    }
+
+    /// The collection.
+    pub fn spec(&self) -> &CollectionSpec {
+        &self.spec
+    }
+
+    /// Appends `change` to its document's shard under message id `msg_id` and waits until
+    /// JetStream has stored it.
+    pub async fn append(&self, change: &Change, msg_id: &str) -> Result<Appended> {
+        let doc_id = match change {
+            Change::Upsert { doc, .. } => &doc.id,
+            Change::Delete { doc_id } => doc_id,
+        };
+        let shard = shard_of(doc_id, self.spec.shards);
+        let payload = serde_json::to_vec(change).map_err(|e| Error::Decode {
+            subject: subject(&self.spec.name, shard),
+            seq: 0,
+            reason: e.to_string(),
+        })?;
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, msg_id);
+        let ack = self
+            .js
+            .publish_with_headers(subject(&self.spec.name, shard), headers, payload.into())
+            .await
+            .map_err(|e| Error::nats("publish", e))?
+            .await
+            .map_err(|e| Error::nats("store", e))?;
+        Ok(Appended { shard, seq: ack.sequence, duplicate: ack.duplicate })
+    }
+
+    /// A shard's stream.
+    pub async fn stream(&self, shard: u32) -> Result<Stream> {
+        if shard >= self.spec.shards {
+            return Err(Error::NoSuchShard { collection: self.spec.name.clone(), shards: self.spec.shards, shard });
+        }
+        self.js.get_stream(stream_name(&self.spec.name, shard)).await.map_err(|e| Error::nats("open shard stream", e))
+    }
+
+    /// The sequence of the last change stored in a shard (0 for none).
+    pub async fn last_seq(&self, shard: u32) -> Result<u64> {
+        let info = self.stream(shard).await?.get_info().await.map_err(|e| Error::nats("shard stream info", e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Deletes every shard stream (the collection's whole history).
+    pub async fn delete(self) -> Result<()> {
+        for shard in 0..self.spec.shards {
+            self.js
+                .delete_stream(stream_name(&self.spec.name, shard))
+                .await
+                .map_err(|e| Error::nats("delete shard stream", e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! A shard replica: a local collection (the single-node sled/tantivy/HNSW collection) that
+//! applies its shard's stream in order through a durable JetStream consumer.
+//!
+//! Each batch of changes is applied in one store transaction that also records the stream
+//! sequence of its last change ([`Collection::apply_from`]); only then are the messages
+//! acknowledged. A replica that dies between the two gets the batch again (after the ack wait,
+//! or from the consumer's ack floor when it restarts) and skips what its store already holds,
+//! so no change is applied twice and none is lost.
+
+use crate::log::ShardLog;
+use crate::{Error, Result};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use futures_util::StreamExt;
+use sousuo_indexer::store::Change;
+use sousuo_indexer::{Collection, OpenMode};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long JetStream waits for a batch's acknowledgement before delivering it again.
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Changes applied in one store transaction at most.
+pub const BATCH: usize = 256;
+
+/// What one [`Replica::step`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stepped {
+    /// Changes delivered (redeliveries included).
+    pub delivered: usize,
+    /// Changes new to this replica, applied.
+    pub applied: usize,
+}
+
+/// One replica of one shard.
+pub struct Replica {
+    collection: Arc<Collection>,
+    consumer: PullConsumer,
+    log: ShardLog,
+    shard: u32,
+}
+
+impl Replica {
+    /// Opens (creating it when absent) the local collection `<name>-shard<k>` in `data_dir`,
+    /// and node `node`'s durable consumer on the shard's stream, which resumes after the last
+    /// change the local store holds.
+    pub async fn open(log: &ShardLog, shard: u32, node: &str, data_dir: &Path) -> Result<Self> {
+        Self::open_with(log, shard, node, data_dir, ACK_WAIT).await
+    }
+
+    /// [`Self::open`] with another ack wait (tests use a short one).
+    pub async fn open_with(
+        log: &ShardLog,
+        shard: u32,
+        node: &str,
+        data_dir: &Path,
+        ack_wait: Duration,
+    ) -> Result<Self> {
+        let spec = log.spec().clone();
+        let stream = log.stream(shard).await?;
+        let (dir, name, encoder, chunking) =
+            (data_dir.to_path_buf(), local_name(&spec.name, shard), spec.encoder.clone(), spec.chunking);
+        let collection = blocking(move || Collection::open(&dir, &name, &encoder, OpenMode::Create(chunking))).await?;
+        let applied = collection.source_seq()?;
+        let durable = format!("replica-{node}");
+        let config = pull::Config {
+            durable_name: Some(durable.clone()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait,
+            // A new consumer (a new replica, or one whose consumer was removed) starts after
+            // what the local store holds; an existing one resumes from its ack floor.
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: applied + 1 },
+            max_ack_pending: BATCH as i64,
+            ..Default::default()
+        };
+        let consumer = stream
+            .get_or_create_consumer(&durable, config)
+            .await
+            .map_err(|e| Error::nats("create replica consumer", e))?;
+        Ok(Replica { collection: Arc::new(collection), consumer, log: log.clone(), shard })
+    }
+
+    /// The local collection (searches run on it).
+    pub fn collection(&self) -> &Arc<Collection> {
+        &self.collection
+    }
+
+    /// The shard.
+    pub fn shard(&self) -> u32 {
+        self.shard
+    }
+
+    /// The stream sequence of the last change applied.
+    pub fn applied(&self) -> Result<u64> {
+        Ok(self.collection.source_seq()?)
+    }
+
+    /// Changes stored in the shard's stream that this replica has not applied yet.
+    pub async fn lag(&self) -> Result<u64> {
+        Ok(self.log.last_seq(self.shard).await?.saturating_sub(self.applied()?))
+    }
+
+    /// Waits up to `wait` for changes, applies what arrived (up to [`BATCH`]) and acknowledges
+    /// it.
+    pub async fn step(&self, wait: Duration) -> Result<Stepped> {
+        let mut batch = self
+            .consumer
+            .batch()
+            .max_messages(BATCH)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(|e| Error::nats("fetch changes", e))?;
+        let mut messages = Vec::new();
+        while let Some(m) = batch.next().await {
+            messages.push(m.map_err(|e| Error::nats("fetch changes", e))?);
+        }
+        let applied = self.applied()?;
+        let mut changes: Vec<(u64, Change)> = Vec::new();
+        for m in &messages {
+            let seq = m.info().map_err(|e| Error::nats("read delivery", e))?.stream_sequence;
+            if seq <= applied {
+                continue; // a redelivery of what the store holds
+            }
+            let change = serde_json::from_slice(&m.payload).map_err(|e| Error::Decode {
+                subject: m.subject.to_string(),
+                seq,
+                reason: e.to_string(),
+            })?;
+            changes.push((seq, change));
+        }
+        changes.sort_by_key(|(seq, _)| *seq);
+        let fresh = changes.len();
+        if let Some(&(last, _)) = changes.last() {
+            let collection = self.collection.clone();
+            let changes: Vec<Change> = changes.into_iter().map(|(_, c)| c).collect();
+            blocking(move || collection.apply_from(&changes, last)).await?;
+        }
+        for m in &messages {
+            // A lost ack only means a redelivery, which the sequence check skips.
+            if let Err(e) = m.ack().await {
+                tracing::warn!(shard = self.shard, "acknowledging a change failed: {e}");
+            }
+        }
+        Ok(Stepped { delivered: messages.len(), applied: fresh })
+    }
+
+    /// Applies changes until the replica has everything the stream stored when it was called.
+    pub async fn catch_up(&self) -> Result<()> {
+        let target = self.log.last_seq(self.shard).await?;
+        while self.applied()? < target {
+            self.step(Duration::from_millis(500)).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything applied searchable and durable in every index (BM25 commit, graph dump).
+    pub async fn commit(&self) -> Result<()> {
+        let collection = self.collection.clone();
+        blocking(move || collection.commit()).await
+    }
+}
+
+/// The local collection holding a shard replica.
+pub fn local_name(collection: &str, shard: u32) -> String {
+    format!("{collection}-shard{shard}")
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> sousuo_indexer::Result<T> + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(Error::Task(e.to_string())),
+    }
+}

@@ -1,0 +1,270 @@
+//! The cluster layer against a real NATS server with JetStream (Debian's `nats-server`) and the
+//! real encoder: metadata, the shard log (acknowledged on store, retries deduplicated), and
+//! replicas that apply it, resume after a restart, agree with each other, and skip redeliveries.
+
+use sousuo_cluster::meta::NodeInfo;
+use sousuo_cluster::replica::Replica;
+use sousuo_cluster::{connect, shard_of, CollectionSpec, Error, Meta, ShardLog};
+use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
+use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
+use sousuo_indexer::store::{Change, DocRecord};
+use sousuo_indexer::{Chunk, ChunkParams, EncoderInfo};
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn encoder() -> &'static Encoder {
+    static ENC: OnceLock<Encoder> = OnceLock::new();
+    ENC.get_or_init(|| {
+        let home = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
+        let root = default_cache_root(home.as_deref(), dirs::cache_dir().as_deref()).expect("set SOUSUO_HOME");
+        let dir = ModelCache::new(root)
+            .ensure(&MINILM, |_| eprintln!("fetching the encoder for the tests"))
+            .unwrap_or_else(|e| panic!("the cluster tests need {}: {e}; run `cargo run -- models fetch`", MINILM.name));
+        Encoder::load(&ModelDir::open(&dir).unwrap(), EncoderOptions::default()).unwrap()
+    })
+}
+
+/// A `nats-server -js` on a free loopback port, killed on drop.
+struct NatsServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    fn start() -> Self {
+        let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .map(Path::to_path_buf)
+            .or_else(|| which("nats-server"))
+            .expect("the cluster tests need Debian's nats-server: apt-get install nats-server (scripts/ensure-nats installs it)");
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start nats-server");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "nats-server did not listen on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        NatsServer { child, port, _dir: dir }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.exists()))
+}
+
+const TOPICS: [&str; 8] = ["volcano", "violin", "glacier", "satellite", "orchid", "tram", "lighthouse", "honeybee"];
+
+/// Document `i` (version `v`), embedded by the real encoder: one chunk naming a unique word.
+fn upsert(i: usize, v: u32) -> Change {
+    let text =
+        format!("Note {i} (revision {v}) is about the {} and carries the word zq{i}x.", TOPICS[i % TOPICS.len()]);
+    let vector = encoder().encode(&[text.as_str()]).unwrap().rows().next().unwrap().to_vec();
+    let id = format!("doc-{i}");
+    let chunk = Chunk {
+        doc_id: id.clone(),
+        ordinal: 0,
+        text: text.clone(),
+        start: 0,
+        end: text.len(),
+        heading: None,
+        page: None,
+    };
+    let doc = DocRecord {
+        id: id.clone(),
+        title: format!("Note {i}"),
+        source: id,
+        metadata: BTreeMap::new(),
+        content_hash: format!("{i}-{v}"),
+        chunk_keys: Vec::new(),
+        seq: 0,
+    };
+    Change::Upsert { doc, chunks: vec![chunk], vectors: vec![vector] }
+}
+
+fn spec(name: &str, shards: u32) -> CollectionSpec {
+    CollectionSpec {
+        name: name.into(),
+        shards,
+        replicas: 1,
+        encoder: EncoderInfo::of(encoder()).unwrap(),
+        chunking: ChunkParams::for_encoder(encoder()),
+        created_at: 0,
+    }
+}
+
+fn holds(r: &Replica, i: usize) -> bool {
+    r.collection().get_doc(&format!("doc-{i}")).unwrap().is_some()
+}
+
+fn finds(r: &Replica, i: usize) -> bool {
+    r.collection().search_bm25(&format!("zq{i}x"), 5).unwrap().iter().any(|h| h.doc_id == format!("doc-{i}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_lives_in_the_cluster() {
+    let nats = NatsServer::start();
+    let js = connect(&nats.url()).await.unwrap();
+    let meta = Meta::open_with_ttl(&js, 1, Duration::from_secs(2)).await.unwrap();
+    let s = spec("notes", 3);
+    meta.create_collection(&s).await.unwrap();
+    assert!(matches!(meta.create_collection(&s).await, Err(Error::CollectionExists(_))));
+    assert_eq!(meta.collection("notes").await.unwrap(), s);
+    assert!(matches!(meta.collection("absent").await, Err(Error::NoSuchCollection(_))));
+    assert!(matches!(meta.create_collection(&spec("zero", 0)).await, Err(Error::BadSpec { .. })));
+    assert!(matches!(meta.create_collection(&spec("../x", 1)).await, Err(Error::Index(_))));
+    assert_eq!(meta.collections().await.unwrap(), vec![s.clone()]);
+
+    // Replica assignments: idempotent, several nodes per shard.
+    meta.add_replica("notes", 1, "n1").await.unwrap();
+    meta.add_replica("notes", 1, "n1").await.unwrap();
+    meta.add_replica("notes", 1, "n2").await.unwrap();
+    assert_eq!(meta.replicas_of("notes", 1).await.unwrap(), vec!["n1", "n2"]);
+    assert!(meta.replicas_of("notes", 0).await.unwrap().is_empty());
+
+    // Nodes register with a heartbeat (the bucket's max_age drops the silent ones).
+    let node = NodeInfo { id: "n1".into(), api: None, shards: vec![("notes".into(), 1)], heartbeat_at: 1 };
+    meta.heartbeat(&node).await.unwrap();
+    assert_eq!(meta.nodes().await.unwrap(), vec![node.clone()]);
+    // A node that stops beating is seen as gone once its entry outlives the TTL.
+    let started = Instant::now();
+    while !meta.nodes().await.unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(20), "a silent node stays listed");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_secs(1), "the node vanished before its TTL");
+    meta.heartbeat(&node).await.unwrap();
+    assert_eq!(meta.nodes().await.unwrap().len(), 1, "a node that beats again is back");
+
+    // A second connection sees the same cluster; dropping forgets the collection.
+    let other = Meta::open(&connect(&nats.url()).await.unwrap(), 1).await.unwrap();
+    assert_eq!(other.collection("notes").await.unwrap().shards, 3);
+    other.drop_collection(&s).await.unwrap();
+    assert!(matches!(meta.collection("notes").await, Err(Error::NoSuchCollection(_))));
+    assert!(meta.replicas_of("notes", 1).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_apply_the_shard_log_exactly_once() {
+    let nats = NatsServer::start();
+    let js = connect(&nats.url()).await.unwrap();
+    let s = spec("docs", 2);
+    Meta::open(&js, 1).await.unwrap().create_collection(&s).await.unwrap();
+    let log = ShardLog::open(&js, &s).await.unwrap();
+    let n = 30;
+    let mut per_shard = [0u64; 2];
+    for i in 0..n {
+        let a = log.append(&upsert(i, 1), &format!("doc-{i}-v1")).await.unwrap();
+        assert_eq!(a.shard, shard_of(&format!("doc-{i}"), 2));
+        assert!(!a.duplicate);
+        per_shard[a.shard as usize] += 1;
+        assert_eq!(a.seq, per_shard[a.shard as usize], "each shard's log counts from 1");
+    }
+    assert!(per_shard.iter().all(|&c| c > 0), "{per_shard:?}");
+    // A retried publish (same message id) is stored once.
+    let again = log.append(&upsert(0, 1), "doc-0-v1").await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(log.last_seq(again.shard).await.unwrap(), per_shard[again.shard as usize]);
+
+    let data = tempfile::tempdir().unwrap();
+    let node1 = data.path().join("n1");
+    let r: Vec<Replica> =
+        vec![Replica::open(&log, 0, "n1", &node1).await.unwrap(), Replica::open(&log, 1, "n1", &node1).await.unwrap()];
+    for replica in &r {
+        replica.catch_up().await.unwrap();
+        replica.commit().await.unwrap();
+        assert_eq!(replica.lag().await.unwrap(), 0);
+    }
+    for i in 0..n {
+        let home = shard_of(&format!("doc-{i}"), 2) as usize;
+        assert!(holds(&r[home], i) && !holds(&r[1 - home], i), "doc-{i} must be in shard {home} only");
+        assert!(finds(&r[home], i), "doc-{i} is not searchable in its shard");
+    }
+    let docs: usize = r.iter().map(|x| x.collection().stats().unwrap().documents).sum();
+    assert_eq!(docs, n);
+
+    // Shard 0's replica stops; meanwhile documents are deleted and replaced; it resumes.
+    let shard0: Vec<usize> = (0..n).filter(|&i| shard_of(&format!("doc-{i}"), 2) == 0).collect();
+    drop(r);
+    let (gone, changed) = (&shard0[..2], &shard0[2..4]);
+    for &i in gone {
+        log.append(&Change::Delete { doc_id: format!("doc-{i}") }, &format!("doc-{i}-del")).await.unwrap();
+    }
+    for &i in changed {
+        log.append(&upsert(i, 2), &format!("doc-{i}-v2")).await.unwrap();
+    }
+    let r0 = Replica::open(&log, 0, "n1", &node1).await.unwrap();
+    r0.catch_up().await.unwrap();
+    r0.commit().await.unwrap();
+    assert_eq!(r0.applied().unwrap(), log.last_seq(0).await.unwrap());
+    for &i in gone {
+        assert!(!holds(&r0, i) && !finds(&r0, i), "deleted doc-{i} is still there");
+    }
+    for &i in changed {
+        let chunk_keys = r0.collection().get_doc(&format!("doc-{i}")).unwrap().unwrap().chunk_keys;
+        let text = r0.collection().store().get_chunk(chunk_keys[0]).unwrap().unwrap().text;
+        assert!(text.contains("revision 2"), "doc-{i} was not replaced: {text}");
+    }
+    let stats0 = r0.collection().stats().unwrap();
+    assert_eq!(stats0.documents, shard0.len() - gone.len());
+    assert_eq!(stats0.chunks, stats0.documents, "one chunk per document: nothing applied twice");
+
+    // A second replica of shard 0, on another node, built from the log alone, agrees.
+    let node2 = data.path().join("n2");
+    let twin = Replica::open(&log, 0, "n2", &node2).await.unwrap();
+    twin.catch_up().await.unwrap();
+    let ids = |x: &Replica| -> Vec<String> {
+        let mut v: Vec<String> = x.collection().store().docs().map(|d| d.unwrap().id).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&twin), ids(&r0));
+    drop(twin);
+
+    // Redelivery: node 2's consumer is reset to replay the whole stream (as after lost acks);
+    // the replica skips everything its store holds.
+    let stream = log.stream(0).await.unwrap();
+    stream.delete_consumer("replica-n2").await.unwrap();
+    let config = async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some("replica-n2".into()),
+        ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+        deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+        ..Default::default()
+    };
+    stream.create_consumer(config).await.unwrap();
+    let twin = Replica::open(&log, 0, "n2", &node2).await.unwrap();
+    let before = twin.collection().stats().unwrap();
+    let (mut delivered, mut fresh) = (0, 0);
+    for _ in 0..4 {
+        let s = twin.step(Duration::from_millis(300)).await.unwrap();
+        (delivered, fresh) = (delivered + s.delivered, fresh + s.applied);
+    }
+    assert_eq!(delivered as u64, log.last_seq(0).await.unwrap(), "the reset consumer replays the whole stream");
+    assert_eq!(fresh, 0, "redelivered changes were applied again");
+    let after = twin.collection().stats().unwrap();
+    assert_eq!((after.documents, after.chunks, after.seq), (before.documents, before.chunks, before.seq));
+}
