@@ -304,6 +304,28 @@ mod tests {
     }
 
     #[test]
+    fn changes_from_an_external_log_record_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.source_seq().unwrap(), 0);
+        let up = Change::Upsert { doc: rec("a"), chunks: vec![chunk("a", 0)], vectors: vec![vec![0.5; 3]] };
+        // A log entry is a change as JSON: it round-trips.
+        let json = serde_json::to_string(&up).unwrap();
+        assert!(json.contains("\"op\":\"upsert\""), "{json}");
+        assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), up);
+        s.apply_from(&[up], 7).unwrap();
+        assert_eq!((s.source_seq().unwrap(), s.seq().unwrap()), (7, 1));
+        // A delete of an absent document writes no oplog entry but still advances the position.
+        s.apply_from(&[Change::Delete { doc_id: "zz".into() }], 9).unwrap();
+        assert_eq!((s.source_seq().unwrap(), s.seq().unwrap()), (9, 1));
+        // Plain applies leave it alone; it survives a reopen.
+        s.apply(&[Change::Delete { doc_id: "a".into() }]).unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!((s.source_seq().unwrap(), s.seq().unwrap(), s.doc_count()), (9, 2, 0));
+    }
+
+    #[test]
     fn upsert_replace_delete_keep_the_oplog() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
