@@ -102,6 +102,69 @@ pub enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Clustered collections on NATS JetStream (docs/cluster.md).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// A cluster node: holds a replica of every shard of every clustered collection and applies
+    /// the shard logs as they grow.
+    Node(NodeArgs),
+}
+
+/// Where the NATS servers are.
+#[derive(Args, Clone, Debug)]
+pub struct NatsArgs {
+    /// NATS server URLs, comma-separated (nats://host:4222,...).
+    #[arg(long, env = "SOUSUO_NATS")]
+    pub nats: String,
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Create a clustered collection for the loaded encoder: its metadata and shard logs.
+    Create {
+        name: String,
+        /// Shards its documents are hashed over.
+        #[arg(long, default_value_t = 2)]
+        shards: u32,
+        /// Copies of each shard's log JetStream keeps (3 on a 3-server cluster).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// Chunk size in tokens (default: the encoder's maximum).
+        #[arg(long)]
+        max_tokens: Option<usize>,
+        /// Tokens of overlap between neighbouring chunks.
+        #[arg(long, default_value_t = 32)]
+        overlap: usize,
+    },
+    /// Live nodes, and per shard: changes stored, each replica's applied sequence and lag.
+    Status {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a clustered collection's logs and metadata.
+    Drop {
+        name: String,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The node's id (default: the one kept in the data directory's `node-id`).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Copies of the metadata buckets, when this node is the first and creates them.
+    #[arg(long, default_value_t = 1)]
+    pub meta_replicas: usize,
 }
 
 #[derive(Subcommand)]
@@ -292,6 +355,13 @@ pub struct IndexArgs {
     /// Tokens of overlap between neighbouring chunks, for a new collection.
     #[arg(long, default_value_t = 32)]
     pub overlap: usize,
+    /// Index into a clustered collection: append the embedded documents to its shard logs on
+    /// these NATS servers (docs/cluster.md).
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// With --nats: return once the logs hold the documents, without waiting for the replicas.
+    #[arg(long)]
+    pub no_wait: bool,
     /// Append the id of every durably committed document to this file (fsynced).
     #[arg(long, hide = true)]
     pub commit_log: Option<PathBuf>,

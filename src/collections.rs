@@ -23,6 +23,12 @@ pub fn open(g: &Global, name: &str, encoder: &Encoder, create: Option<ChunkParam
 
 pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
     sousuo_indexer::validate_name(&args.collection)?;
+    if let Some(nats) = &args.nats {
+        if args.sync || args.commit_log.is_some() {
+            bail!("--sync and --commit-log are for local collections, not with --nats");
+        }
+        return crate::cluster::index(g, &args, nats);
+    }
     let encoder = load_encoder(g, EncoderOptions::default())?;
     let default = ChunkParams::for_encoder(&encoder);
     let chunking =

@@ -5,6 +5,7 @@
 mod ask;
 mod bench;
 mod cli;
+mod cluster;
 mod collections;
 mod embed;
 mod models;
@@ -59,6 +60,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             BenchCommand::Query(args) => bench::query(g, args),
             BenchCommand::Answer(args) => ask::bench(g, args),
         },
+        Command::Cluster { command } => cluster::command(g, command),
+        Command::Node(args) => cluster::node(g, args),
     }
 }
 

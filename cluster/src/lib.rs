@@ -12,6 +12,7 @@
 //! - [`replica`]: a durable consumer that applies a shard's stream to a local collection; the
 //!   stream sequence is recorded with each change, so applying is idempotent and a restarted
 //!   replica resumes where it was.
+//! - [`server`]: a local `nats-server` for tests and benchmarks.
 //!
 //! Everything here is `async` (NATS I/O); index writes run on blocking threads.
 
@@ -21,8 +22,10 @@ mod error;
 pub mod log;
 pub mod meta;
 pub mod replica;
+pub mod server;
 pub mod shard;
 
+pub use async_nats::jetstream::Context;
 pub use error::{Error, Result};
 pub use log::{Appended, ShardLog};
 pub use meta::{CollectionSpec, Meta, NodeInfo};
@@ -31,7 +34,7 @@ pub use shard::shard_of;
 
 /// Connects to a NATS server (or cluster: several comma-separated URLs) and opens its
 /// JetStream context.
-pub async fn connect(urls: &str) -> Result<async_nats::jetstream::Context> {
+pub async fn connect(urls: &str) -> Result<Context> {
     let addrs: Vec<async_nats::ServerAddr> = urls
         .split(',')
         .map(|u| u.trim().parse().map_err(|e| Error::BadUrl { url: u.trim().to_string(), reason: format!("{e}") }))

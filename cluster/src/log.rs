@@ -99,6 +99,17 @@ impl ShardLog {
         Ok(info.state.last_sequence)
     }
 
+    /// The last stream sequence node `node`'s replica of `shard` has acknowledged (applied),
+    /// `None` when that node has no replica consumer on the shard.
+    pub async fn acknowledged(&self, shard: u32, node: &str) -> Result<Option<u64>> {
+        let stream = self.stream(shard).await?;
+        match stream.consumer_info(format!("replica-{node}")).await {
+            Ok(info) => Ok(Some(info.ack_floor.stream_sequence)),
+            Err(e) if e.kind() == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::nats("replica consumer info", e)),
+        }
+    }
+
     /// Deletes every shard stream (the collection's whole history).
     pub async fn delete(self) -> Result<()> {
         for shard in 0..self.spec.shards {

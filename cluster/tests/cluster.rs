@@ -4,15 +4,14 @@
 
 use sousuo_cluster::meta::NodeInfo;
 use sousuo_cluster::replica::Replica;
+use sousuo_cluster::server::NatsServer;
 use sousuo_cluster::{connect, shard_of, CollectionSpec, Error, Meta, ShardLog};
 use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
 use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
 use sousuo_indexer::store::{Change, DocRecord};
 use sousuo_indexer::{Chunk, ChunkParams, EncoderInfo};
 use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -26,55 +25,6 @@ fn encoder() -> &'static Encoder {
             .unwrap_or_else(|e| panic!("the cluster tests need {}: {e}; run `cargo run -- models fetch`", MINILM.name));
         Encoder::load(&ModelDir::open(&dir).unwrap(), EncoderOptions::default()).unwrap()
     })
-}
-
-/// A `nats-server -js` on a free loopback port, killed on drop.
-struct NatsServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start() -> Self {
-        let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-            .into_iter()
-            .map(Path::new)
-            .find(|p| p.exists())
-            .map(Path::to_path_buf)
-            .or_else(|| which("nats-server"))
-            .expect("the cluster tests need Debian's nats-server: apt-get install nats-server (scripts/ensure-nats installs it)");
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start nats-server");
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "nats-server did not listen on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        NatsServer { child, port, _dir: dir }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.exists()))
 }
 
 const TOPICS: [&str; 8] = ["volcano", "violin", "glacier", "satellite", "orchid", "tram", "lighthouse", "honeybee"];
@@ -127,7 +77,7 @@ fn finds(r: &Replica, i: usize) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_lives_in_the_cluster() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
     let js = connect(&nats.url()).await.unwrap();
     let meta = Meta::open_with_ttl(&js, 1, Duration::from_secs(2)).await.unwrap();
     let s = spec("notes", 3);
@@ -170,7 +120,7 @@ async fn metadata_lives_in_the_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_apply_the_shard_log_exactly_once() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
     let js = connect(&nats.url()).await.unwrap();
     let s = spec("docs", 2);
     Meta::open(&js, 1).await.unwrap().create_collection(&s).await.unwrap();

@@ -113,6 +113,12 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The destination of an index run (a [`crate::Sink`] other than a collection) failed.
+    #[error("the index run's destination failed: {reason}")]
+    Sink {
+        /// What failed.
+        reason: String,
+    },
     /// The run was cancelled (its cancel flag was set).
     #[error("indexing was cancelled")]
     Cancelled,

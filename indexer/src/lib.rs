@@ -5,7 +5,8 @@
 //! - [`chunk`]: documents to passages within the encoder's token budget.
 //! - [`store`]: the sled store with its operation log; [`bm25`] (tantivy) and [`vectors`]
 //!   (hnsw_rs) are derived from it and catch up from the oplog on open.
-//! - [`Collection`]: the three stores behind one API; [`index_paths`]: a pipelined index run.
+//! - [`Collection`]: the three stores behind one API; [`index_paths`]: a pipelined index run
+//!   ([`index_into`]: the same run into any [`Sink`], such as a cluster's shard logs).
 
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ mod error;
 pub mod formats;
 mod pipeline;
 mod reindex;
+mod sink;
 pub mod sources;
 pub mod store;
 pub mod tokenizer;
@@ -29,5 +31,6 @@ pub use collection::{
 };
 pub use document::{Chunk, Document, Part};
 pub use error::{Error, Result};
-pub use pipeline::{embed_text, index_paths, IndexOptions, IndexSummary, Progress};
+pub use pipeline::{embed_text, index_into, index_paths, IndexOptions, IndexSummary, Progress};
 pub use reindex::reindex;
+pub use sink::Sink;

@@ -6,6 +6,7 @@ use crate::chunk::{chunk_document, ChunkParams};
 use crate::collection::Collection;
 use crate::document::{Chunk, Document};
 use crate::formats::{parse, JsonFields};
+use crate::sink::Sink;
 use crate::sources::{walk, SourceFile};
 use crate::store::{Change, DocRecord};
 use crate::{Error, Result};
@@ -92,7 +93,8 @@ struct Prepared {
 /// Documents per write transaction.
 const BATCH_DOCS: usize = 64;
 
-/// Indexes `paths` into `collection`.
+/// Indexes `paths` into `collection` (with `options.sync`, deleting the documents of files
+/// that are gone), then commits it.
 pub fn index_paths(
     collection: &Collection,
     encoder: &Encoder,
@@ -100,6 +102,34 @@ pub fn index_paths(
     options: &IndexOptions,
     on: &(dyn Fn(Progress) + Sync),
 ) -> Result<IndexSummary> {
+    let (mut summary, seen_ids) = run(collection, encoder, paths, options, on)?;
+    if options.sync {
+        summary.documents_deleted = sync_deletes(collection, paths, &seen_ids)?;
+    }
+    collection.commit()?;
+    summary.bytes_on_disk = crate::collection::dir_size(collection.dir());
+    Ok(summary)
+}
+
+/// Indexes `paths` into any [`Sink`] (`options.sync` is for collections: see [`index_paths`]).
+pub fn index_into(
+    sink: &dyn Sink,
+    encoder: &Encoder,
+    paths: &[PathBuf],
+    options: &IndexOptions,
+    on: &(dyn Fn(Progress) + Sync),
+) -> Result<IndexSummary> {
+    run(sink, encoder, paths, options, on).map(|(summary, _)| summary)
+}
+
+/// The pipeline: the summary and the ids of the documents seen.
+fn run(
+    sink: &dyn Sink,
+    encoder: &Encoder,
+    paths: &[PathBuf],
+    options: &IndexOptions,
+    on: &(dyn Fn(Progress) + Sync),
+) -> Result<(IndexSummary, HashSet<String>)> {
     let started = Instant::now();
     let found = walk(paths);
     if let Some(p) = found.missing.first() {
@@ -107,14 +137,14 @@ pub fn index_paths(
     }
     let mut summary = IndexSummary { skipped: found.skipped.iter().cloned().collect(), ..Default::default() };
     on(Progress::Planned { files: found.files.len(), estimated_docs: estimate_docs(&found.files) });
-    let chunking = collection.manifest().chunking;
+    let chunking = sink.chunking();
     let (tx, rx) = bounded::<Vec<Prepared>>(4);
     let seen_ids = std::thread::scope(|s| -> Result<HashSet<String>> {
         let files = &found.files;
-        let parser = s.spawn(move || parse_stage(collection, encoder, files, options, &chunking, &tx, on));
+        let parser = s.spawn(move || parse_stage(sink, encoder, files, options, &chunking, &tx, on));
         let mut embed_time = Duration::ZERO;
         for batch in rx {
-            let (changes, unchanged) = embed_batch(collection, encoder, batch, &mut embed_time, &mut summary, on)?;
+            let (changes, unchanged) = embed_batch(sink, encoder, batch, &mut embed_time, &mut summary, on)?;
             summary.documents_unchanged += unchanged;
             summary.documents_seen += unchanged + changes.len();
             if !changes.is_empty() {
@@ -125,7 +155,7 @@ pub fn index_paths(
                         Change::Delete { .. } => None,
                     })
                     .collect();
-                collection.apply(&changes)?;
+                sink.store(&changes)?;
                 summary.documents_indexed += ids.len();
                 on(Progress::Committed { doc_ids: ids });
             }
@@ -140,13 +170,8 @@ pub fn index_paths(
         summary.warnings += parse_summary.warnings;
         Ok(seen)
     })?;
-    if options.sync {
-        summary.documents_deleted = sync_deletes(collection, paths, &seen_ids)?;
-    }
-    collection.commit()?;
     summary.seconds = started.elapsed().as_secs_f64();
-    summary.bytes_on_disk = crate::collection::dir_size(collection.dir());
-    Ok(summary)
+    Ok((summary, seen_ids))
 }
 
 /// Rough document count for the progress bar: one per file, lines for JSONL.
@@ -174,7 +199,7 @@ struct ParseSummary {
 
 /// Stage 1: read, parse and chunk every file; send batches of prepared documents.
 fn parse_stage(
-    collection: &Collection,
+    sink: &dyn Sink,
     encoder: &Encoder,
     files: &[SourceFile],
     options: &IndexOptions,
@@ -198,7 +223,7 @@ fn parse_stage(
                     doc.id, doc.source
                 )));
             }
-            batch.push(prepare(collection, encoder, chunking, doc)?);
+            batch.push(prepare(sink, encoder, chunking, doc)?);
             if batch.len() >= BATCH_DOCS && tx.send(std::mem::take(&mut batch)).is_err() {
                 return Err(Error::Cancelled);
             }
@@ -256,9 +281,9 @@ fn read_documents(
 }
 
 /// A document with its content hash and, when it changed since it was stored, its chunks.
-fn prepare(collection: &Collection, encoder: &Encoder, chunking: &ChunkParams, doc: Document) -> Result<Prepared> {
+fn prepare(sink: &dyn Sink, encoder: &Encoder, chunking: &ChunkParams, doc: Document) -> Result<Prepared> {
     let hash = doc.content_hash();
-    let unchanged = collection.get_doc(&doc.id)?.is_some_and(|d| d.content_hash == hash);
+    let unchanged = sink.stored_hash(&doc.id)?.is_some_and(|h| h == hash);
     let chunks = if unchanged {
         Vec::new()
     } else {
@@ -275,7 +300,7 @@ fn prepare(collection: &Collection, encoder: &Encoder, chunking: &ChunkParams, d
 
 /// Stage 2: embed the chunks of changed documents; unchanged ones cost nothing.
 fn embed_batch(
-    collection: &Collection,
+    sink: &dyn Sink,
     encoder: &Encoder,
     batch: Vec<Prepared>,
     embed_time: &mut Duration,
@@ -286,7 +311,7 @@ fn embed_batch(
     let mut todo = Vec::new();
     for p in batch {
         // Checked again here: an earlier batch of this run may have written the same id.
-        if collection.get_doc(&p.doc.id)?.is_some_and(|d| d.content_hash == p.hash) {
+        if sink.stored_hash(&p.doc.id)?.is_some_and(|h| h == p.hash) {
             unchanged += 1;
         } else {
             todo.push(p);

@@ -199,6 +199,7 @@ fn indexer(e: &sousuo_indexer::Error) -> Class {
         E::Bm25(_) => (INTERNAL, "bm25_error"),
         E::Vectors(_) => (INTERNAL, "vector_index_error"),
         E::DimensionMismatch { .. } => (INTERNAL, "dimension_mismatch"),
+        E::Sink { .. } => (UNAVAILABLE, "sink_unavailable"),
         E::Encoder(e) => encoder(e),
         E::Files(e) => common(e),
         E::Io { source, .. } => io(source),

@@ -157,6 +157,7 @@ fn indexer() -> Vec<(sousuo_indexer::Error, u16)> {
         (E::Bm25(s()), INTERNAL),
         (E::Vectors(s()), INTERNAL),
         (E::DimensionMismatch { expected: 1, got: 2 }, INTERNAL),
+        (E::Sink { reason: s() }, BUSY),
         (E::Encoder(sousuo_encoder::Error::WorkerGone), BUSY),
         (E::Files(sousuo_common::Error::Fetch(s())), INTERNAL),
         (E::Io { path: PathBuf::from("p"), source: io(std::io::ErrorKind::StorageFull) }, FULL),
@@ -179,6 +180,7 @@ fn indexer() -> Vec<(sousuo_indexer::Error, u16)> {
             | E::Bm25(_)
             | E::Vectors(_)
             | E::DimensionMismatch { .. }
+            | E::Sink { .. }
             | E::Encoder(_)
             | E::Files(_)
             | E::Io { .. }

@@ -1,0 +1,360 @@
+//! The binary's side of the cluster (docs/cluster.md): `sousuo cluster create|status|drop`,
+//! `sousuo node` (holds and applies shard replicas), and `index --nats` (documents parsed,
+//! chunked and embedded here, appended to the shard logs).
+
+use crate::cli::{ClusterCommand, Global, IndexArgs, NatsArgs, NodeArgs};
+use crate::paths::{data_dir, load_encoder};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use sousuo_cluster::meta::NodeInfo;
+use sousuo_cluster::replica::Replica;
+use sousuo_cluster::{connect, CollectionSpec, Meta, ShardLog};
+use sousuo_common::now_secs;
+use sousuo_encoder::EncoderOptions;
+use sousuo_indexer::formats::JsonFields;
+use sousuo_indexer::store::Change;
+use sousuo_indexer::{index_into, ChunkParams, EncoderInfo, IndexOptions, Progress, Sink};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+pub fn command(g: &Global, command: ClusterCommand) -> Result<()> {
+    match command {
+        ClusterCommand::Create { name, shards, replicas, nats, max_tokens, overlap } => {
+            let encoder = load_encoder(g, EncoderOptions::default())?;
+            let default = ChunkParams::for_encoder(&encoder);
+            let spec = CollectionSpec {
+                name,
+                shards,
+                replicas,
+                encoder: EncoderInfo::of(&encoder)?,
+                chunking: ChunkParams {
+                    max_tokens: max_tokens.unwrap_or(default.max_tokens).max(16),
+                    overlap_tokens: overlap,
+                },
+                created_at: now_secs(),
+            };
+            runtime()?.block_on(async {
+                let js = connect(&nats.nats).await?;
+                Meta::open(&js, replicas).await?.create_collection(&spec).await?;
+                ShardLog::open(&js, &spec).await?;
+                anyhow::Ok(())
+            })?;
+            println!("created {:?}: {} shards, {} copies of each shard's log", spec.name, spec.shards, spec.replicas);
+            Ok(())
+        }
+        ClusterCommand::Status { nats, json } => status(&nats, json),
+        ClusterCommand::Drop { name, nats } => runtime()?.block_on(async {
+            let js = connect(&nats.nats).await?;
+            let meta = Meta::open(&js, 1).await?;
+            let spec = meta.collection(&name).await?;
+            ShardLog::open(&js, &spec).await?.delete().await?;
+            meta.drop_collection(&spec).await?;
+            println!("dropped {name:?} (nodes keep their local copies until deleted)");
+            Ok(())
+        }),
+    }
+}
+
+#[derive(Serialize)]
+struct ReplicaStatus {
+    node: String,
+    alive: bool,
+    applied: Option<u64>,
+    lag: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ShardStatus {
+    collection: String,
+    shard: u32,
+    stored: u64,
+    replicas: Vec<ReplicaStatus>,
+}
+
+fn status(nats: &NatsArgs, json: bool) -> Result<()> {
+    let (nodes, shards) = runtime()?.block_on(async {
+        let js = connect(&nats.nats).await?;
+        let meta = Meta::open(&js, 1).await?;
+        let nodes = meta.nodes().await?;
+        let mut shards = Vec::new();
+        for spec in meta.collections().await? {
+            let log = ShardLog::open(&js, &spec).await?;
+            for shard in 0..spec.shards {
+                let stored = log.last_seq(shard).await?;
+                let mut replicas = Vec::new();
+                for node in meta.replicas_of(&spec.name, shard).await? {
+                    let applied = log.acknowledged(shard, &node).await?;
+                    let alive = nodes.iter().any(|n| n.id == node);
+                    replicas.push(ReplicaStatus {
+                        lag: applied.map(|a| stored.saturating_sub(a)),
+                        node,
+                        alive,
+                        applied,
+                    });
+                }
+                shards.push(ShardStatus { collection: spec.name.clone(), shard, stored, replicas });
+            }
+        }
+        anyhow::Ok((nodes, shards))
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"nodes": nodes, "shards": shards}))?);
+        return Ok(());
+    }
+    println!("{} live nodes: {}", nodes.len(), nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", "));
+    println!("{:<20} {:>5} {:>9}  replicas (node: applied, lag)", "collection", "shard", "stored");
+    for s in &shards {
+        let r: Vec<String> = s
+            .replicas
+            .iter()
+            .map(|r| {
+                let dead = if r.alive { "" } else { " (down)" };
+                format!("{}{dead}: {}, {}", r.node, opt(r.applied), opt(r.lag))
+            })
+            .collect();
+        println!("{:<20} {:>5} {:>9}  {}", s.collection, s.shard, s.stored, r.join("; "));
+    }
+    Ok(())
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// The node's id: `--id`, else the one kept in `<data>/node-id` (made once).
+fn node_id(data: &Path, given: Option<String>) -> Result<String> {
+    if let Some(id) = given {
+        return Ok(id);
+    }
+    let path = data.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_string());
+    }
+    let id = format!("node-{:08x}", (now_secs() as u32) ^ std::process::id().rotate_left(16));
+    sousuo_common::fs::atomic_write(&path, id.as_bytes())?;
+    Ok(id)
+}
+
+/// `sousuo node`: holds a replica of every shard of every clustered collection, applies the
+/// shard logs as they grow, beats its heartbeat, and commits and stops on Ctrl-C or SIGTERM.
+pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
+    let data = data_dir(g)?;
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    let id = node_id(&data, args.id)?;
+    runtime()?.block_on(async move {
+        let js = connect(&args.nats.nats).await?;
+        let meta = Meta::open(&js, args.meta_replicas).await?;
+        let (stop_tx, stop) = watch::channel(false);
+        let mut held: BTreeMap<(String, u32), tokio::task::JoinHandle<()>> = BTreeMap::new();
+        println!("node {id} holds its replicas in {} (Ctrl-C to stop)", data.display());
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            if let Err(e) = discover(&js, &meta, &id, &data, &stop, &mut held).await {
+                tracing::warn!("cannot read the cluster's collections: {e:#}");
+            }
+            let shards = held.keys().cloned().collect();
+            if let Err(e) =
+                meta.heartbeat(&NodeInfo { id: id.clone(), api: None, shards, heartbeat_at: now_secs() }).await
+            {
+                tracing::warn!("heartbeat failed: {e}");
+            }
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = terminate.recv() => break,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+        let _ = stop_tx.send(true);
+        for (_, task) in held {
+            let _ = task.await;
+        }
+        println!("node {id} stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// Opens a replica (and its apply loop) for every shard this node does not hold yet.
+async fn discover(
+    js: &sousuo_cluster::Context,
+    meta: &Meta,
+    id: &str,
+    data: &Path,
+    stop: &watch::Receiver<bool>,
+    held: &mut BTreeMap<(String, u32), tokio::task::JoinHandle<()>>,
+) -> Result<()> {
+    for spec in meta.collections().await? {
+        let log = ShardLog::open(js, &spec).await?;
+        for shard in 0..spec.shards {
+            if held.contains_key(&(spec.name.clone(), shard)) {
+                continue;
+            }
+            let replica = Replica::open(&log, shard, id, data).await?;
+            meta.add_replica(&spec.name, shard, id).await?;
+            tracing::info!(collection = %spec.name, shard, "holding a replica");
+            held.insert((spec.name.clone(), shard), tokio::spawn(apply_loop(Arc::new(replica), stop.clone())));
+        }
+    }
+    Ok(())
+}
+
+/// Applies a shard's log as it grows; commits (BM25, graph) within 2 s of a change, and on stop.
+async fn apply_loop(replica: Arc<Replica>, stop: watch::Receiver<bool>) {
+    let mut dirty = false;
+    let mut last_commit = Instant::now();
+    while !*stop.borrow() {
+        match replica.step(Duration::from_secs(1)).await {
+            Ok(s) => dirty |= s.applied > 0,
+            Err(e) => {
+                tracing::warn!(shard = replica.shard(), "applying the shard log failed: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        if dirty && last_commit.elapsed() > Duration::from_secs(2) {
+            match replica.commit().await {
+                Ok(()) => (dirty, last_commit) = (false, Instant::now()),
+                Err(e) => tracing::warn!(shard = replica.shard(), "commit failed: {e}"),
+            }
+        }
+    }
+    if let Err(e) = replica.commit().await {
+        tracing::warn!(shard = replica.shard(), "final commit failed: {e}");
+    }
+}
+
+/// An index run's sink: each change appended to its shard's log (stored when this returns).
+struct LogSink {
+    log: ShardLog,
+    handle: tokio::runtime::Handle,
+    chunking: ChunkParams,
+    /// Per shard, the last sequence appended by this run.
+    last: Mutex<BTreeMap<u32, u64>>,
+}
+
+impl Sink for LogSink {
+    fn chunking(&self) -> ChunkParams {
+        self.chunking
+    }
+
+    fn stored_hash(&self, _id: &str) -> sousuo_indexer::Result<Option<String>> {
+        Ok(None) // the replicas know; every document is appended (a same-version retry is deduplicated)
+    }
+
+    fn store(&self, changes: &[Change]) -> sousuo_indexer::Result<()> {
+        for change in changes {
+            let msg_id = match change {
+                Change::Upsert { doc, .. } => format!("{}@{}", doc.id, doc.content_hash),
+                Change::Delete { doc_id } => format!("{doc_id}@deleted@{}", now_secs()),
+            };
+            let appended = self
+                .handle
+                .block_on(self.log.append(change, &msg_id))
+                .map_err(|e| sousuo_indexer::Error::Sink { reason: e.to_string() })?;
+            if let Ok(mut last) = self.last.lock() {
+                let seq = last.entry(appended.shard).or_default();
+                *seq = (*seq).max(appended.seq);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `index PATH -c NAME --nats URL`: parse, chunk and embed here, append to the shard logs, then
+/// (unless `--no-wait`) wait until every replica has applied what was appended.
+pub fn index(g: &Global, args: &IndexArgs, nats: &str) -> Result<()> {
+    let encoder = load_encoder(g, EncoderOptions::default())?;
+    let rt = runtime()?;
+    let (js, meta, spec) = rt.block_on(async {
+        let js = connect(nats).await?;
+        let meta = Meta::open(&js, 1).await?;
+        let spec = meta.collection(&args.collection).await?;
+        anyhow::Ok((js, meta, spec))
+    })?;
+    let info = EncoderInfo::of(&encoder)?;
+    if info != spec.encoder {
+        bail!(
+            "cluster collection {:?} is built with encoder {} ({}, dim {}); this process loaded {} ({}, dim {})",
+            spec.name,
+            spec.encoder.name,
+            spec.encoder.precision,
+            spec.encoder.dim,
+            info.name,
+            info.precision,
+            info.dim
+        );
+    }
+    let log = rt.block_on(ShardLog::open(&js, &spec))?;
+    let sink =
+        LogSink { log: log.clone(), handle: rt.handle().clone(), chunking: spec.chunking, last: Mutex::default() };
+    let options = IndexOptions {
+        fields: JsonFields {
+            id: args.id_field.clone(),
+            title: args.title_field.clone(),
+            text: args.text_field.clone(),
+        },
+        sync: false,
+    };
+    let bar = crate::util::progress(0, "docs");
+    let on = |p: Progress| match p {
+        Progress::Planned { estimated_docs, .. } => bar.set_length(estimated_docs as u64),
+        Progress::Seen { docs } => bar.set_position(docs as u64),
+        Progress::Warning(w) => bar.suspend(|| tracing::warn!("{w}")),
+        Progress::Error(e) => bar.suspend(|| tracing::error!("{e}")),
+        _ => {}
+    };
+    let summary = index_into(&sink, &encoder, &args.paths, &options, &on)?;
+    bar.finish_and_clear();
+    println!(
+        "appended {} documents ({} chunks) to {:?}'s shard logs in {:.1} s; {} errors",
+        summary.documents_indexed,
+        summary.chunks_embedded,
+        spec.name,
+        summary.seconds,
+        summary.errors.len()
+    );
+    if args.no_wait {
+        return Ok(());
+    }
+    let targets = sink.last.into_inner().unwrap_or_default();
+    rt.block_on(wait_for_replicas(&meta, &log, &spec, &targets))
+}
+
+/// Waits until every replica of every shard written to has acknowledged its last change.
+async fn wait_for_replicas(
+    meta: &Meta,
+    log: &ShardLog,
+    spec: &CollectionSpec,
+    targets: &BTreeMap<u32, u64>,
+) -> Result<()> {
+    let started = Instant::now();
+    for (&shard, &target) in targets {
+        let nodes = meta.replicas_of(&spec.name, shard).await?;
+        if nodes.is_empty() {
+            eprintln!("shard {shard} has no replica yet: its log holds the documents until a node takes it");
+            continue;
+        }
+        for node in nodes {
+            loop {
+                if log.acknowledged(shard, &node).await?.is_some_and(|a| a >= target) {
+                    break;
+                }
+                if !meta.nodes().await?.iter().any(|n| n.id == node) {
+                    eprintln!("replica {node} of shard {shard} is down: it catches up from the log when it returns");
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(600) {
+                    bail!("replica {node} of shard {shard} has not applied sequence {target} after 10 minutes (is it running? `sousuo cluster status`)");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    println!("every replica applied them ({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! The cluster through the binary, against a real nats-server: `cluster create`, a `node`
+//! process holding both shards, `index --nats` (which waits for the replicas), `cluster status`;
+//! the node killed with SIGKILL, documents appended while it is down, the node restarted: it
+//! catches up, and its shards hold every document exactly once (the same chunks a single-node
+//! collection of the same files holds).
+
+use sousuo_cluster::server::NatsServer;
+use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private SOUSUO_HOME whose model cache links to the shared one (fetched if missing).
+fn home() -> tempfile::TempDir {
+    let shared = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
+    let root = default_cache_root(shared.as_deref(), dirs::cache_dir().as_deref()).expect("set SOUSUO_HOME");
+    ModelCache::new(&root)
+        .ensure(&MINILM, |_| eprintln!("fetching the encoder for the cluster tests"))
+        .unwrap_or_else(|e| panic!("the cluster tests need {}: {e}; run `cargo run -- models fetch`", MINILM.name));
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&root, dir.path().join("models")).unwrap();
+    dir
+}
+
+fn cmd(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sousuo"));
+    c.arg("--home").arg(home).args(args).env_remove("SOUSUO_ENCODER").env_remove("SOUSUO_NATS");
+    c
+}
+
+fn run(home: &Path, args: &[&str]) -> Output {
+    cmd(home, args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+fn node(home: &Path, nats: &str) -> Child {
+    cmd(home, &["node", "--nats", nats, "--id", "n1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+fn status(home: &Path, nats: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(run(home, &["cluster", "status", "--nats", nats, "--json"]))).unwrap()
+}
+
+/// Waits until `done` holds for the cluster's status.
+fn wait_for(home: &Path, nats: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let s = status(home, nats);
+        if done(&s) {
+            return s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{what}: {s:#}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn caught_up(s: &serde_json::Value) -> bool {
+    let shards = s["shards"].as_array().unwrap();
+    shards.len() == 2
+        && shards.iter().all(|sh| sh["replicas"].as_array().is_some_and(|r| r.len() == 1 && r[0]["lag"] == 0))
+}
+
+fn stat(home: &Path, collection: &str, field: &str) -> u64 {
+    let s: serde_json::Value = serde_json::from_str(&ok(run(home, &["stats", "-c", collection, "--json"]))).unwrap();
+    s[field].as_u64().unwrap()
+}
+
+#[test]
+fn a_node_applies_the_logs_and_catches_up_after_sigkill() {
+    let nats = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = nats.url();
+    let (writer, holder) = (home(), home());
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpora/sample");
+    let (en, zh) = (sample.join("en"), sample.join("zh"));
+
+    ok(run(writer.path(), &["cluster", "create", "notes", "--shards", "2", "--nats", &url]));
+    let again = run(writer.path(), &["cluster", "create", "notes", "--nats", &url]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already has a collection"));
+
+    let mut n1 = node(holder.path(), &url);
+    wait_for(writer.path(), &url, "the node takes both shards", caught_up);
+    let out = ok(run(writer.path(), &["index", en.to_str().unwrap(), "-c", "notes", "--nats", &url]));
+    assert!(out.contains("every replica applied them"), "{out}");
+    let s = status(writer.path(), &url);
+    assert!(caught_up(&s), "{s:#}");
+    let stored: u64 = s["shards"].as_array().unwrap().iter().map(|sh| sh["stored"].as_u64().unwrap()).sum();
+    assert!(stored > 0);
+
+    // SIGKILL the node; append while it is down; restart it: it resumes from the log.
+    n1.kill().unwrap();
+    n1.wait().unwrap();
+    ok(run(writer.path(), &["index", zh.to_str().unwrap(), "-c", "notes", "--nats", &url, "--no-wait"]));
+    let behind = status(writer.path(), &url);
+    assert!(!caught_up(&behind), "the killed node cannot have applied the new documents: {behind:#}");
+    let mut n1 = node(holder.path(), &url);
+    wait_for(writer.path(), &url, "the restarted node catches up", caught_up);
+    // A graceful stop commits the indexes.
+    let stopped = Command::new("kill").args(["-TERM", &n1.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    assert!(n1.wait().unwrap().success(), "the node did not stop cleanly on SIGTERM");
+
+    // Every document exactly once across the shards: the chunks of a single-node collection.
+    ok(run(writer.path(), &["index", en.to_str().unwrap(), zh.to_str().unwrap(), "-c", "local"]));
+    let docs = stat(holder.path(), "notes-shard0", "documents") + stat(holder.path(), "notes-shard1", "documents");
+    let chunks = stat(holder.path(), "notes-shard0", "chunks") + stat(holder.path(), "notes-shard1", "chunks");
+    assert_eq!(docs, stat(writer.path(), "local", "documents"));
+    assert_eq!(chunks, stat(writer.path(), "local", "chunks"));
+    // The shards are searchable on the node.
+    let hits = ok(run(holder.path(), &["search", "HNSW graph", "-c", "notes-shard0", "--json"]))
+        + &ok(run(holder.path(), &["search", "HNSW graph", "-c", "notes-shard1", "--json"]));
+    assert!(hits.contains("hnsw.md"), "{hits}");
+
+    ok(run(writer.path(), &["cluster", "drop", "notes", "--nats", &url]));
+    let gone = status(writer.path(), &url);
+    assert!(gone["shards"].as_array().unwrap().is_empty(), "{gone:#}");
+}
