@@ -128,9 +128,12 @@ pub enum ClusterCommand {
         /// Shards its documents are hashed over.
         #[arg(long, default_value_t = 2)]
         shards: u32,
-        /// Copies of each shard's log JetStream keeps (3 on a 3-server cluster).
+        /// Nodes that hold a replica of each shard.
         #[arg(long, default_value_t = 1)]
         replicas: usize,
+        /// Copies of each shard's log JetStream keeps (1 on one server, 3 on a 3-server cluster).
+        #[arg(long, default_value_t = 1)]
+        log_replicas: usize,
         #[command(flatten)]
         nats: NatsArgs,
         /// Chunk size in tokens (default: the encoder's maximum).

@@ -26,13 +26,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub fn command(g: &Global, command: ClusterCommand) -> Result<()> {
     match command {
-        ClusterCommand::Create { name, shards, replicas, nats, max_tokens, overlap } => {
+        ClusterCommand::Create { name, shards, replicas, log_replicas, nats, max_tokens, overlap } => {
             let encoder = load_encoder(g, EncoderOptions::default())?;
             let default = ChunkParams::for_encoder(&encoder);
             let spec = CollectionSpec {
                 name,
                 shards,
                 replicas,
+                log_replicas,
                 encoder: EncoderInfo::of(&encoder)?,
                 chunking: ChunkParams {
                     max_tokens: max_tokens.unwrap_or(default.max_tokens).max(16),
@@ -42,11 +43,14 @@ pub fn command(g: &Global, command: ClusterCommand) -> Result<()> {
             };
             runtime()?.block_on(async {
                 let js = connect(&nats.nats).await?;
-                Meta::open(&js, replicas).await?.create_collection(&spec).await?;
+                Meta::open(&js, log_replicas).await?.create_collection(&spec).await?;
                 ShardLog::open(&js, &spec).await?;
                 anyhow::Ok(())
             })?;
-            println!("created {:?}: {} shards, {} copies of each shard's log", spec.name, spec.shards, spec.replicas);
+            println!(
+                "created {:?}: {} shards, {} node replicas of each, {} copies of each shard's log",
+                spec.name, spec.shards, spec.replicas, spec.log_replicas
+            );
             Ok(())
         }
         ClusterCommand::Status { nats, json } => status(&nats, json),
@@ -142,8 +146,12 @@ fn node_id(data: &Path, given: Option<String>) -> Result<String> {
     Ok(id)
 }
 
-/// `sousuo node`: holds a replica of every shard of every clustered collection, applies the
-/// shard logs as they grow, beats its heartbeat, and commits and stops on Ctrl-C or SIGTERM.
+/// A replica this node holds: its apply loop and the switch that stops it.
+type Held = BTreeMap<(String, u32), (tokio::task::JoinHandle<()>, watch::Sender<bool>)>;
+
+/// `sousuo node`: claims replicas of the shards that have fewer live holders than their
+/// collection asks for, applies their logs as they grow, beats its heartbeat, stops applying
+/// a dropped collection, and commits and stops on Ctrl-C or SIGTERM.
 pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
     let data = data_dir(g)?;
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
@@ -151,19 +159,19 @@ pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
     runtime()?.block_on(async move {
         let js = connect(&args.nats.nats).await?;
         let meta = Meta::open(&js, args.meta_replicas).await?;
-        let (stop_tx, stop) = watch::channel(false);
-        let mut held: BTreeMap<(String, u32), tokio::task::JoinHandle<()>> = BTreeMap::new();
+        let mut held = Held::new();
         println!("node {id} holds its replicas in {} (Ctrl-C to stop)", data.display());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
-            if let Err(e) = discover(&js, &meta, &id, &data, &stop, &mut held).await {
-                tracing::warn!("cannot read the cluster's collections: {e:#}");
-            }
+            // The heartbeat first: a node claims replicas only once others can see it is alive.
             let shards = held.keys().cloned().collect();
             if let Err(e) =
                 meta.heartbeat(&NodeInfo { id: id.clone(), api: None, shards, heartbeat_at: now_secs() }).await
             {
                 tracing::warn!("heartbeat failed: {e}");
+            }
+            if let Err(e) = discover(&js, &meta, &id, &data, &mut held).await {
+                tracing::warn!("cannot read the cluster's collections: {e:#}");
             }
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
@@ -171,8 +179,8 @@ pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
         }
-        let _ = stop_tx.send(true);
-        for (_, task) in held {
+        for (_, (task, stop)) in held {
+            let _ = stop.send(true);
             let _ = task.await;
         }
         println!("node {id} stopped");
@@ -180,25 +188,46 @@ pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
     })
 }
 
-/// Opens a replica (and its apply loop) for every shard this node does not hold yet.
-async fn discover(
-    js: &sousuo_cluster::Context,
-    meta: &Meta,
-    id: &str,
-    data: &Path,
-    stop: &watch::Receiver<bool>,
-    held: &mut BTreeMap<(String, u32), tokio::task::JoinHandle<()>>,
-) -> Result<()> {
-    for spec in meta.collections().await? {
+/// Stops the replicas of dropped collections and those whose place went to another node (this
+/// one was judged dead), and opens a replica (and its apply loop) for every shard this node
+/// can claim and does not hold yet.
+async fn discover(js: &sousuo_cluster::Context, meta: &Meta, id: &str, data: &Path, held: &mut Held) -> Result<()> {
+    let specs = meta.collections().await?;
+    let mut live: Vec<String> = meta.nodes().await?.into_iter().map(|n| n.id).collect();
+    live.push(id.to_string());
+    let mut lost = Vec::new();
+    for (collection, shard) in held.keys() {
+        match specs.iter().find(|s| &s.name == collection) {
+            None => lost.push(((collection.clone(), *shard), "the collection was dropped")),
+            // Re-claiming is a no-op while this node is listed; it fails when this node was
+            // judged dead and its place went to another.
+            Some(spec) if !meta.claim_replica(collection, *shard, id, &live, spec.replicas).await? => {
+                lost.push(((collection.clone(), *shard), "another node took its place"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, why) in lost {
+        if let Some((task, stop)) = held.remove(&key) {
+            let _ = stop.send(true);
+            let _ = task.await;
+            let dir = data.join(sousuo_cluster::replica::local_name(&key.0, key.1));
+            tracing::warn!("stopped applying {:?} shard {}: {why}; its copy stays in {}", key.0, key.1, dir.display());
+        }
+    }
+    for spec in specs {
         let log = ShardLog::open(js, &spec).await?;
         for shard in 0..spec.shards {
-            if held.contains_key(&(spec.name.clone(), shard)) {
+            if held.contains_key(&(spec.name.clone(), shard))
+                || !meta.claim_replica(&spec.name, shard, id, &live, spec.replicas).await?
+            {
                 continue;
             }
             let replica = Replica::open(&log, shard, id, data).await?;
-            meta.add_replica(&spec.name, shard, id).await?;
             tracing::info!(collection = %spec.name, shard, "holding a replica");
-            held.insert((spec.name.clone(), shard), tokio::spawn(apply_loop(Arc::new(replica), stop.clone())));
+            let (stop_tx, stop) = watch::channel(false);
+            let task = tokio::spawn(apply_loop(Arc::new(replica), stop));
+            held.insert((spec.name.clone(), shard), (task, stop_tx));
         }
     }
     Ok(())

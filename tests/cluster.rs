@@ -1,8 +1,8 @@
-//! The cluster through the binary, against a real nats-server: `cluster create`, a `node`
-//! process holding both shards, `index --nats` (which waits for the replicas), `cluster status`;
-//! the node killed with SIGKILL, documents appended while it is down, the node restarted: it
-//! catches up, and its shards hold every document exactly once (the same chunks a single-node
-//! collection of the same files holds).
+//! The cluster through the binary, against a real nats-server: `cluster create` (2 shards, 2
+//! replicas each), two `node` processes that claim them, `index --nats` (which waits for the
+//! replicas), `cluster status`; one node killed with SIGKILL, documents appended while it is
+//! down, the node restarted: it catches up, and on both nodes the shards hold every document
+//! exactly once (the same chunks a single-node collection of the same files holds).
 
 use sousuo_cluster::server::NatsServer;
 use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
@@ -38,8 +38,8 @@ fn ok(out: Output) -> String {
     stdout
 }
 
-fn node(home: &Path, nats: &str) -> Child {
-    cmd(home, &["node", "--nats", nats, "--id", "n1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+fn node(home: &Path, nats: &str, id: &str) -> Child {
+    cmd(home, &["node", "--nats", nats, "--id", id]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
 }
 
 fn status(home: &Path, nats: &str) -> serde_json::Value {
@@ -62,7 +62,9 @@ fn wait_for(home: &Path, nats: &str, what: &str, done: impl Fn(&serde_json::Valu
 fn caught_up(s: &serde_json::Value) -> bool {
     let shards = s["shards"].as_array().unwrap();
     shards.len() == 2
-        && shards.iter().all(|sh| sh["replicas"].as_array().is_some_and(|r| r.len() == 1 && r[0]["lag"] == 0))
+        && shards
+            .iter()
+            .all(|sh| sh["replicas"].as_array().is_some_and(|r| r.len() == 2 && r.iter().all(|x| x["lag"] == 0)))
 }
 
 fn stat(home: &Path, collection: &str, field: &str) -> u64 {
@@ -74,16 +76,17 @@ fn stat(home: &Path, collection: &str, field: &str) -> u64 {
 fn a_node_applies_the_logs_and_catches_up_after_sigkill() {
     let nats = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
     let url = nats.url();
-    let (writer, holder) = (home(), home());
+    let (writer, holder, other) = (home(), home(), home());
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpora/sample");
     let (en, zh) = (sample.join("en"), sample.join("zh"));
 
-    ok(run(writer.path(), &["cluster", "create", "notes", "--shards", "2", "--nats", &url]));
+    ok(run(writer.path(), &["cluster", "create", "notes", "--shards", "2", "--replicas", "2", "--nats", &url]));
     let again = run(writer.path(), &["cluster", "create", "notes", "--nats", &url]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already has a collection"));
 
-    let mut n1 = node(holder.path(), &url);
-    wait_for(writer.path(), &url, "the node takes both shards", caught_up);
+    let mut n1 = node(holder.path(), &url, "n1");
+    let mut n2 = node(other.path(), &url, "n2");
+    wait_for(writer.path(), &url, "the nodes take both shards", caught_up);
     let out = ok(run(writer.path(), &["index", en.to_str().unwrap(), "-c", "notes", "--nats", &url]));
     assert!(out.contains("every replica applied them"), "{out}");
     let s = status(writer.path(), &url);
@@ -97,19 +100,23 @@ fn a_node_applies_the_logs_and_catches_up_after_sigkill() {
     ok(run(writer.path(), &["index", zh.to_str().unwrap(), "-c", "notes", "--nats", &url, "--no-wait"]));
     let behind = status(writer.path(), &url);
     assert!(!caught_up(&behind), "the killed node cannot have applied the new documents: {behind:#}");
-    let mut n1 = node(holder.path(), &url);
+    let mut n1 = node(holder.path(), &url, "n1");
     wait_for(writer.path(), &url, "the restarted node catches up", caught_up);
     // A graceful stop commits the indexes.
-    let stopped = Command::new("kill").args(["-TERM", &n1.id().to_string()]).status().unwrap();
-    assert!(stopped.success());
-    assert!(n1.wait().unwrap().success(), "the node did not stop cleanly on SIGTERM");
+    for n in [&mut n1, &mut n2] {
+        let stopped = Command::new("kill").args(["-TERM", &n.id().to_string()]).status().unwrap();
+        assert!(stopped.success());
+        assert!(n.wait().unwrap().success(), "a node did not stop cleanly on SIGTERM");
+    }
 
     // Every document exactly once across the shards: the chunks of a single-node collection.
     ok(run(writer.path(), &["index", en.to_str().unwrap(), zh.to_str().unwrap(), "-c", "local"]));
-    let docs = stat(holder.path(), "notes-shard0", "documents") + stat(holder.path(), "notes-shard1", "documents");
-    let chunks = stat(holder.path(), "notes-shard0", "chunks") + stat(holder.path(), "notes-shard1", "chunks");
-    assert_eq!(docs, stat(writer.path(), "local", "documents"));
-    assert_eq!(chunks, stat(writer.path(), "local", "chunks"));
+    for h in [&holder, &other] {
+        let docs = stat(h.path(), "notes-shard0", "documents") + stat(h.path(), "notes-shard1", "documents");
+        let chunks = stat(h.path(), "notes-shard0", "chunks") + stat(h.path(), "notes-shard1", "chunks");
+        assert_eq!(docs, stat(writer.path(), "local", "documents"));
+        assert_eq!(chunks, stat(writer.path(), "local", "chunks"));
+    }
     // The shards are searchable on the node.
     let hits = ok(run(holder.path(), &["search", "HNSW graph", "-c", "notes-shard0", "--json"]))
         + &ok(run(holder.path(), &["search", "HNSW graph", "-c", "notes-shard1", "--json"]));

@@ -38,7 +38,7 @@ pub struct ShardLog {
 
 impl ShardLog {
     /// Opens the collection's shard streams, creating those that do not exist (file storage,
-    /// `spec.replicas` copies).
+    /// `spec.log_replicas` copies).
     pub async fn open(js: &Context, spec: &CollectionSpec) -> Result<Self> {
         spec.validate()?;
         for shard in 0..spec.shards {
@@ -46,7 +46,7 @@ impl ShardLog {
                 name: stream_name(&spec.name, shard),
                 subjects: vec![subject(&spec.name, shard)],
                 storage: stream::StorageType::File,
-                num_replicas: spec.replicas,
+                num_replicas: spec.log_replicas,
                 duplicate_window: DUPLICATE_WINDOW,
                 ..Default::default()
             };

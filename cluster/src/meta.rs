@@ -24,6 +24,9 @@ pub const NODE_TTL: Duration = Duration::from_secs(15);
 /// Most shards a collection may have.
 pub const MAX_SHARDS: u32 = 256;
 
+/// Most node replicas a shard may have.
+pub const MAX_REPLICAS: usize = 16;
+
 /// A clustered collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionSpec {
@@ -31,9 +34,11 @@ pub struct CollectionSpec {
     pub name: String,
     /// How many shards its documents are hashed over.
     pub shards: u32,
-    /// Copies of each shard's stream JetStream keeps (1 on a single server, 3 on a 3-server
-    /// cluster), and the number of node replicas each shard should have.
+    /// Nodes that hold a replica of each shard (each a full local copy that applies the log).
     pub replicas: usize,
+    /// Copies of each shard's log JetStream keeps (1 on a single server, 3 on a 3-server
+    /// cluster).
+    pub log_replicas: usize,
     /// The encoder whose vectors the log carries: every node must load this one.
     pub encoder: EncoderInfo,
     /// How documents are chunked before embedding.
@@ -50,8 +55,11 @@ impl CollectionSpec {
         if self.shards == 0 || self.shards > MAX_SHARDS {
             return bad(format!("{} shards: use 1 to {MAX_SHARDS}", self.shards));
         }
-        if self.replicas == 0 || self.replicas > 5 {
-            return bad(format!("replication factor {}: JetStream allows 1 to 5", self.replicas));
+        if self.replicas == 0 || self.replicas > MAX_REPLICAS {
+            return bad(format!("{} replicas per shard: use 1 to {MAX_REPLICAS}", self.replicas));
+        }
+        if self.log_replicas == 0 || self.log_replicas > 5 {
+            return bad(format!("{} copies of the log: JetStream keeps 1 to 5", self.log_replicas));
         }
         Ok(())
     }
@@ -160,18 +168,68 @@ impl Meta {
                 return Ok(());
             }
             nodes.push(node.to_string());
-            let written = match revision {
-                Some(r) => self.replicas.update(key.as_str(), to_json(&nodes), r).await.map_err(|e| e.kind()),
-                None => self.replicas.create(key.as_str(), to_json(&nodes)).await.map_err(|e| match e.kind() {
-                    CreateErrorKind::AlreadyExists => UpdateErrorKind::WrongLastRevision,
-                    _ => UpdateErrorKind::Other,
-                }),
+            if self.write_replicas(&key, &nodes, revision).await? {
+                return Ok(());
+            } // else another writer won: read again
+        }
+    }
+
+    /// Claims a replica of `shard` for `node` when fewer than `max` nodes are listed for it,
+    /// or, when the list is full, fewer than `max` of them are `live` (the dead ones then give
+    /// up their places; a holder is only judged when its place is needed, so a node that has
+    /// not beaten its first heartbeat yet keeps its claim). Returns
+    /// whether `node` holds the replica (already, or now). Concurrent claims are serialised by
+    /// the bucket's revision check, so a shard never gets more than `max` live holders.
+    pub async fn claim_replica(
+        &self,
+        collection: &str,
+        shard: u32,
+        node: &str,
+        live: &[String],
+        max: usize,
+    ) -> Result<bool> {
+        let key = replica_key(collection, shard);
+        loop {
+            let entry = self.replicas.entry(key.as_str()).await.map_err(|e| Error::nats("read replicas", e))?;
+            let (nodes, revision): (Vec<String>, Option<u64>) = match entry {
+                Some(e) if e.operation == kv::Operation::Put => {
+                    (from_json(REPLICAS, e.revision, &e.value)?, Some(e.revision))
+                }
+                Some(e) => (Vec::new(), Some(e.revision)),
+                None => (Vec::new(), None),
             };
-            match written {
-                Ok(_) => return Ok(()),
-                Err(UpdateErrorKind::WrongLastRevision) => continue, // another writer won: retry
-                Err(kind) => return Err(Error::nats("write replicas", kind)),
+            if nodes.iter().any(|n| n == node) {
+                return Ok(true);
             }
+            let mut holders = nodes;
+            if holders.len() >= max {
+                holders.retain(|n| live.contains(n));
+            }
+            if holders.len() >= max {
+                return Ok(false);
+            }
+            holders.push(node.to_string());
+            match self.write_replicas(&key, &holders, revision).await? {
+                true => return Ok(true),
+                false => continue, // another writer won: read again
+            }
+        }
+    }
+
+    /// Writes a shard's holder list if its revision is still `revision`; `false` when another
+    /// writer came first.
+    async fn write_replicas(&self, key: &str, nodes: &[String], revision: Option<u64>) -> Result<bool> {
+        let written = match revision {
+            Some(r) => self.replicas.update(key, to_json(&nodes), r).await.map_err(|e| e.kind()),
+            None => self.replicas.create(key, to_json(&nodes)).await.map_err(|e| match e.kind() {
+                CreateErrorKind::AlreadyExists => UpdateErrorKind::WrongLastRevision,
+                _ => UpdateErrorKind::Other,
+            }),
+        };
+        match written {
+            Ok(_) => Ok(true),
+            Err(UpdateErrorKind::WrongLastRevision) => Ok(false),
+            Err(kind) => Err(Error::nats("write replicas", kind)),
         }
     }
 

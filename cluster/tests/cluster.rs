@@ -61,6 +61,7 @@ fn spec(name: &str, shards: u32) -> CollectionSpec {
         name: name.into(),
         shards,
         replicas: 1,
+        log_replicas: 1,
         encoder: EncoderInfo::of(encoder()).unwrap(),
         chunking: ChunkParams::for_encoder(encoder()),
         created_at: 0,
@@ -86,6 +87,10 @@ async fn metadata_lives_in_the_cluster() {
     assert_eq!(meta.collection("notes").await.unwrap(), s);
     assert!(matches!(meta.collection("absent").await, Err(Error::NoSuchCollection(_))));
     assert!(matches!(meta.create_collection(&spec("zero", 0)).await, Err(Error::BadSpec { .. })));
+    assert!(matches!(
+        meta.create_collection(&CollectionSpec { log_replicas: 7, ..spec("seven", 1) }).await,
+        Err(Error::BadSpec { .. })
+    ));
     assert!(matches!(meta.create_collection(&spec("../x", 1)).await, Err(Error::Index(_))));
     assert_eq!(meta.collections().await.unwrap(), vec![s.clone()]);
 
@@ -95,6 +100,13 @@ async fn metadata_lives_in_the_cluster() {
     meta.add_replica("notes", 1, "n2").await.unwrap();
     assert_eq!(meta.replicas_of("notes", 1).await.unwrap(), vec!["n1", "n2"]);
     assert!(meta.replicas_of("notes", 0).await.unwrap().is_empty());
+    // Claims: at most `max` live holders; a dead holder's place is taken.
+    let live = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(meta.claim_replica("notes", 2, "a", &live(&["a", "b"]), 1).await.unwrap());
+    assert!(meta.claim_replica("notes", 2, "a", &live(&["a", "b"]), 1).await.unwrap(), "a holder keeps its claim");
+    assert!(!meta.claim_replica("notes", 2, "b", &live(&["a", "b"]), 1).await.unwrap(), "the shard is full");
+    assert!(meta.claim_replica("notes", 2, "b", &live(&["b"]), 1).await.unwrap(), "a is dead: b takes over");
+    assert_eq!(meta.replicas_of("notes", 2).await.unwrap(), vec!["b"]);
 
     // Nodes register with a heartbeat (the bucket's max_age drops the silent ones).
     let node = NodeInfo { id: "n1".into(), api: None, shards: vec![("notes".into(), 1)], heartbeat_at: 1 };
