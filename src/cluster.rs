@@ -276,18 +276,24 @@ impl Sink for LogSink {
     }
 
     fn store(&self, changes: &[Change]) -> sousuo_indexer::Result<()> {
-        for change in changes {
-            let msg_id = match change {
-                Change::Upsert { doc, .. } => format!("{}@{}", doc.id, doc.content_hash),
-                Change::Delete { doc_id } => format!("{doc_id}@deleted@{}", now_secs()),
-            };
-            let appended = self
-                .handle
-                .block_on(self.log.append(change, &msg_id))
-                .map_err(|e| sousuo_indexer::Error::Sink { reason: e.to_string() })?;
-            if let Ok(mut last) = self.last.lock() {
-                let seq = last.entry(appended.shard).or_default();
-                *seq = (*seq).max(appended.seq);
+        let batch: Vec<(Change, String)> = changes
+            .iter()
+            .map(|change| {
+                let msg_id = match change {
+                    Change::Upsert { doc, .. } => format!("{}@{}", doc.id, doc.content_hash),
+                    Change::Delete { doc_id } => format!("{doc_id}@deleted@{}", now_secs()),
+                };
+                (change.clone(), msg_id)
+            })
+            .collect();
+        let appended = self
+            .handle
+            .block_on(self.log.append_all(&batch))
+            .map_err(|e| sousuo_indexer::Error::Sink { reason: e.to_string() })?;
+        if let Ok(mut last) = self.last.lock() {
+            for a in appended {
+                let seq = last.entry(a.shard).or_default();
+                *seq = (*seq).max(a.seq);
             }
         }
         Ok(())

@@ -10,6 +10,7 @@ use crate::meta::CollectionSpec;
 use crate::shard::{shard_of, stream_name, subject};
 use crate::{Error, Result};
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::stream::{self, Stream};
 use async_nats::jetstream::Context;
 use sousuo_indexer::store::Change;
@@ -27,6 +28,11 @@ pub struct Appended {
     pub seq: u64,
     /// The message id had been stored already (a retry): nothing new was appended.
     pub duplicate: bool,
+}
+
+async fn stored(shard: u32, ack: PublishAckFuture) -> Result<Appended> {
+    let ack = ack.await.map_err(|e| Error::nats("store", e))?;
+    Ok(Appended { shard, seq: ack.sequence, duplicate: ack.duplicate })
 }
 
 /// The shard streams of one collection.
@@ -63,6 +69,27 @@ impl ShardLog {
     /// Appends `change` to its document's shard under message id `msg_id` and waits until
     /// JetStream has stored it.
     pub async fn append(&self, change: &Change, msg_id: &str) -> Result<Appended> {
+        let (shard, ack) = self.publish(change, msg_id).await?;
+        stored(shard, ack).await
+    }
+
+    /// Appends several changes (each with its message id), all published before any
+    /// acknowledgement is awaited, so a batch costs about one round trip; returns once
+    /// JetStream has stored every one. Changes to one shard are stored in the order given.
+    pub async fn append_all(&self, changes: &[(Change, String)]) -> Result<Vec<Appended>> {
+        let mut pending = Vec::with_capacity(changes.len());
+        for (change, msg_id) in changes {
+            pending.push(self.publish(change, msg_id).await?);
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for (shard, ack) in pending {
+            out.push(stored(shard, ack).await?);
+        }
+        Ok(out)
+    }
+
+    /// Sends `change` to its shard; the future resolves when JetStream has stored it.
+    async fn publish(&self, change: &Change, msg_id: &str) -> Result<(u32, PublishAckFuture)> {
         let doc_id = match change {
             Change::Upsert { doc, .. } => &doc.id,
             Change::Delete { doc_id } => doc_id,
@@ -79,10 +106,8 @@ impl ShardLog {
             .js
             .publish_with_headers(subject(&self.spec.name, shard), headers, payload.into())
             .await
-            .map_err(|e| Error::nats("publish", e))?
-            .await
-            .map_err(|e| Error::nats("store", e))?;
-        Ok(Appended { shard, seq: ack.sequence, duplicate: ack.duplicate })
+            .map_err(|e| Error::nats("publish", e))?;
+        Ok((shard, ack))
     }
 
     /// A shard's stream.

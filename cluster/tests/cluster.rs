@@ -147,6 +147,20 @@ async fn replicas_apply_the_shard_log_exactly_once() {
         assert_eq!(a.seq, per_shard[a.shard as usize], "each shard's log counts from 1");
     }
     assert!(per_shard.iter().all(|&c| c > 0), "{per_shard:?}");
+    // A batch: published together, stored in order, deduplicated by id like single appends.
+    let batch: Vec<(Change, String)> = (n..n + 4).map(|i| (upsert(i, 1), format!("doc-{i}-v1"))).collect();
+    let mut again_batch = batch.clone();
+    again_batch.push((upsert(0, 1), "doc-0-v1".into()));
+    let stored = log.append_all(&again_batch).await.unwrap();
+    for (a, i) in stored.iter().zip(n..) {
+        if i < n + 4 {
+            assert!(!a.duplicate);
+            per_shard[a.shard as usize] += 1;
+            assert_eq!(a.seq, per_shard[a.shard as usize]);
+        }
+    }
+    assert!(stored[4].duplicate, "doc-0-v1 was stored already");
+    let n = n + 4;
     // A retried publish (same message id) is stored once.
     let again = log.append(&upsert(0, 1), "doc-0-v1").await.unwrap();
     assert!(again.duplicate);
