@@ -216,14 +216,19 @@ async fn discover(js: &sousuo_cluster::Context, meta: &Meta, id: &str, data: &Pa
         }
     }
     for spec in specs {
-        let log = ShardLog::open(js, &spec).await?;
+        // Opened only when a shard is to be taken: most rounds take none.
+        let mut log = None;
         for shard in 0..spec.shards {
             if held.contains_key(&(spec.name.clone(), shard))
                 || !meta.claim_replica(&spec.name, shard, id, &live, spec.replicas).await?
             {
                 continue;
             }
-            let replica = Replica::open(&log, shard, id, data).await?;
+            let log = match &mut log {
+                Some(log) => log,
+                None => log.insert(ShardLog::open(js, &spec).await?),
+            };
+            let replica = Replica::open(log, shard, id, data).await?;
             tracing::info!(collection = %spec.name, shard, "holding a replica");
             let (stop_tx, stop) = watch::channel(false);
             let task = tokio::spawn(apply_loop(Arc::new(replica), stop));
@@ -276,19 +281,16 @@ impl Sink for LogSink {
     }
 
     fn store(&self, changes: &[Change]) -> sousuo_indexer::Result<()> {
-        let batch: Vec<(Change, String)> = changes
-            .iter()
-            .map(|change| {
-                let msg_id = match change {
-                    Change::Upsert { doc, .. } => format!("{}@{}", doc.id, doc.content_hash),
-                    Change::Delete { doc_id } => format!("{doc_id}@deleted@{}", now_secs()),
-                };
-                (change.clone(), msg_id)
-            })
-            .collect();
+        let batch = changes.iter().map(|change| {
+            let msg_id = match change {
+                Change::Upsert { doc, .. } => format!("{}@{}", doc.id, doc.content_hash),
+                Change::Delete { doc_id } => format!("{doc_id}@deleted@{}", now_secs()),
+            };
+            (change, msg_id)
+        });
         let appended = self
             .handle
-            .block_on(self.log.append_all(&batch))
+            .block_on(self.log.append_all(batch))
             .map_err(|e| sousuo_indexer::Error::Sink { reason: e.to_string() })?;
         if let Ok(mut last) = self.last.lock() {
             for a in appended {

@@ -76,10 +76,13 @@ impl ShardLog {
     /// Appends several changes (each with its message id), all published before any
     /// acknowledgement is awaited, so a batch costs about one round trip; returns once
     /// JetStream has stored every one. Changes to one shard are stored in the order given.
-    pub async fn append_all(&self, changes: &[(Change, String)]) -> Result<Vec<Appended>> {
-        let mut pending = Vec::with_capacity(changes.len());
+    pub async fn append_all<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a Change, String)>,
+    ) -> Result<Vec<Appended>> {
+        let mut pending = Vec::new();
         for (change, msg_id) in changes {
-            pending.push(self.publish(change, msg_id).await?);
+            pending.push(self.publish(change, &msg_id).await?);
         }
         let mut out = Vec::with_capacity(pending.len());
         for (shard, ack) in pending {

@@ -127,11 +127,7 @@ impl Meta {
 
     /// Every collection's spec, by name.
     pub async fn collections(&self) -> Result<Vec<CollectionSpec>> {
-        let mut names: Vec<String> = match self.collections.keys().await {
-            Ok(keys) => keys.try_collect().await.map_err(|e| Error::nats("list collections", e))?,
-            Err(e) => return Err(Error::nats("list collections", e)),
-        };
-        names.sort();
+        let names = sorted_keys(&self.collections, "list collections").await?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             match self.collection(&name).await {
@@ -149,29 +145,6 @@ impl Meta {
             self.replicas.purge(replica_key(&spec.name, shard)).await.map_err(|e| Error::nats("drop replicas", e))?;
         }
         self.collections.purge(&spec.name).await.map_err(|e| Error::nats("drop collection", e))
-    }
-
-    /// Records that `node` holds a replica of `shard` (idempotent; concurrent writers are
-    /// serialised by the bucket's revision check).
-    pub async fn add_replica(&self, collection: &str, shard: u32, node: &str) -> Result<()> {
-        let key = replica_key(collection, shard);
-        loop {
-            let entry = self.replicas.entry(key.as_str()).await.map_err(|e| Error::nats("read replicas", e))?;
-            let (mut nodes, revision): (Vec<String>, Option<u64>) = match entry {
-                Some(e) if e.operation == kv::Operation::Put => {
-                    (from_json(REPLICAS, e.revision, &e.value)?, Some(e.revision))
-                }
-                Some(e) => (Vec::new(), Some(e.revision)),
-                None => (Vec::new(), None),
-            };
-            if nodes.iter().any(|n| n == node) {
-                return Ok(());
-            }
-            nodes.push(node.to_string());
-            if self.write_replicas(&key, &nodes, revision).await? {
-                return Ok(());
-            } // else another writer won: read again
-        }
     }
 
     /// Claims a replica of `shard` for `node` when fewer than `max` nodes are listed for it,
@@ -251,11 +224,7 @@ impl Meta {
 
     /// The live nodes: those whose last heartbeat is younger than [`NODE_TTL`].
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
-        let mut ids: Vec<String> = match self.nodes.keys().await {
-            Ok(keys) => keys.try_collect().await.map_err(|e| Error::nats("list nodes", e))?,
-            Err(e) => return Err(Error::nats("list nodes", e)),
-        };
-        ids.sort();
+        let ids = sorted_keys(&self.nodes, "list nodes").await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(e) = self.nodes.entry(id.as_str()).await.map_err(|e| Error::nats("read node", e))? {
@@ -266,6 +235,14 @@ impl Meta {
         }
         Ok(out)
     }
+}
+
+/// The keys of a bucket, sorted.
+async fn sorted_keys(bucket: &kv::Store, op: &'static str) -> Result<Vec<String>> {
+    let keys = bucket.keys().await.map_err(|e| Error::nats(op, e))?;
+    let mut keys: Vec<String> = keys.try_collect().await.map_err(|e| Error::nats(op, e))?;
+    keys.sort();
+    Ok(keys)
 }
 
 fn replica_key(collection: &str, shard: u32) -> String {

@@ -94,10 +94,11 @@ async fn metadata_lives_in_the_cluster() {
     assert!(matches!(meta.create_collection(&spec("../x", 1)).await, Err(Error::Index(_))));
     assert_eq!(meta.collections().await.unwrap(), vec![s.clone()]);
 
-    // Replica assignments: idempotent, several nodes per shard.
-    meta.add_replica("notes", 1, "n1").await.unwrap();
-    meta.add_replica("notes", 1, "n1").await.unwrap();
-    meta.add_replica("notes", 1, "n2").await.unwrap();
+    // Replica claims: idempotent, several nodes per shard.
+    let all = ["n1".to_string(), "n2".to_string()];
+    assert!(meta.claim_replica("notes", 1, "n1", &all, 2).await.unwrap());
+    assert!(meta.claim_replica("notes", 1, "n1", &all, 2).await.unwrap());
+    assert!(meta.claim_replica("notes", 1, "n2", &all, 2).await.unwrap());
     assert_eq!(meta.replicas_of("notes", 1).await.unwrap(), vec!["n1", "n2"]);
     assert!(meta.replicas_of("notes", 0).await.unwrap().is_empty());
     // Claims: at most `max` live holders; a dead holder's place is taken.
@@ -151,7 +152,7 @@ async fn replicas_apply_the_shard_log_exactly_once() {
     let batch: Vec<(Change, String)> = (n..n + 4).map(|i| (upsert(i, 1), format!("doc-{i}-v1"))).collect();
     let mut again_batch = batch.clone();
     again_batch.push((upsert(0, 1), "doc-0-v1".into()));
-    let stored = log.append_all(&again_batch).await.unwrap();
+    let stored = log.append_all(again_batch.iter().map(|(c, id)| (c, id.clone()))).await.unwrap();
     for (a, i) in stored.iter().zip(n..) {
         if i < n + 4 {
             assert!(!a.duplicate);
