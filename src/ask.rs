@@ -1,7 +1,6 @@
 //! `sousuo ask` and `sousuo bench answer`.
 
 use crate::cli::{AskArgs, BenchAnswerArgs, Global};
-use crate::collections::open;
 use crate::paths::{load_decoder, load_encoder};
 use crate::util::{human_bytes, peak_rss_bytes};
 use anyhow::{bail, Context, Result};
@@ -24,7 +23,7 @@ pub fn ask(g: &Global, args: AskArgs) -> Result<()> {
     };
     let filter = Filter::parse(&args.filter)?;
     let encoder = load_encoder(g, EncoderOptions::default())?;
-    let collection = open(g, &args.collection, &encoder, None)?;
+    let target = crate::remote::Target::open(g, &args.collection, &encoder, args.nats.as_deref())?;
     let decoder = if args.extractive { None } else { Some(load_decoder(g, &args.decoder, 4)?) };
     let p = AnswerParams {
         search: SearchParams { limit: args.passages.clamp(1, 20), filter, ..SearchParams::default() },
@@ -40,7 +39,7 @@ pub fn ask(g: &Global, args: AskArgs) -> Result<()> {
     };
     let stream = !args.json;
     let mut out = std::io::stdout();
-    let a = answer(&collection, &encoder, decoder.as_ref(), &args.question, &p, &mut |e| {
+    let a = answer(target.retriever(), &encoder, decoder.as_ref(), &args.question, &p, &mut |e| {
         if !stream {
             return;
         }

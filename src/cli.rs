@@ -64,6 +64,9 @@ pub enum Command {
         collection: String,
         #[arg(required = true)]
         ids: Vec<String>,
+        /// A clustered collection on these NATS servers: the deletions go to its shard logs.
+        #[arg(long)]
+        nats: Option<String>,
     },
     /// Rebuild a collection's vector graph without deleted entries.
     Compact {
@@ -81,6 +84,9 @@ pub enum Command {
         collection: String,
         #[arg(long)]
         json: bool,
+        /// A clustered collection on these NATS servers: counts summed over its shards.
+        #[arg(long)]
+        nats: Option<String>,
     },
     /// List the collections.
     Collections {
@@ -248,6 +254,12 @@ pub struct SearchArgs {
     pub json: bool,
     #[command(flatten)]
     pub retrieval: RetrievalArgs,
+    /// A clustered collection on these NATS servers, searched by scatter-gather.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// With --nats: fail rather than answer without a shard that no replica answers for.
+    #[arg(long)]
+    pub complete: bool,
 }
 
 /// The retrieval modes `eval` measures.
@@ -291,6 +303,13 @@ pub struct EvalArgs {
     /// Also try a grid of fusion settings (RRF k, convex weights) for the hybrid mode.
     #[arg(long)]
     pub sweep: bool,
+    /// Evaluate a temporary clustered collection on these NATS servers (running nodes hold
+    /// its shards) instead of a local one.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// With --nats: the temporary collection's shard count.
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -445,6 +464,9 @@ pub struct AskArgs {
     pub filter: Vec<String>,
     #[command(flatten)]
     pub decoder: DecoderArgs,
+    /// A clustered collection on these NATS servers (retrieval by scatter-gather).
+    #[arg(long)]
+    pub nats: Option<String>,
 }
 
 #[derive(Args)]

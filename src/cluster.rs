@@ -1,26 +1,25 @@
 //! The binary's side of the cluster (docs/cluster.md): `sousuo cluster create|status|drop`,
-//! `sousuo node` (holds and applies shard replicas), and `index --nats` (documents parsed,
-//! chunked and embedded here, appended to the shard logs).
+//! and `sousuo node` (holds and applies shard replicas, and answers their searches once caught
+//! up). The other commands' `--nats` variants are in `remote.rs`.
 
-use crate::cli::{ClusterCommand, Global, IndexArgs, NatsArgs, NodeArgs};
+use crate::cli::{ClusterCommand, Global, NatsArgs, NodeArgs};
 use crate::paths::{data_dir, load_encoder};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use sousuo_cluster::meta::NodeInfo;
 use sousuo_cluster::replica::Replica;
+use sousuo_cluster::serve::serve;
 use sousuo_cluster::{connect, CollectionSpec, Meta, ShardLog};
 use sousuo_common::now_secs;
 use sousuo_encoder::EncoderOptions;
-use sousuo_indexer::formats::JsonFields;
-use sousuo_indexer::store::Change;
-use sousuo_indexer::{index_into, ChunkParams, EncoderInfo, IndexOptions, Progress, Sink};
+use sousuo_indexer::{ChunkParams, EncoderInfo};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
@@ -231,7 +230,7 @@ async fn discover(js: &sousuo_cluster::Context, meta: &Meta, id: &str, data: &Pa
             let replica = Replica::open(log, shard, id, data).await?;
             tracing::info!(collection = %spec.name, shard, "holding a replica");
             let (stop_tx, stop) = watch::channel(false);
-            let task = tokio::spawn(apply_loop(Arc::new(replica), stop));
+            let task = tokio::spawn(apply_loop(Arc::new(replica), js.client(), spec.name.clone(), stop));
             held.insert((spec.name.clone(), shard), (task, stop_tx));
         }
     }
@@ -239,10 +238,24 @@ async fn discover(js: &sousuo_cluster::Context, meta: &Meta, id: &str, data: &Pa
 }
 
 /// Applies a shard's log as it grows; commits (BM25, graph) within 2 s of a change, and on stop.
-async fn apply_loop(replica: Arc<Replica>, stop: watch::Receiver<bool>) {
+/// Once it has caught up with the log, the replica also answers its shard's searches.
+async fn apply_loop(replica: Arc<Replica>, client: sousuo_cluster::Client, name: String, stop: watch::Receiver<bool>) {
     let mut dirty = false;
     let mut last_commit = Instant::now();
+    let mut serving = None;
     while !*stop.borrow() {
+        if serving.is_none() && replica.lag().await.is_ok_and(|lag| lag == 0) && replica.commit().await.is_ok() {
+            let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let (collection, shard) = (replica.collection().clone(), replica.shard());
+            tracing::info!(collection = %name, shard, "caught up: answering searches");
+            let serving_stop = stop.clone();
+            let (client, name) = (client.clone(), name.clone());
+            serving = Some(tokio::spawn(async move {
+                if let Err(e) = serve(client, collection, name, shard, parallel, serving_stop).await {
+                    tracing::error!(shard, "cannot answer searches: {e}");
+                }
+            }));
+        }
         match replica.step(Duration::from_secs(1)).await {
             Ok(s) => dirty |= s.applied > 0,
             Err(e) => {
@@ -257,141 +270,10 @@ async fn apply_loop(replica: Arc<Replica>, stop: watch::Receiver<bool>) {
             }
         }
     }
+    if let Some(task) = serving {
+        let _ = task.await;
+    }
     if let Err(e) = replica.commit().await {
         tracing::warn!(shard = replica.shard(), "final commit failed: {e}");
     }
-}
-
-/// An index run's sink: each change appended to its shard's log (stored when this returns).
-struct LogSink {
-    log: ShardLog,
-    handle: tokio::runtime::Handle,
-    chunking: ChunkParams,
-    /// Per shard, the last sequence appended by this run.
-    last: Mutex<BTreeMap<u32, u64>>,
-}
-
-impl Sink for LogSink {
-    fn chunking(&self) -> ChunkParams {
-        self.chunking
-    }
-
-    fn stored_hash(&self, _id: &str) -> sousuo_indexer::Result<Option<String>> {
-        Ok(None) // the replicas know; every document is appended (a same-version retry is deduplicated)
-    }
-
-    fn store(&self, changes: &[Change]) -> sousuo_indexer::Result<()> {
-        let batch = changes.iter().map(|change| {
-            let msg_id = match change {
-                Change::Upsert { doc, .. } => format!("{}@{}", doc.id, doc.content_hash),
-                Change::Delete { doc_id } => format!("{doc_id}@deleted@{}", now_secs()),
-            };
-            (change, msg_id)
-        });
-        let appended = self
-            .handle
-            .block_on(self.log.append_all(batch))
-            .map_err(|e| sousuo_indexer::Error::Sink { reason: e.to_string() })?;
-        if let Ok(mut last) = self.last.lock() {
-            for a in appended {
-                let seq = last.entry(a.shard).or_default();
-                *seq = (*seq).max(a.seq);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `index PATH -c NAME --nats URL`: parse, chunk and embed here, append to the shard logs, then
-/// (unless `--no-wait`) wait until every replica has applied what was appended.
-pub fn index(g: &Global, args: &IndexArgs, nats: &str) -> Result<()> {
-    let encoder = load_encoder(g, EncoderOptions::default())?;
-    let rt = runtime()?;
-    let (js, meta, spec) = rt.block_on(async {
-        let js = connect(nats).await?;
-        let meta = Meta::open(&js, 1).await?;
-        let spec = meta.collection(&args.collection).await?;
-        anyhow::Ok((js, meta, spec))
-    })?;
-    let info = EncoderInfo::of(&encoder)?;
-    if info != spec.encoder {
-        bail!(
-            "cluster collection {:?} is built with encoder {} ({}, dim {}); this process loaded {} ({}, dim {})",
-            spec.name,
-            spec.encoder.name,
-            spec.encoder.precision,
-            spec.encoder.dim,
-            info.name,
-            info.precision,
-            info.dim
-        );
-    }
-    let log = rt.block_on(ShardLog::open(&js, &spec))?;
-    let sink =
-        LogSink { log: log.clone(), handle: rt.handle().clone(), chunking: spec.chunking, last: Mutex::default() };
-    let options = IndexOptions {
-        fields: JsonFields {
-            id: args.id_field.clone(),
-            title: args.title_field.clone(),
-            text: args.text_field.clone(),
-        },
-        sync: false,
-    };
-    let bar = crate::util::progress(0, "docs");
-    let on = |p: Progress| match p {
-        Progress::Planned { estimated_docs, .. } => bar.set_length(estimated_docs as u64),
-        Progress::Seen { docs } => bar.set_position(docs as u64),
-        Progress::Warning(w) => bar.suspend(|| tracing::warn!("{w}")),
-        Progress::Error(e) => bar.suspend(|| tracing::error!("{e}")),
-        _ => {}
-    };
-    let summary = index_into(&sink, &encoder, &args.paths, &options, &on)?;
-    bar.finish_and_clear();
-    println!(
-        "appended {} documents ({} chunks) to {:?}'s shard logs in {:.1} s; {} errors",
-        summary.documents_indexed,
-        summary.chunks_embedded,
-        spec.name,
-        summary.seconds,
-        summary.errors.len()
-    );
-    if args.no_wait {
-        return Ok(());
-    }
-    let targets = sink.last.into_inner().unwrap_or_default();
-    rt.block_on(wait_for_replicas(&meta, &log, &spec, &targets))
-}
-
-/// Waits until every replica of every shard written to has acknowledged its last change.
-async fn wait_for_replicas(
-    meta: &Meta,
-    log: &ShardLog,
-    spec: &CollectionSpec,
-    targets: &BTreeMap<u32, u64>,
-) -> Result<()> {
-    let started = Instant::now();
-    for (&shard, &target) in targets {
-        let nodes = meta.replicas_of(&spec.name, shard).await?;
-        if nodes.is_empty() {
-            eprintln!("shard {shard} has no replica yet: its log holds the documents until a node takes it");
-            continue;
-        }
-        for node in nodes {
-            loop {
-                if log.acknowledged(shard, &node).await?.is_some_and(|a| a >= target) {
-                    break;
-                }
-                if !meta.nodes().await?.iter().any(|n| n.id == node) {
-                    eprintln!("replica {node} of shard {shard} is down: it catches up from the log when it returns");
-                    break;
-                }
-                if started.elapsed() > Duration::from_secs(600) {
-                    bail!("replica {node} of shard {shard} has not applied sequence {target} after 10 minutes (is it running? `sousuo cluster status`)");
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    println!("every replica applied them ({:.1} s)", started.elapsed().as_secs_f64());
-    Ok(())
 }

@@ -27,7 +27,17 @@ pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
         if args.sync || args.commit_log.is_some() {
             bail!("--sync and --commit-log are for local collections, not with --nats");
         }
-        return crate::cluster::index(g, &args, nats);
+        let encoder = load_encoder(g, EncoderOptions::default())?;
+        let options = IndexOptions {
+            fields: JsonFields {
+                id: args.id_field.clone(),
+                title: args.title_field.clone(),
+                text: args.text_field.clone(),
+            },
+            sync: false,
+        };
+        crate::remote::Remote::open(nats, &args.collection)?.index(&encoder, &args.paths, &options, args.no_wait)?;
+        return Ok(());
     }
     let encoder = load_encoder(g, EncoderOptions::default())?;
     let default = ChunkParams::for_encoder(&encoder);

@@ -10,6 +10,7 @@ mod collections;
 mod embed;
 mod models;
 mod paths;
+mod remote;
 mod search;
 mod serve;
 mod util;
@@ -45,10 +46,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Embed(args) => embed::run(g, args),
         Command::Index(args) => collections::index(g, args),
-        Command::Delete { collection, ids } => collections::delete(g, &collection, &ids),
+        Command::Delete { collection, ids, nats: Some(nats) } => remote::Remote::open(&nats, &collection)?.delete(&ids),
+        Command::Delete { collection, ids, nats: None } => collections::delete(g, &collection, &ids),
         Command::Compact { collection } => collections::compact(g, &collection),
         Command::Reindex { collection } => collections::reindex(g, &collection),
-        Command::Stats { collection, json } => collections::stats(g, &collection, json),
+        Command::Stats { collection, json, nats: Some(nats) } => remote::stats(&nats, &collection, json),
+        Command::Stats { collection, json, nats: None } => collections::stats(g, &collection, json),
         Command::Collections { json } => collections::list(g, json),
         Command::Search(args) => search::search(g, args),
         Command::Eval(args) => search::eval(g, args),

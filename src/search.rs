@@ -4,11 +4,14 @@ use crate::cli::{DemoArgs, EvalArgs, Global, RetrievalArgs, SearchArgs};
 use crate::collections::open;
 use crate::paths::PINNED;
 use crate::paths::{ensure_model, load_encoder};
+use crate::remote::{warn_missing, Target, Temporary};
 use anyhow::{bail, Result};
+use sousuo_encoder::Encoder;
 use sousuo_encoder::EncoderOptions;
 use sousuo_indexer::{index_paths, ChunkParams, IndexOptions, Progress};
-use sousuo_query::beir::load_judged;
+use sousuo_query::beir::{load_judged, Judged};
 use sousuo_query::eval::{evaluate, ModeReport};
+use sousuo_query::Retriever;
 use sousuo_query::{search as run_search, Filter, Fusion, Mode, SearchParams, DEFAULT_FUSION};
 use std::time::Instant;
 
@@ -32,15 +35,17 @@ pub fn search(g: &Global, args: SearchArgs) -> Result<()> {
         bail!("the query is empty: type some words to search for");
     }
     let encoder = load_encoder(g, EncoderOptions::default())?;
-    let collection = open(g, &args.collection, &encoder, None)?;
+    let target = Target::open(g, &args.collection, &encoder, args.nats.as_deref())?;
     let p = SearchParams {
         limit: args.limit,
         offset: args.offset,
         syntax: args.syntax,
         filter,
+        complete: args.complete,
         ..params(&args.retrieval, mode)
     };
-    let results = run_search(&collection, &encoder, &args.query, &p)?;
+    let results = target.retriever().search(&encoder, &args.query, &p)?;
+    warn_missing(&results.missing_shards);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
         return Ok(());
@@ -99,6 +104,9 @@ pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
         judged.queries.truncate(n);
     }
     let encoder = load_encoder(g, EncoderOptions::default())?;
+    if let Some(nats) = &args.nats {
+        return eval_cluster(&args, nats, &encoder, &judged);
+    }
     let tmp;
     let (collection, name) = match &args.collection {
         Some(name) => (open(g, name, &encoder, Some(ChunkParams::for_encoder(&encoder)))?, name.clone()),
@@ -126,11 +134,28 @@ pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
         "collection {name}: {} documents ({} embedded now, {:.0} s)",
         summary.documents_seen, summary.documents_indexed, summary.seconds
     );
+    report(&args, &name, &collection, &encoder, &judged)
+}
+
+/// `eval --nats`: the corpus in a temporary clustered collection of `--shards` shards, held by
+/// the running nodes, evaluated by scatter-gather.
+fn eval_cluster(args: &EvalArgs, nats: &str, encoder: &Encoder, judged: &Judged) -> Result<()> {
+    let name = crate::remote::temporary_name("eval");
+    let tmp = Temporary::create(nats, &name, args.shards.max(1), encoder)?;
+    tmp.0.wait_for_holders(std::time::Duration::from_secs(60))?;
+    let summary = tmp.0.index(encoder, &[args.beir.join("corpus.jsonl")], &IndexOptions::default(), false)?;
+    eprintln!("collection {name}: {} documents in {} shards", summary.documents_seen, args.shards);
+    let label = format!("{name} ({} shards)", args.shards);
+    report(args, &label, &tmp.0.collection, encoder, judged)
+}
+
+/// Evaluates each asked mode (and the sweep) on `collection` and prints the table or JSON.
+fn report(args: &EvalArgs, name: &str, collection: &dyn Retriever, encoder: &Encoder, judged: &Judged) -> Result<()> {
     let modes: Vec<(String, SearchParams)> =
         args.mode.modes().into_iter().map(|m| (m.as_str().to_string(), params(&args.retrieval, m))).collect();
     let mut reports: Vec<(String, ModeReport)> = Vec::new();
     for (name, p) in &modes {
-        reports.push((name.clone(), evaluate(&collection, &encoder, &judged, p)?));
+        reports.push((name.clone(), evaluate(collection, encoder, judged, p)?));
     }
     if args.sweep {
         let mut grid: Vec<(String, Fusion)> =
@@ -141,7 +166,7 @@ pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
         }));
         for (name, f) in grid {
             let p = SearchParams { fusion: f, ..params(&args.retrieval, Mode::Hybrid) };
-            reports.push((name, evaluate(&collection, &encoder, &judged, &p)?));
+            reports.push((name, evaluate(collection, encoder, judged, &p)?));
         }
     }
     if args.json {

@@ -126,3 +126,89 @@ fn a_node_applies_the_logs_and_catches_up_after_sigkill() {
     let gone = status(writer.path(), &url);
     assert!(gone["shards"].as_array().unwrap().is_empty(), "{gone:#}");
 }
+
+fn search_json(home: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(run(home, args))).unwrap()
+}
+
+fn ranked(results: &serde_json::Value) -> Vec<(String, f64)> {
+    results["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["doc_id"].as_str().unwrap().to_string(), h["score"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
+    let nats = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = nats.url();
+    let (writer, h1, h2) = (home(), home(), home());
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpora/sample");
+    let (en, zh) = (sample.join("en"), sample.join("zh"));
+    let paths = [en.to_str().unwrap(), zh.to_str().unwrap()];
+
+    ok(run(writer.path(), &["cluster", "create", "kb", "--shards", "2", "--replicas", "2", "--nats", &url]));
+    let mut n1 = node(h1.path(), &url, "n1");
+    let mut n2 = node(h2.path(), &url, "n2");
+    wait_for(writer.path(), &url, "the nodes take both shards", caught_up);
+    ok(run(writer.path(), &["index", paths[0], paths[1], "-c", "kb", "--nats", &url]));
+    ok(run(writer.path(), &["index", paths[0], paths[1], "-c", "local"]));
+
+    // Scatter-gather gives the single index's ranking and scores: BM25 with the shards' summed
+    // statistics, dense by cosine, fused once at the coordinator.
+    for mode in ["bm25", "dense", "hybrid"] {
+        for q in ["how does HNSW find nearest neighbours", "BM25 term frequency saturation", "向量检索"] {
+            let local = search_json(writer.path(), &["search", q, "-c", "local", "--mode", mode, "--json"]);
+            let cluster =
+                search_json(writer.path(), &["search", q, "-c", "kb", "--mode", mode, "--json", "--nats", &url]);
+            let (l, c) = (ranked(&local), ranked(&cluster));
+            assert!(!l.is_empty() && cluster.get("missing_shards").is_none(), "{mode} {q}: {cluster:#}");
+            assert_eq!(
+                l.iter().map(|x| &x.0).collect::<Vec<_>>(),
+                c.iter().map(|x| &x.0).collect::<Vec<_>>(),
+                "{mode} {q}"
+            );
+            for ((_, a), (_, b)) in l.iter().zip(&c) {
+                assert!((a - b).abs() < 1e-3, "{mode} {q}: score {a} on one node, {b} across shards");
+            }
+            assert_eq!(local["hits"][0]["snippet"], cluster["hits"][0]["snippet"], "{mode} {q}");
+        }
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(run(writer.path(), &["stats", "-c", "kb", "--json", "--nats", &url]))).unwrap();
+    assert_eq!(stats["documents"].as_u64(), Some(stat(writer.path(), "local", "documents")), "{stats:#}");
+
+    // An answer over the merged retrieval cites what the shards returned.
+    let ask = ok(run(writer.path(), &["ask", "What is HNSW?", "-c", "kb", "--extractive", "--json", "--nats", &url]));
+    let ask: serde_json::Value = serde_json::from_str(&ask).unwrap();
+    assert!(ask["sources"].as_array().is_some_and(|s| !s.is_empty()), "{ask:#}");
+
+    // A deletion goes through the log to every replica.
+    let top =
+        ranked(&search_json(writer.path(), &["search", "HNSW", "-c", "kb", "--json", "--nats", &url]))[0].0.clone();
+    ok(run(writer.path(), &["delete", "-c", "kb", &top, "--nats", &url]));
+    let started = Instant::now();
+    while ranked(&search_json(writer.path(), &["search", "HNSW", "-c", "kb", "--json", "--nats", &url]))
+        .iter()
+        .any(|(d, _)| *d == top)
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "{top} is still found after its deletion");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // One node down: the other replica answers, results complete. Both down: the shards are
+    // named as missing, and `--complete` refuses.
+    n1.kill().unwrap();
+    n1.wait().unwrap();
+    let one = search_json(writer.path(), &["search", "HNSW", "-c", "kb", "--json", "--nats", &url]);
+    assert!(one.get("missing_shards").is_none() && !ranked(&one).is_empty(), "{one:#}");
+    n2.kill().unwrap();
+    n2.wait().unwrap();
+    let none = search_json(writer.path(), &["search", "HNSW", "-c", "kb", "--json", "--nats", &url]);
+    assert_eq!(none["missing_shards"], serde_json::json!([0, 1]), "{none:#}");
+    let refused = run(writer.path(), &["search", "HNSW", "-c", "kb", "--nats", &url, "--complete"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no replica answering"), "{refused:?}");
+}

@@ -12,20 +12,29 @@
 //! - [`replica`]: a durable consumer that applies a shard's stream to a local collection; the
 //!   stream sequence is recorded with each change, so applying is idempotent and a restarted
 //!   replica resumes where it was.
+//! - [`protocol`], [`serve`], [`coordinator`]: scatter-gather search. A caught-up replica
+//!   answers its shard's requests in the shard's queue group; a coordinator embeds the query
+//!   once, sums the shards' BM25 term statistics, merges their lists, fuses once, and fetches
+//!   the page's hits, naming any shard that no replica answered for.
 //! - [`server`]: a local `nats-server` for tests and benchmarks.
 //!
 //! Everything here is `async` (NATS I/O); index writes run on blocking threads.
 
 #![warn(missing_docs)]
 
+pub mod coordinator;
 mod error;
 pub mod log;
 pub mod meta;
+pub mod protocol;
 pub mod replica;
+pub mod serve;
 pub mod server;
 pub mod shard;
 
 pub use async_nats::jetstream::Context;
+pub use async_nats::Client;
+pub use coordinator::{ClusterCollection, ClusterCount, FanoutMetrics};
 pub use error::{Error, Result};
 pub use log::{Appended, ShardLog};
 pub use meta::{CollectionSpec, Meta, NodeInfo};

@@ -101,7 +101,8 @@ impl Replica {
     }
 
     /// Waits up to `wait` for changes, applies what arrived (up to [`BATCH`]) and acknowledges
-    /// it.
+    /// it; when that drained the stream, what was applied is searchable before it is
+    /// acknowledged.
     pub async fn step(&self, wait: Duration) -> Result<Stepped> {
         let mut batch = self
             .consumer
@@ -134,7 +135,17 @@ impl Replica {
         if let Some(&(last, _)) = changes.last() {
             let collection = self.collection.clone();
             let changes: Vec<Change> = changes.into_iter().map(|(_, c)| c).collect();
-            blocking(move || collection.apply_from(&changes, last)).await?;
+            // A batch short of full drained the stream: make it searchable (a BM25 commit)
+            // before acknowledging, so an acknowledged change at the tail can be found.
+            let drained = messages.len() < BATCH;
+            blocking(move || {
+                collection.apply_from(&changes, last)?;
+                if drained {
+                    collection.refresh()?;
+                }
+                Ok(())
+            })
+            .await?;
         }
         for m in &messages {
             // A lost ack only means a redelivery, which the sequence check skips.

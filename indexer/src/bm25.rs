@@ -7,6 +7,7 @@
 
 use crate::document::Chunk;
 use crate::store::{Op, Store};
+use crate::termstats::{Provider, TermStats};
 use crate::tokenizer::{analyzer, ANALYZER};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -206,6 +207,24 @@ impl Bm25 {
 
     /// The best `limit` chunks for `query`, only among the `allowed` chunk keys when given.
     pub fn search(&self, query: &Bm25Query, allowed: Option<&HashSet<u64>>, limit: usize) -> Result<Vec<Bm25Hit>> {
+        self.search_with(query, allowed, limit, None)
+    }
+
+    /// The local statistics of the terms `query` uses, to be summed over the shards of a
+    /// collection ([`TermStats::add`]) and given back to [`Self::search_with`].
+    pub fn term_stats(&self, query: &Bm25Query) -> Result<TermStats> {
+        Ok(crate::termstats::collect(&self.reader.searcher(), &*query.0)?)
+    }
+
+    /// [`Self::search`] scoring with the given statistics (a whole collection's, when this
+    /// index holds one shard of it) instead of this index's own.
+    pub fn search_with(
+        &self,
+        query: &Bm25Query,
+        allowed: Option<&HashSet<u64>>,
+        limit: usize,
+        stats: Option<&TermStats>,
+    ) -> Result<Vec<Bm25Hit>> {
         let filtered;
         let query: &dyn Query = match allowed {
             None => &*query.0,
@@ -218,7 +237,13 @@ impl Bm25 {
             }
         };
         let searcher = self.reader.searcher();
-        let top = searcher.search(query, &TopDocs::with_limit(limit).order_by_score())?;
+        let collector = TopDocs::with_limit(limit).order_by_score();
+        let top = match stats {
+            None => searcher.search(query, &collector)?,
+            Some(stats) => {
+                searcher.search_with_statistics_provider(query, &collector, &Provider { stats, local: &searcher })?
+            }
+        };
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let d: TantivyDocument = searcher.doc(addr)?;

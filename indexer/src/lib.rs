@@ -21,6 +21,7 @@ mod reindex;
 mod sink;
 pub mod sources;
 pub mod store;
+pub mod termstats;
 pub mod tokenizer;
 pub mod vectors;
 
@@ -34,3 +35,4 @@ pub use error::{Error, Result};
 pub use pipeline::{embed_text, index_into, index_paths, IndexOptions, IndexSummary, Progress};
 pub use reindex::reindex;
 pub use sink::Sink;
+pub use termstats::TermStats;

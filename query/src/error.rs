@@ -31,6 +31,21 @@ pub enum Error {
     /// The decoder failed or is busy.
     #[error(transparent)]
     Decoder(#[from] sousuo_decoder::Error),
+    /// Shards of a clustered collection had no replica answering, and complete results were
+    /// asked for.
+    #[error("shards {missing:?} of {collection:?} have no replica answering; try again when one is back")]
+    ShardsUnavailable {
+        /// The collection.
+        collection: String,
+        /// The shards without an answer.
+        missing: Vec<u32>,
+    },
+    /// The cluster could not be reached or answered something unreadable.
+    #[error("the cluster failed: {reason}")]
+    Cluster {
+        /// What failed.
+        reason: String,
+    },
     /// A benchmark data set that cannot be read.
     #[error("cannot read the data set: {0}")]
     Dataset(String),

@@ -3,11 +3,11 @@
 
 use crate::beir::Judged;
 use crate::metrics::{latency_summary, mrr_at, ndcg_at, recall_at};
-use crate::search::{search, SearchParams};
+use crate::retriever::Retriever;
+use crate::search::SearchParams;
 use crate::Result;
 use serde::Serialize;
 use sousuo_encoder::Encoder;
-use sousuo_indexer::Collection;
 use std::time::Instant;
 
 /// Latency figures in milliseconds.
@@ -39,7 +39,7 @@ pub struct ModeReport {
 
 /// Runs every judged query with `params` (limit 100, no snippets) and averages the metrics.
 pub fn evaluate(
-    collection: &Collection,
+    collection: &dyn Retriever,
     encoder: &Encoder,
     judged: &Judged,
     params: &SearchParams,
@@ -48,7 +48,7 @@ pub fn evaluate(
     let (mut ndcg, mut mrr, mut recall, mut lat) = (0.0, 0.0, 0.0, Vec::with_capacity(judged.queries.len()));
     for (qid, text) in &judged.queries {
         let t = Instant::now();
-        let results = search(collection, encoder, text, &p)?;
+        let results = collection.search(encoder, text, &p)?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
         let ranked: Vec<String> = results.hits.into_iter().map(|h| h.doc_id).collect();
         let qrels = &judged.qrels[qid];

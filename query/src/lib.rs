@@ -3,6 +3,8 @@
 //!
 //! - [`search()`]: both retrievers over chunks, best chunk per document, fusion, paging,
 //!   snippets; [`filter`]: the filter language resolved to allowed chunks.
+//! - [`shard`]: the halves of a search a shard runs and a coordinator merges;
+//!   [`Retriever`]: a local collection or (the cluster crate) a sharded one.
 //! - [`answer()`]: retrieve -> generate (the decoder crate) -> verify -> decide.
 //! - [`beir`]: BEIR data sets (corpus, queries, judgements) read in one place.
 //! - [`eval`] and [`metrics`]: the evaluator and the trec_eval measures.
@@ -15,9 +17,12 @@ mod error;
 pub mod eval;
 pub mod filter;
 pub mod metrics;
+pub mod retriever;
 pub mod search;
+pub mod shard;
 
 pub use answer::{answer, Answer, AnswerEvent, AnswerKind, AnswerParams, Source, Turn};
 pub use error::{Error, Result};
 pub use filter::{Condition, Filter};
+pub use retriever::Retriever;
 pub use search::{escape_html, search, Fusion, Hit, Mode, SearchParams, SearchResults, DEFAULT_FUSION};

@@ -2,11 +2,12 @@
 //! chunk), fused, paged, with snippets.
 
 use crate::filter::Filter;
+use crate::shard;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sousuo_encoder::Encoder;
 use sousuo_indexer::bm25::{Bm25Query, Snippets};
-use sousuo_indexer::Collection;
+use sousuo_indexer::{Collection, TermStats};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -74,7 +75,7 @@ pub enum Fusion {
 pub const DEFAULT_FUSION: Fusion = Fusion::Convex { semantic_ratio: 0.5 };
 
 /// Search parameters.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchParams {
     /// Which retrievers run.
     pub mode: Mode,
@@ -94,6 +95,10 @@ pub struct SearchParams {
     pub filter: Filter,
     /// Build highlighted snippets.
     pub snippets: bool,
+    /// On a clustered collection, fail (`ShardsUnavailable`) rather than answer without the
+    /// shards no replica answered for.
+    #[serde(default)]
+    pub complete: bool,
 }
 
 impl Default for SearchParams {
@@ -108,12 +113,13 @@ impl Default for SearchParams {
             syntax: false,
             filter: Filter::default(),
             snippets: true,
+            complete: false,
         }
     }
 }
 
 /// A retriever's view of a hit (for `--explain`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RetrieverScore {
     /// Rank in that retriever's list, from 1.
     pub rank: usize,
@@ -122,7 +128,7 @@ pub struct RetrieverScore {
 }
 
 /// One result document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hit {
     /// The document's id.
     pub doc_id: String,
@@ -144,6 +150,10 @@ pub struct Hit {
     /// The chunk's heading, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heading: Option<String>,
+    /// The chunk's stored vector, when the search brought it along (a cluster's shards do, so
+    /// answers need not ask again); never serialised.
+    #[serde(skip)]
+    pub vector: Option<Vec<f32>>,
     /// BM25's rank and score, when it found the document.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bm25: Option<RetrieverScore>,
@@ -153,7 +163,7 @@ pub struct Hit {
 }
 
 /// A result page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchResults {
     /// The query as given.
     pub query: String,
@@ -163,26 +173,51 @@ pub struct SearchResults {
     pub hits: Vec<Hit>,
     /// Documents that either retriever found (before paging).
     pub candidates: usize,
+    /// Shards of a clustered collection that no replica answered for: their documents are
+    /// missing from these results. Empty (and absent from JSON) when the results are whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<u32>,
     /// Time taken.
     pub took_ms: f64,
 }
 
 /// A document's best chunk from one retriever.
 #[derive(Debug, Clone, Copy)]
-struct DocScore {
-    chunk_key: u64,
-    score: f32,
+pub(crate) struct DocScore {
+    pub(crate) chunk_key: u64,
+    pub(crate) score: f32,
 }
 
 /// Ranked documents from one retriever: (doc id, best chunk), best first.
-type Ranked = Vec<(String, DocScore)>;
+pub(crate) type Ranked = Vec<(String, DocScore)>;
 
 /// Snippets are cut at this many characters.
-const SNIPPET_CHARS: usize = 240;
+pub(crate) const SNIPPET_CHARS: usize = 240;
 
-/// Runs a search.
+/// Runs a search on one collection: the shard's half ([`shard::lists`]), fusion and paging,
+/// then the page's hits ([`shard::bodies`]), all here. A cluster runs the same halves on each
+/// shard and merges in between.
 pub fn search(collection: &Collection, encoder: &Encoder, query: &str, p: &SearchParams) -> Result<SearchResults> {
     let started = Instant::now();
+    check(query, p)?;
+    let vector = query_vector(encoder, query, p.mode)?;
+    let lists = shard::lists(collection, query, vector.as_deref(), None, p)?;
+    let (page, candidates) = lists.fuse_page(p);
+    let bodies =
+        shard::bodies(collection, query, p, &page.iter().map(|h| (h.doc_id.clone(), h.chunk_key)).collect::<Vec<_>>())?;
+    let hits = page.into_iter().zip(bodies).filter_map(|(placed, body)| body.map(|b| placed.into_hit(b))).collect();
+    Ok(SearchResults {
+        query: query.to_string(),
+        mode: p.mode,
+        hits,
+        candidates,
+        missing_shards: Vec::new(),
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+/// Rejects an empty query and out-of-range paging.
+pub fn check(query: &str, p: &SearchParams) -> Result<()> {
     if query.trim().is_empty() {
         return Err(Error::EmptyQuery);
     }
@@ -192,81 +227,39 @@ pub fn search(collection: &Collection, encoder: &Encoder, query: &str, p: &Searc
             reason: "limit is at most 1000, depth 1 to 10000".into(),
         });
     }
-    let allowed = if p.filter.is_empty() { None } else { Some(p.filter.allowed_chunks(collection)?) };
-    let depth = p.depth.max(p.offset + p.limit);
-    let bm25_query = collection.bm25().query(query, p.syntax)?;
-    let bm25 = match (p.mode, &bm25_query) {
-        (Mode::Dense, _) | (_, None) => Vec::new(),
-        (_, Some(q)) => bm25_docs(collection, q, allowed.as_ref(), depth)?,
-    };
-    let dense = match p.mode {
-        Mode::Bm25 => Vec::new(),
-        _ => dense_docs(collection, encoder, query, allowed.as_ref(), depth, p.ef)?,
-    };
-    let fused = fuse(p.mode, p.fusion, &bm25, &dense);
-    let candidates = fused.len();
-    let page: Vec<(String, f32, DocScore)> = fused.into_iter().skip(p.offset).take(p.limit).collect();
-    let ranks = |list: &Ranked| -> HashMap<String, RetrieverScore> {
-        list.iter().enumerate().map(|(i, (d, s))| (d.clone(), RetrieverScore { rank: i + 1, score: s.score })).collect()
-    };
-    let (bm25_ranks, dense_ranks) = (ranks(&bm25), ranks(&dense));
-    let snippets = match (&bm25_query, p.snippets) {
-        (Some(q), true) => Some(collection.bm25().snippets(q, SNIPPET_CHARS)?),
-        _ => None,
-    };
-    let mut hits = Vec::with_capacity(page.len());
-    for (doc_id, score, best) in page {
-        let Some(doc) = collection.get_doc(&doc_id)? else { continue };
-        let chunk = collection.store().get_chunk(best.chunk_key)?;
-        let passage = chunk.as_ref().map(|c| c.text.clone()).unwrap_or_default();
-        let snippet = snippet(snippets.as_ref(), &passage);
-        hits.push(Hit {
-            bm25: bm25_ranks.get(&doc_id).copied(),
-            dense: dense_ranks.get(&doc_id).copied(),
-            doc_id,
-            title: doc.title,
-            source: doc.source,
-            score,
-            chunk_key: best.chunk_key,
-            page: chunk.as_ref().and_then(|c| c.page),
-            heading: chunk.as_ref().and_then(|c| c.heading.clone()),
-            passage,
-            snippet,
-        });
-    }
-    Ok(SearchResults {
-        query: query.to_string(),
-        mode: p.mode,
-        hits,
-        candidates,
-        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+    Ok(())
+}
+
+/// The query's embedding, when the mode uses the dense retriever.
+pub fn query_vector(encoder: &Encoder, query: &str, mode: Mode) -> Result<Option<Vec<f32>>> {
+    Ok(match mode {
+        Mode::Bm25 => None,
+        _ => Some(encoder.encode(&[query])?.row(0).to_vec()),
     })
 }
 
-fn bm25_docs(
+pub(crate) fn bm25_docs(
     collection: &Collection,
     query: &Bm25Query,
     allowed: Option<&HashSet<u64>>,
     depth: usize,
+    stats: Option<&TermStats>,
 ) -> Result<Ranked> {
     // Several chunks of one document can rank: over-fetch, then keep each document's best.
-    let hits = collection.bm25().search(query, allowed, depth * 3)?;
+    let hits = collection.bm25().search_with(query, allowed, depth * 3, stats)?;
     Ok(best_per_doc(hits.into_iter().map(|h| (h.doc_id, DocScore { chunk_key: h.chunk_key, score: h.score })), depth))
 }
 
 /// Below this many allowed chunks, a filtered dense search scores them exactly.
 const EXACT_FILTER_LIMIT: usize = 4096;
 
-fn dense_docs(
+pub(crate) fn dense_docs(
     collection: &Collection,
-    encoder: &Encoder,
-    query: &str,
+    q: &[f32],
     allowed: Option<&HashSet<u64>>,
     depth: usize,
     ef: usize,
 ) -> Result<Ranked> {
-    let v = encoder.encode(&[query])?;
-    let q = v.row(0);
     let k = depth * 2;
     let hits: Vec<(u64, f32)> = match allowed {
         Some(keys) if keys.len() <= EXACT_FILTER_LIMIT => exact_scores(collection, q, keys, k)?,
@@ -306,7 +299,7 @@ fn exact_scores(collection: &Collection, q: &[f32], keys: &HashSet<u64>, k: usiz
 }
 
 /// Keeps each document's best chunk, in score order, at most `depth` documents.
-fn best_per_doc(chunks: impl Iterator<Item = (String, DocScore)>, depth: usize) -> Ranked {
+pub(crate) fn best_per_doc(chunks: impl Iterator<Item = (String, DocScore)>, depth: usize) -> Ranked {
     let mut seen = HashSet::new();
     let mut all: Vec<(String, DocScore)> = chunks.collect();
     all.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
@@ -314,7 +307,7 @@ fn best_per_doc(chunks: impl Iterator<Item = (String, DocScore)>, depth: usize) 
 }
 
 /// Merges the two ranked lists into (doc, fused score, best chunk), best first.
-fn fuse(mode: Mode, fusion: Fusion, bm25: &Ranked, dense: &Ranked) -> Vec<(String, f32, DocScore)> {
+pub(crate) fn fuse(mode: Mode, fusion: Fusion, bm25: &Ranked, dense: &Ranked) -> Vec<(String, f32, DocScore)> {
     let mut scores: HashMap<String, (f32, DocScore)> = HashMap::new();
     match mode {
         Mode::Bm25 | Mode::Dense => {
@@ -359,7 +352,7 @@ fn fuse(mode: Mode, fusion: Fusion, bm25: &Ranked, dense: &Ranked) -> Vec<(Strin
 
 /// The highlighted snippet of a passage, or its opening sentences (escaped) when no query
 /// word occurs in it (a dense-only hit).
-fn snippet(generator: Option<&Snippets>, passage: &str) -> String {
+pub(crate) fn snippet(generator: Option<&Snippets>, passage: &str) -> String {
     if let Some(html) = generator.and_then(|g| g.highlight(passage)) {
         return html;
     }

@@ -213,6 +213,8 @@ fn query(e: &sousuo_query::Error) -> Class {
         E::BadFilter { .. } => (BAD, "bad_filter"),
         E::BadParameter { .. } => (BAD, "bad_parameter"),
         E::Dataset(_) => (BAD, "bad_dataset"),
+        E::ShardsUnavailable { .. } => (UNAVAILABLE, "shards_unavailable"),
+        E::Cluster { .. } => (UNAVAILABLE, "cluster_unavailable"),
         E::Index(e) => indexer(e),
         E::Encoder(e) => encoder(e),
         E::Decoder(e) => decoder(e),

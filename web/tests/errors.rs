@@ -200,6 +200,8 @@ fn query() -> Vec<(sousuo_query::Error, u16)> {
         (E::Encoder(sousuo_encoder::Error::Tokenizer(s())), BAD),
         (E::Decoder(sousuo_decoder::Error::Busy), BUSY),
         (E::Dataset(s()), BAD),
+        (E::ShardsUnavailable { collection: s(), missing: vec![1] }, BUSY),
+        (E::Cluster { reason: s() }, BUSY),
     ];
     for (e, _) in &all {
         match e {
@@ -209,7 +211,9 @@ fn query() -> Vec<(sousuo_query::Error, u16)> {
             | E::Index(_)
             | E::Encoder(_)
             | E::Decoder(_)
-            | E::Dataset(_) => {}
+            | E::Dataset(_)
+            | E::ShardsUnavailable { .. }
+            | E::Cluster { .. } => {}
         }
     }
     all

@@ -23,14 +23,14 @@ pub use rewrite::rewrite;
 pub use terms::lexical_overlap;
 pub use verify::{is_supported, numbers_grounded, support_score};
 
-use crate::search::{search, SearchParams};
+use crate::retriever::Retriever;
+use crate::search::SearchParams;
 use crate::{Error, Result};
 use decide::Decision;
 use passages::{select_passages, Passage};
 use serde::{Deserialize, Serialize};
 use sousuo_decoder::{Decoder, GenerateOptions, Generation};
 use sousuo_encoder::Encoder;
-use sousuo_indexer::Collection;
 use std::time::Instant;
 
 /// A sentence is `supported` when its support score against a cited passage (mean of best
@@ -219,7 +219,7 @@ pub enum AnswerEvent<'a> {
 
 /// Answers `question` from `collection`. `decoder: None` answers extractively.
 pub fn answer(
-    collection: &Collection,
+    collection: &dyn Retriever,
     encoder: &Encoder,
     decoder: Option<&Decoder>,
     question: &str,
@@ -290,7 +290,7 @@ fn standalone_query(
 /// Hybrid search, then the hits' passages trimmed to the decoder's budget; also the query's
 /// vector (the passages are scored and quoted against it).
 fn retrieve(
-    collection: &Collection,
+    collection: &dyn Retriever,
     encoder: &Encoder,
     decoder: Option<&Decoder>,
     query: &str,
@@ -298,7 +298,7 @@ fn retrieve(
     timings: &mut Timings,
 ) -> Result<(Vec<f32>, Vec<Passage>)> {
     let t = Instant::now();
-    let results = search(collection, encoder, query, &p.search)?;
+    let results = collection.search(encoder, query, &p.search)?;
     timings.retrieval_ms = ms(t);
     let t = Instant::now();
     let qv = encoder.encode(&[query])?.row(0).to_vec();

@@ -3,11 +3,11 @@
 //! embedded once (the verifier reuses the vectors).
 
 use super::{AnswerParams, Source};
+use crate::retriever::Retriever;
 use crate::search::Hit;
 use crate::Result;
 use sousuo_decoder::Decoder;
 use sousuo_encoder::Encoder;
-use sousuo_indexer::Collection;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// Phrases by which document text addresses the model rather than the reader.
@@ -66,7 +66,7 @@ pub fn sentences(text: &str) -> Vec<String> {
 /// The hits' passages, each trimmed to its best sentences when long, until the context budget
 /// is spent. Every passage's sentences are embedded once here for verification.
 pub(crate) fn select_passages(
-    collection: &Collection,
+    collection: &dyn Retriever,
     encoder: &Encoder,
     decoder: Option<&Decoder>,
     qv: &[f32],
@@ -114,7 +114,7 @@ pub(crate) fn select_passages(
         budget = budget.saturating_sub(used);
         let text = kept.iter().map(|&i| sents[i].as_str()).collect::<Vec<_>>().join(" ");
         // The chunk's stored vector scores the passage as a whole (no second forward pass).
-        let whole = match collection.store().get_vector(hit.chunk_key)? {
+        let whole = match collection.chunk_vector(hit)? {
             Some(v) if v.len() == qv.len() => dot(&v, qv),
             _ => f32::MIN,
         };

@@ -61,7 +61,7 @@ pub(super) fn start_answer(
         let r = runner
             .blocking(move || {
                 let c = s.collection(&collection)?;
-                let a = answer(&c, &s.encoder, s.decoder.as_ref(), &question, &p, &mut |e| {
+                let a = answer(&*c, &s.encoder, s.decoder.as_ref(), &question, &p, &mut |e| {
                     let msg = match e {
                         AnswerEvent::Rewritten(q) => Streamed::Rewritten(q.to_string()),
                         AnswerEvent::Sources(src) => Streamed::Sources(serde_json::to_value(src).unwrap_or_default()),

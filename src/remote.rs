@@ -1,0 +1,319 @@
+//! The existing commands on a clustered collection (`--nats URL`): `index` appends to the shard
+//! logs, `search`/`ask`/`eval` search by scatter-gather, `stats` counts over the shards,
+//! `delete` appends deletions.
+
+use crate::cluster::runtime;
+use anyhow::{bail, Result};
+use sousuo_cluster::{connect, ClusterCollection, CollectionSpec, Context, Meta, ShardLog};
+use sousuo_common::now_secs;
+use sousuo_encoder::Encoder;
+use sousuo_indexer::store::Change;
+use sousuo_indexer::{index_into, ChunkParams, EncoderInfo, IndexOptions, IndexSummary, Progress, Sink};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A clustered collection opened from the command line, with the runtime its calls block on.
+pub struct Remote {
+    pub js: Context,
+    pub meta: Meta,
+    pub collection: ClusterCollection,
+    // Dropped last: the client above runs on it.
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    /// Connects and reads `name`'s spec.
+    pub fn open(nats: &str, name: &str) -> Result<Self> {
+        let rt = runtime()?;
+        let (js, meta, spec) = rt.block_on(async {
+            let js = connect(nats).await?;
+            let meta = Meta::open(&js, 1).await?;
+            let spec = meta.collection(name).await?;
+            anyhow::Ok((js, meta, spec))
+        })?;
+        let collection = ClusterCollection::new(js.client(), spec, rt.handle().clone(), Arc::default());
+        Ok(Remote { js, meta, collection, rt })
+    }
+
+    pub fn spec(&self) -> &CollectionSpec {
+        self.collection.spec()
+    }
+
+    /// Fails unless `encoder` is the one the collection's vectors come from.
+    pub fn check_encoder(&self, encoder: &Encoder) -> Result<()> {
+        let (info, spec) = (EncoderInfo::of(encoder)?, self.spec());
+        if info != spec.encoder {
+            bail!(
+                "cluster collection {:?} is built with encoder {} ({}, dim {}); this process loaded {} ({}, dim {})",
+                spec.name,
+                spec.encoder.name,
+                spec.encoder.precision,
+                spec.encoder.dim,
+                info.name,
+                info.precision,
+                info.dim
+            );
+        }
+        Ok(())
+    }
+
+    /// Appends `paths` (parsed, chunked and embedded here) to the shard logs; unless `no_wait`,
+    /// then waits until every replica has applied them.
+    pub fn index(
+        &self,
+        encoder: &Encoder,
+        paths: &[PathBuf],
+        options: &IndexOptions,
+        no_wait: bool,
+    ) -> Result<IndexSummary> {
+        self.check_encoder(encoder)?;
+        let log = self.rt.block_on(ShardLog::open(&self.js, self.spec()))?;
+        let sink = LogSink {
+            log: log.clone(),
+            handle: self.rt.handle().clone(),
+            chunking: self.spec().chunking,
+            last: Mutex::default(),
+        };
+        let bar = crate::util::progress(0, "docs");
+        let on = |p: Progress| match p {
+            Progress::Planned { estimated_docs, .. } => bar.set_length(estimated_docs as u64),
+            Progress::Seen { docs } => bar.set_position(docs as u64),
+            Progress::Warning(w) => bar.suspend(|| tracing::warn!("{w}")),
+            Progress::Error(e) => bar.suspend(|| tracing::error!("{e}")),
+            _ => {}
+        };
+        let summary = index_into(&sink, encoder, paths, options, &on)?;
+        bar.finish_and_clear();
+        eprintln!(
+            "appended {} documents ({} chunks) to {:?}'s shard logs in {:.1} s; {} errors",
+            summary.documents_indexed,
+            summary.chunks_embedded,
+            self.spec().name,
+            summary.seconds,
+            summary.errors.len()
+        );
+        if !no_wait {
+            let targets = sink.last.into_inner().unwrap_or_default();
+            self.rt.block_on(wait_for_replicas(&self.meta, &log, self.spec(), &targets))?;
+        }
+        Ok(summary)
+    }
+
+    /// Appends deletions of `ids` to their shards' logs.
+    pub fn delete(&self, ids: &[String]) -> Result<()> {
+        let log = self.rt.block_on(ShardLog::open(&self.js, self.spec()))?;
+        let sink =
+            LogSink { log, handle: self.rt.handle().clone(), chunking: self.spec().chunking, last: Mutex::default() };
+        let changes: Vec<Change> = ids.iter().map(|id| Change::Delete { doc_id: id.clone() }).collect();
+        sink.store(&changes)?;
+        println!("appended {} deletions to {:?}'s shard logs", ids.len(), self.spec().name);
+        Ok(())
+    }
+
+    /// Waits until every shard has a live replica (a new collection's are claimed within a
+    /// node's discovery round).
+    pub fn wait_for_holders(&self, within: Duration) -> Result<()> {
+        let started = Instant::now();
+        self.rt.block_on(async {
+            loop {
+                let live: Vec<String> = self.meta.nodes().await?.into_iter().map(|n| n.id).collect();
+                if live.is_empty() {
+                    bail!("no node is running: start some with `sousuo node --nats URL` (docs/cluster.md)");
+                }
+                let mut held = 0;
+                for shard in 0..self.spec().shards {
+                    let holders = self.meta.replicas_of(&self.spec().name, shard).await?;
+                    held += usize::from(holders.iter().any(|h| live.contains(h)));
+                }
+                if held == self.spec().shards as usize {
+                    return Ok(());
+                }
+                if started.elapsed() > within {
+                    bail!("only {held} of {} shards have a live replica after {within:?}", self.spec().shards);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
+}
+
+/// A clustered collection made for one run (`eval --nats`), dropped at the end.
+pub struct Temporary(pub Remote);
+
+impl Temporary {
+    /// Creates `name` with `shards` shards (one replica each, one log copy).
+    pub fn create(nats: &str, name: &str, shards: u32, encoder: &Encoder) -> Result<Self> {
+        let default = ChunkParams::for_encoder(encoder);
+        let spec = CollectionSpec {
+            name: name.to_string(),
+            shards,
+            replicas: 1,
+            log_replicas: 1,
+            encoder: EncoderInfo::of(encoder)?,
+            chunking: default,
+            created_at: now_secs(),
+        };
+        runtime()?.block_on(async {
+            let js = connect(nats).await?;
+            Meta::open(&js, 1).await?.create_collection(&spec).await?;
+            ShardLog::open(&js, &spec).await?;
+            anyhow::Ok(())
+        })?;
+        Ok(Temporary(Remote::open(nats, name)?))
+    }
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        let r = &self.0;
+        let dropped = r.rt.block_on(async {
+            ShardLog::open(&r.js, r.spec()).await?.delete().await?;
+            r.meta.drop_collection(r.spec()).await
+        });
+        if let Err(e) = dropped {
+            eprintln!("could not drop the temporary collection {:?}: {e} (`sousuo cluster drop`)", r.spec().name);
+        }
+    }
+}
+
+/// `stats -c NAME --nats URL`: documents and chunks summed over the shards.
+pub fn stats(nats: &str, name: &str, json: bool) -> Result<()> {
+    let remote = Remote::open(nats, name)?;
+    let count = remote.collection.count_blocking()?;
+    let spec = remote.spec();
+    if json {
+        let v = serde_json::json!({
+            "name": spec.name, "documents": count.documents, "chunks": count.chunks,
+            "shards": spec.shards, "replicas": spec.replicas, "missing_shards": count.missing_shards,
+            "encoder": spec.encoder, "chunking": spec.chunking,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("collection   {} (clustered: {} shards x {} replicas)", spec.name, spec.shards, spec.replicas);
+    println!("documents    {}", count.documents);
+    println!("chunks       {}", count.chunks);
+    println!("encoder      {} (dim {})", spec.encoder.name, spec.encoder.dim);
+    if !count.missing_shards.is_empty() {
+        println!("missing      shards {:?} have no replica answering: not counted", count.missing_shards);
+    }
+    Ok(())
+}
+
+/// An index run's sink: each change appended to its shard's log (stored when this returns).
+struct LogSink {
+    log: ShardLog,
+    handle: tokio::runtime::Handle,
+    chunking: ChunkParams,
+    /// Per shard, the last sequence appended by this run.
+    last: Mutex<BTreeMap<u32, u64>>,
+}
+
+impl Sink for LogSink {
+    fn chunking(&self) -> ChunkParams {
+        self.chunking
+    }
+
+    fn stored_hash(&self, _id: &str) -> sousuo_indexer::Result<Option<String>> {
+        Ok(None) // the replicas know; every document is appended (a same-version retry is deduplicated)
+    }
+
+    fn store(&self, changes: &[Change]) -> sousuo_indexer::Result<()> {
+        let batch = changes.iter().map(|change| {
+            let msg_id = match change {
+                Change::Upsert { doc, .. } => format!("{}@{}", doc.id, doc.content_hash),
+                Change::Delete { doc_id } => format!("{doc_id}@deleted@{}", now_secs()),
+            };
+            (change, msg_id)
+        });
+        let appended = self
+            .handle
+            .block_on(self.log.append_all(batch))
+            .map_err(|e| sousuo_indexer::Error::Sink { reason: e.to_string() })?;
+        if let Ok(mut last) = self.last.lock() {
+            for a in appended {
+                let seq = last.entry(a.shard).or_default();
+                *seq = (*seq).max(a.seq);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits until every replica of every shard written to has acknowledged its last change (a
+/// replica acknowledges the change that drains its stream once it is searchable).
+async fn wait_for_replicas(
+    meta: &Meta,
+    log: &ShardLog,
+    spec: &CollectionSpec,
+    targets: &BTreeMap<u32, u64>,
+) -> Result<()> {
+    let started = Instant::now();
+    for (&shard, &target) in targets {
+        let nodes = meta.replicas_of(&spec.name, shard).await?;
+        if nodes.is_empty() {
+            eprintln!("shard {shard} has no replica yet: its log holds the documents until a node takes it");
+            continue;
+        }
+        for node in nodes {
+            loop {
+                if log.acknowledged(shard, &node).await?.is_some_and(|a| a >= target) {
+                    break;
+                }
+                if !meta.nodes().await?.iter().any(|n| n.id == node) {
+                    eprintln!("replica {node} of shard {shard} is down: it catches up from the log when it returns");
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(600) {
+                    bail!("replica {node} of shard {shard} has not applied sequence {target} after 10 minutes (is it running? `sousuo cluster status`)");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    eprintln!("every replica applied them ({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The collection name of a temporary clustered collection.
+pub fn temporary_name(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), now_secs())
+}
+
+/// What `search` and `ask` run on: a local collection, or a clustered one.
+pub enum Target {
+    Local(Box<sousuo_indexer::Collection>),
+    Cluster(Box<Remote>),
+}
+
+impl Target {
+    /// The local collection `name`, or with `nats` the clustered one (checked against `encoder`).
+    pub fn open(g: &crate::cli::Global, name: &str, encoder: &Encoder, nats: Option<&str>) -> Result<Self> {
+        match nats {
+            None => Ok(Target::Local(Box::new(crate::collections::open(g, name, encoder, None)?))),
+            Some(nats) => {
+                let remote = Remote::open(nats, name)?;
+                remote.check_encoder(encoder)?;
+                Ok(Target::Cluster(Box::new(remote)))
+            }
+        }
+    }
+
+    pub fn retriever(&self) -> &dyn sousuo_query::Retriever {
+        match self {
+            Target::Local(c) => &**c,
+            Target::Cluster(r) => &r.collection,
+        }
+    }
+}
+
+/// Says which shards' documents a result lacks.
+pub fn warn_missing(missing: &[u32]) {
+    if !missing.is_empty() {
+        eprintln!(
+            "warning: shards {missing:?} have no replica answering: their documents are missing from these results"
+        );
+    }
+}
