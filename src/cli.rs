@@ -174,6 +174,12 @@ pub struct NodeArgs {
     /// Copies of the metadata buckets, when this node is the first and creates them.
     #[arg(long, default_value_t = 1)]
     pub meta_replicas: usize,
+    /// Also serve the HTTP API and the page on this address, coordinating searches of the
+    /// cluster's collections (scatter-gather).
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub serve: ServeOptions,
 }
 
 #[derive(Subcommand)]
@@ -333,6 +339,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub bind: std::net::SocketAddr,
+    #[command(flatten)]
+    pub options: ServeOptions,
+}
+
+/// The server's settings but its address (shared by `serve` and `node --bind`).
+#[derive(Args, Clone, Debug)]
+pub struct ServeOptions {
     /// Where collections live (default: HOME/data).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

@@ -154,8 +154,14 @@ type Held = BTreeMap<(String, u32), (tokio::task::JoinHandle<()>, watch::Sender<
 pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
     let data = data_dir(g)?;
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
-    let id = node_id(&data, args.id)?;
-    runtime()?.block_on(async move {
+    let id = node_id(&data, args.id.clone())?;
+    let rt = runtime()?;
+    let api = args.bind.map(|b| format!("http://{b}"));
+    let http = match args.bind {
+        Some(bind) => Some(coordinator(g, &rt, bind, &args)?),
+        None => None,
+    };
+    rt.block_on(async move {
         let js = connect(&args.nats.nats).await?;
         let meta = Meta::open(&js, args.meta_replicas).await?;
         let mut held = Held::new();
@@ -165,7 +171,7 @@ pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
             // The heartbeat first: a node claims replicas only once others can see it is alive.
             let shards = held.keys().cloned().collect();
             if let Err(e) =
-                meta.heartbeat(&NodeInfo { id: id.clone(), api: None, shards, heartbeat_at: now_secs() }).await
+                meta.heartbeat(&NodeInfo { id: id.clone(), api: api.clone(), shards, heartbeat_at: now_secs() }).await
             {
                 tracing::warn!("heartbeat failed: {e}");
             }
@@ -182,9 +188,40 @@ pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
             let _ = stop.send(true);
             let _ = task.await;
         }
+        if let Some(http) = http {
+            let _ = http.await; // it stops on the same signal, after its in-flight requests
+        }
         println!("node {id} stopped");
         anyhow::Ok(())
     })
+}
+
+/// `node --bind`: the HTTP API and page on `bind`, clustered collections searched by
+/// scatter-gather from here.
+fn coordinator(
+    g: &Global,
+    rt: &tokio::runtime::Runtime,
+    bind: std::net::SocketAddr,
+    args: &NodeArgs,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let encoder = load_encoder(g, EncoderOptions::default())?;
+    let info = EncoderInfo::of(&encoder)?;
+    let (js, meta) = rt.block_on(async {
+        let js = connect(&args.nats.nats).await?;
+        let meta = Meta::open(&js, args.meta_replicas).await?;
+        anyhow::Ok((js, meta))
+    })?;
+    let view = sousuo_web::ClusterView::new(js, meta, rt.handle().clone(), info);
+    let state = crate::serve::state(g, bind, &args.serve, encoder, Some(view))?;
+    let insecure = args.serve.insecure_no_auth;
+    Ok(rt.spawn(async move {
+        let served = sousuo_web::serve(state, bind, insecure, |addr| {
+            println!("node serving http://{addr}/ (the cluster's collections by scatter-gather)");
+        });
+        if let Err(e) = served.await {
+            tracing::error!("the HTTP server stopped: {e}");
+        }
+    }))
 }
 
 /// Stops the replicas of dropped collections and those whose place went to another node (this

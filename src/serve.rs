@@ -1,6 +1,6 @@
 //! `sousuo serve`: the HTTP API and the search page.
 
-use crate::cli::{Global, ServeArgs};
+use crate::cli::{Global, ServeArgs, ServeOptions};
 use crate::paths::{data_dir, load_decoder, load_encoder};
 use anyhow::{Context, Result};
 use sousuo_encoder::{Encoder, EncoderOptions};
@@ -13,7 +13,29 @@ pub fn serve(g: &Global, args: ServeArgs) -> Result<()> {
 
 /// Loads the decoder (unless disabled) and serves until Ctrl-C / SIGTERM.
 pub fn run(g: &Global, args: &ServeArgs, encoder: Encoder) -> Result<()> {
-    sousuo_web::check_bind(args.bind, args.master_key.is_some(), args.insecure_no_auth)?;
+    let state = state(g, args.bind, &args.options, encoder, None)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sousuo-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let insecure = args.options.insecure_no_auth;
+    runtime.block_on(sousuo_web::serve(state, args.bind, insecure, |addr| {
+        println!("Sousuo is serving http://{addr}/ (Ctrl-C to stop)");
+    }))?;
+    Ok(())
+}
+
+/// The server's state for `bind` (refused when insecure): the decoder loaded unless disabled,
+/// and the cluster's view when this is a node's coordinator.
+pub fn state(
+    g: &Global,
+    bind: std::net::SocketAddr,
+    args: &ServeOptions,
+    encoder: Encoder,
+    cluster: Option<sousuo_web::ClusterView>,
+) -> Result<std::sync::Arc<AppState>> {
+    sousuo_web::check_bind(bind, args.master_key.is_some(), args.insecure_no_auth)?;
     let decoder = if args.no_answers { None } else { Some(load_decoder(g, &args.decoder, sousuo_web::DECODER_QUEUE)?) };
     let mut config = Config::new(match &args.data_dir {
         Some(d) => d.clone(),
@@ -21,15 +43,5 @@ pub fn run(g: &Global, args: &ServeArgs, encoder: Encoder) -> Result<()> {
     });
     config.master_key = args.master_key.clone().filter(|k| !k.is_empty());
     config.max_upload_bytes = args.max_upload_mb.max(1) << 20;
-    let state = AppState::new(config, encoder, decoder).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("sousuo-http")
-        .build()
-        .context("cannot start the async runtime")?;
-    let insecure = args.insecure_no_auth;
-    runtime.block_on(sousuo_web::serve(state, args.bind, insecure, |addr| {
-        println!("Sousuo is serving http://{addr}/ (Ctrl-C to stop)");
-    }))?;
-    Ok(())
+    AppState::with_cluster(config, encoder, decoder, cluster).map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -150,7 +150,13 @@ fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
     let paths = [en.to_str().unwrap(), zh.to_str().unwrap()];
 
     ok(run(writer.path(), &["cluster", "create", "kb", "--shards", "2", "--replicas", "2", "--nats", &url]));
-    let mut n1 = node(h1.path(), &url, "n1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut n1 = cmd(h1.path(), &["node", "--nats", &url, "--id", "n1", "--bind", &bind, "--no-answers"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut n2 = node(h2.path(), &url, "n2");
     wait_for(writer.path(), &url, "the nodes take both shards", caught_up);
     ok(run(writer.path(), &["index", paths[0], paths[1], "-c", "kb", "--nats", &url]));
@@ -184,6 +190,31 @@ fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
     let ask = ok(run(writer.path(), &["ask", "What is HNSW?", "-c", "kb", "--extractive", "--json", "--nats", &url]));
     let ask: serde_json::Value = serde_json::from_str(&ask).unwrap();
     assert!(ask["sources"].as_array().is_some_and(|s| !s.is_empty()), "{ask:#}");
+
+    // The node's HTTP API coordinates the same search, lists the clustered collection, and
+    // reports replica lag and fan-out time.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let get = |path: &str| -> (u16, String) {
+        rt.block_on(async {
+            let r = reqwest::get(format!("http://{bind}{path}")).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let cli = search_json(writer.path(), &["search", "HNSW graph", "-c", "kb", "--json", "--nats", &url]);
+    let (status, body) = get("/collections/kb/search?q=HNSW%20graph");
+    assert_eq!(status, 200, "{body}");
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        ranked(&api).into_iter().map(|x| x.0).collect::<Vec<_>>(),
+        ranked(&cli).into_iter().map(|x| x.0).collect::<Vec<_>>()
+    );
+    let (_, list) = get("/collections");
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let kb = list.as_array().unwrap().iter().find(|c| c["name"] == "kb").cloned().unwrap_or_default();
+    assert_eq!(kb["documents"].as_u64(), Some(stat(writer.path(), "local", "documents")), "{list:#}");
+    let (_, metrics) = get("/metrics");
+    assert!(metrics.contains("sousuo_cluster_replica_lag{collection=\"kb\",shard=\"0\",node=\"n2\"} 0"), "{metrics}");
+    assert!(metrics.contains("sousuo_cluster_fanout_seconds_count"), "{metrics}");
 
     // A deletion goes through the log to every replica.
     let top =

@@ -221,6 +221,21 @@ fn query(e: &sousuo_query::Error) -> Class {
     }
 }
 
+fn cluster(e: &sousuo_cluster::Error) -> Class {
+    use sousuo_cluster::Error as E;
+    match e {
+        E::BadUrl { .. } => (BAD, "bad_nats_url"),
+        E::Nats { .. } => (UNAVAILABLE, "cluster_unavailable"),
+        E::NoSuchCollection(_) => (StatusCode::NOT_FOUND, "collection_not_found"),
+        E::CollectionExists(_) => (StatusCode::CONFLICT, "collection_exists"),
+        E::BadSpec { .. } => (BAD, "bad_collection_spec"),
+        E::NoSuchShard { .. } => (StatusCode::NOT_FOUND, "shard_not_found"),
+        E::Decode { .. } => (INTERNAL, "cluster_log_corrupt"),
+        E::Task(_) => (INTERNAL, "internal"),
+        E::Index(e) => indexer(e),
+    }
+}
+
 /// The status and code of any library error: the one table.
 pub fn classify(e: &LibError) -> (StatusCode, &'static str) {
     match e {
@@ -230,6 +245,7 @@ pub fn classify(e: &LibError) -> (StatusCode, &'static str) {
         LibError::Decoder(e) => decoder(e),
         LibError::Indexer(e) => indexer(e),
         LibError::Query(e) => query(e),
+        LibError::Cluster(e) => cluster(e),
     }
 }
 
@@ -248,6 +264,8 @@ pub enum LibError {
     Indexer(sousuo_indexer::Error),
     /// `sousuo-query`.
     Query(sousuo_query::Error),
+    /// `sousuo-cluster`.
+    Cluster(sousuo_cluster::Error),
 }
 
 impl std::fmt::Display for LibError {
@@ -259,6 +277,7 @@ impl std::fmt::Display for LibError {
             LibError::Decoder(e) => e.fmt(f),
             LibError::Indexer(e) => e.fmt(f),
             LibError::Query(e) => e.fmt(f),
+            LibError::Cluster(e) => e.fmt(f),
         }
     }
 }
@@ -287,4 +306,5 @@ from_lib! {
     sousuo_decoder::Error => Decoder,
     sousuo_indexer::Error => Indexer,
     sousuo_query::Error => Query,
+    sousuo_cluster::Error => Cluster,
 }

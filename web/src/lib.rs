@@ -7,11 +7,14 @@
 //!
 //! - `routes`: the handlers by resource, the middleware, the answer stream.
 //! - `state`: models, open collections, the admission semaphore; `tasks`: the indexing queue.
+//! - `cluster`: a node's view of the cluster (`sousuo node --bind`): clustered collections
+//!   searched by scatter-gather, replica lag and fan-out figures for `/metrics`.
 //! - `auth`: API keys; `error`: the one table from library errors to HTTP; `json`: bodies.
 
 #![warn(missing_docs)]
 
 mod auth;
+mod cluster;
 mod error;
 mod json;
 mod metrics;
@@ -20,6 +23,7 @@ mod state;
 mod tasks;
 
 pub use auth::{Action, Caller, KeyStore};
+pub use cluster::ClusterView;
 pub use error::{classify, ApiError, ApiResult, ErrorBody, ErrorDetail, LibError};
 pub use routes::{app, ApiDoc, AskRequest, FilterArg, SearchRequest};
 pub use state::{AppState, Config};

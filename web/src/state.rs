@@ -2,12 +2,14 @@
 //! the one helper through which CPU work leaves the async runtime.
 
 use crate::auth::KeyStore;
+use crate::cluster::ClusterView;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
 use crate::tasks::Tasks;
 use sousuo_decoder::Decoder;
 use sousuo_encoder::Encoder;
 use sousuo_indexer::{ChunkParams, Collection, EncoderInfo, IndexOptions, IndexSummary, OpenMode, Progress};
+use sousuo_query::Retriever;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -67,6 +69,8 @@ pub struct AppState {
     pub keys: KeyStore,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// The cluster, when this server is a node's coordinator (`sousuo node --bind`).
+    pub cluster: Option<ClusterView>,
     /// Admission to CPU work: permits = running + waiting jobs.
     admission: Arc<Semaphore>,
     /// Running CPU jobs.
@@ -76,6 +80,16 @@ pub struct AppState {
 impl AppState {
     /// Builds the state and starts the indexing worker thread.
     pub fn new(config: Config, encoder: Encoder, decoder: Option<Decoder>) -> ApiResult<Arc<Self>> {
+        Self::with_cluster(config, encoder, decoder, None)
+    }
+
+    /// [`Self::new`] for a node that also coordinates searches of the cluster's collections.
+    pub fn with_cluster(
+        config: Config,
+        encoder: Encoder,
+        decoder: Option<Decoder>,
+        cluster: Option<ClusterView>,
+    ) -> ApiResult<Arc<Self>> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let keys = KeyStore::open(&config.data_dir.join("keys.json"), config.master_key.clone())?;
@@ -91,6 +105,7 @@ impl AppState {
             tasks: Tasks::default(),
             keys,
             metrics: Metrics::default(),
+            cluster,
         });
         let weak = Arc::downgrade(&state);
         // The thread holds the state weakly: it ends when the server drops the state.
@@ -157,6 +172,18 @@ impl AppState {
         let c = Arc::new(Collection::open(&self.config.data_dir, name, &self.encoder_info, OpenMode::Existing)?);
         map.insert(name.to_string(), c.clone());
         Ok(c)
+    }
+
+    /// What searches and answers over `name` run on: the cluster's collection of that name
+    /// when this server coordinates a cluster that has one, else the local collection.
+    /// Blocks: call it from [`Self::blocking`].
+    pub fn retriever(&self, name: &str) -> ApiResult<Arc<dyn Retriever>> {
+        if let Some(cluster) = &self.cluster {
+            if let Some(c) = cluster.get(name)? {
+                return Ok(Arc::new(c));
+            }
+        }
+        Ok(self.collection(name)?)
     }
 
     /// Whether collection `name` exists (open or on disk).

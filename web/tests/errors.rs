@@ -219,6 +219,35 @@ fn query() -> Vec<(sousuo_query::Error, u16)> {
     all
 }
 
+fn cluster() -> Vec<(sousuo_cluster::Error, u16)> {
+    use sousuo_cluster::Error as E;
+    let all = vec![
+        (E::BadUrl { url: s(), reason: s() }, BAD),
+        (E::Nats { op: "connect", reason: s() }, BUSY),
+        (E::NoSuchCollection(s()), NOT_FOUND),
+        (E::CollectionExists(s()), CONFLICT),
+        (E::BadSpec { name: s(), reason: s() }, BAD),
+        (E::NoSuchShard { collection: s(), shards: 2, shard: 3 }, NOT_FOUND),
+        (E::Decode { subject: s(), seq: 1, reason: s() }, INTERNAL),
+        (E::Task(s()), INTERNAL),
+        (E::Index(sousuo_indexer::Error::NoSuchCollection(s())), NOT_FOUND),
+    ];
+    for (e, _) in &all {
+        match e {
+            E::BadUrl { .. }
+            | E::Nats { .. }
+            | E::NoSuchCollection(_)
+            | E::CollectionExists(_)
+            | E::BadSpec { .. }
+            | E::NoSuchShard { .. }
+            | E::Decode { .. }
+            | E::Task(_)
+            | E::Index(_) => {}
+        }
+    }
+    all
+}
+
 /// Every variant, as a `LibError`, with the status it must get.
 fn every_error() -> Vec<(LibError, u16)> {
     let mut all: Vec<(LibError, u16)> = Vec::new();
@@ -228,6 +257,7 @@ fn every_error() -> Vec<(LibError, u16)> {
     all.extend(decoder().into_iter().map(|(e, s)| (LibError::Decoder(e), s)));
     all.extend(indexer().into_iter().map(|(e, s)| (LibError::Indexer(e), s)));
     all.extend(query().into_iter().map(|(e, s)| (LibError::Query(e), s)));
+    all.extend(cluster().into_iter().map(|(e, s)| (LibError::Cluster(e), s)));
     all
 }
 

@@ -94,7 +94,7 @@ pub(super) async fn ask(
     // Fail before streaming when the collection does not exist.
     let s = state.clone();
     let n = name.clone();
-    state.blocking(move || s.collection(&n).map(|_| ())).await?;
+    state.blocking(move || s.retriever(&n).map(|_| ())).await?;
     let sse =
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
     let rx = start_answer(&state, name, req.q, p)?;

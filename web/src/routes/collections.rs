@@ -27,16 +27,23 @@ pub(super) async fn list(
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<Vec<CollectionInfo>>> {
     let names = state.collection_names()?;
-    Ok(Json(
-        names
-            .into_iter()
-            .filter(|n| caller.sees(n))
-            .map(|n| {
-                let c = sousuo_indexer::read_counts(&state.config.data_dir, &n);
-                CollectionInfo { documents: c.map(|c| c.documents), chunks: c.map(|c| c.chunks), name: n }
-            })
-            .collect(),
-    ))
+    let mut all: Vec<CollectionInfo> = names
+        .into_iter()
+        .map(|n| {
+            let c = sousuo_indexer::read_counts(&state.config.data_dir, &n);
+            CollectionInfo { documents: c.map(|c| c.documents), chunks: c.map(|c| c.chunks), name: n }
+        })
+        .collect();
+    if state.cluster.is_some() {
+        let s = state.clone();
+        let clustered = state.blocking(move || s.cluster.as_ref().map_or(Ok(Vec::new()), |c| c.list())).await?;
+        all.extend(clustered.into_iter().map(|(name, count)| CollectionInfo {
+            name,
+            documents: Some(count.documents as usize),
+            chunks: Some(count.chunks as usize),
+        }));
+    }
+    Ok(Json(all.into_iter().filter(|c| caller.sees(&c.name)).collect()))
 }
 
 #[utoipa::path(post, path = "/collections", request_body = NewCollection,
@@ -63,8 +70,17 @@ pub(super) async fn get(
     authorize(&caller, Action::Search, &name)?;
     let s = state.clone();
     let n = name.clone();
-    let c = state.blocking(move || s.collection(&n)).await?;
-    Ok(Json(CollectionInfo { name, documents: Some(c.store().doc_count()), chunks: Some(c.store().chunk_count()) }))
+    let (documents, chunks) = state
+        .blocking(move || {
+            if let Some(c) = s.cluster.as_ref().map(|c| c.get(&n)).transpose()?.flatten() {
+                let count = c.count_blocking()?;
+                return Ok((count.documents as usize, count.chunks as usize));
+            }
+            let c = s.collection(&n)?;
+            Ok((c.store().doc_count(), c.store().chunk_count()))
+        })
+        .await?;
+    Ok(Json(CollectionInfo { name, documents: Some(documents), chunks: Some(chunks) }))
 }
 
 #[utoipa::path(delete, path = "/collections/{name}", responses((status = 204), (status = 404, body = ErrorBody)))]

@@ -106,6 +106,10 @@ async fn metrics(State(state): St, Extension(caller): Extension<Caller>) -> ApiR
         ),
         ("sousuo_encoder_tokens_total", "Tokens embedded by the encoder.", e.tokens as f64),
     ]);
+    let text = match &state.cluster {
+        Some(cluster) => text + &cluster.metrics_text().await,
+        None => text,
+    };
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

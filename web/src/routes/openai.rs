@@ -109,7 +109,7 @@ pub(super) async fn chat_completions(
     }
     let s = state.clone();
     let model = req.model.clone();
-    state.blocking(move || s.collection(&model).map(|_| ())).await?;
+    state.blocking(move || s.retriever(&model).map(|_| ())).await?;
     let mut p = AnswerParams {
         search: SearchParams { limit: 5, ..SearchParams::default() },
         history,

@@ -116,8 +116,8 @@ async fn run(state: Arc<AppState>, caller: Caller, name: String, req: SearchRequ
     let s = state.clone();
     let results = state
         .blocking(move || {
-            let c = s.collection(&name)?;
-            Ok(sousuo_query::search(&c, &s.encoder, &req.q, &p)?)
+            let c = s.retriever(&name)?;
+            Ok(c.search(&s.encoder, &req.q, &p)?)
         })
         .await?;
     Ok(Json(results).into_response())

@@ -60,7 +60,7 @@ pub(super) fn start_answer(
         let tx2 = tx.clone();
         let r = runner
             .blocking(move || {
-                let c = s.collection(&collection)?;
+                let c = s.retriever(&collection)?;
                 let a = answer(&*c, &s.encoder, s.decoder.as_ref(), &question, &p, &mut |e| {
                     let msg = match e {
                         AnswerEvent::Rewritten(q) => Streamed::Rewritten(q.to_string()),

@@ -1,0 +1,126 @@
+//! The API over a cluster (`sousuo node --bind`): a collection the cluster holds is searched
+//! and answered by scatter-gather ([`ClusterCollection`]); every other name is a local
+//! collection as before.
+
+use crate::error::{ApiError, ApiResult};
+use sousuo_cluster::{ClusterCollection, ClusterCount, CollectionSpec, FanoutMetrics, Meta, ShardLog};
+use sousuo_indexer::EncoderInfo;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A collection's spec is read again after this long (a dropped and recreated collection).
+const SPEC_TTL: Duration = Duration::from_secs(10);
+
+/// The cluster as the API sees it.
+pub struct ClusterView {
+    js: sousuo_cluster::Context,
+    meta: Meta,
+    handle: tokio::runtime::Handle,
+    metrics: Arc<FanoutMetrics>,
+    encoder: EncoderInfo,
+    cache: Mutex<HashMap<String, (Instant, Option<ClusterCollection>)>>,
+}
+
+impl ClusterView {
+    /// The view through `js` for a server whose encoder is `encoder`; blocking lookups run on
+    /// `handle`.
+    pub fn new(js: sousuo_cluster::Context, meta: Meta, handle: tokio::runtime::Handle, encoder: EncoderInfo) -> Self {
+        ClusterView { js, meta, handle, metrics: Arc::default(), encoder, cache: Mutex::default() }
+    }
+
+    /// Fails unless this server's encoder made the collection's vectors.
+    fn check_encoder(&self, spec: &CollectionSpec) -> ApiResult<()> {
+        let (built, mine) = (&spec.encoder, &self.encoder);
+        if built.name != mine.name || built.dim != mine.dim || built.weights_sha256 != mine.weights_sha256 {
+            return Err(sousuo_indexer::Error::EncoderMismatch {
+                collection: spec.name.clone(),
+                built_with: built.name.clone(),
+                built_dim: built.dim,
+                requested: mine.name.clone(),
+                requested_dim: mine.dim,
+            }
+            .into());
+        }
+        if built.precision != mine.precision {
+            return Err(sousuo_indexer::Error::PrecisionMismatch {
+                collection: spec.name.clone(),
+                built: built.precision.to_string(),
+                requested: mine.precision.to_string(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The clustered collection `name`, `None` when the cluster has none of that name. Blocks:
+    /// call it from a blocking thread.
+    pub fn get(&self, name: &str) -> ApiResult<Option<ClusterCollection>> {
+        if let Some((at, c)) = self.cache.lock().map_err(|_| poisoned())?.get(name) {
+            if at.elapsed() < SPEC_TTL {
+                return Ok(c.clone());
+            }
+        }
+        let found = match self.handle.block_on(self.meta.collection(name)) {
+            Ok(spec) => {
+                self.check_encoder(&spec)?;
+                Some(ClusterCollection::new(self.js.client(), spec, self.handle.clone(), self.metrics.clone()))
+            }
+            Err(sousuo_cluster::Error::NoSuchCollection(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        self.cache.lock().map_err(|_| poisoned())?.insert(name.to_string(), (Instant::now(), found.clone()));
+        Ok(found)
+    }
+
+    /// The clustered collections' names and sizes (blocking).
+    pub fn list(&self) -> ApiResult<Vec<(String, ClusterCount)>> {
+        let specs = self.handle.block_on(self.meta.collections())?;
+        let mut out = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let c = ClusterCollection::new(self.js.client(), spec, self.handle.clone(), self.metrics.clone());
+            let count = c.count_blocking().unwrap_or_default();
+            out.push((c.spec().name.clone(), count));
+        }
+        Ok(out)
+    }
+
+    /// Prometheus lines: fan-out rounds and their time, shards missing, retries, and each
+    /// replica's lag (changes stored in its shard's log that it has not applied).
+    pub async fn metrics_text(&self) -> String {
+        let m = &self.metrics;
+        let mut out = String::new();
+        let _ = writeln!(out, "# TYPE sousuo_cluster_fanout_seconds summary");
+        let _ = writeln!(out, "sousuo_cluster_fanout_seconds_count {}", m.rounds.load(Ordering::Relaxed));
+        let _ = writeln!(out, "sousuo_cluster_fanout_seconds_sum {}", m.micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "# TYPE sousuo_cluster_shard_missing_total counter");
+        let _ = writeln!(out, "sousuo_cluster_shard_missing_total {}", m.missing.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# TYPE sousuo_cluster_shard_retries_total counter");
+        let _ = writeln!(out, "sousuo_cluster_shard_retries_total {}", m.retries.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# TYPE sousuo_cluster_replica_lag gauge");
+        let Ok(specs) = self.meta.collections().await else { return out };
+        for spec in specs {
+            let Ok(log) = ShardLog::open(&self.js, &spec).await else { continue };
+            for shard in 0..spec.shards {
+                let Ok(stored) = log.last_seq(shard).await else { continue };
+                for node in self.meta.replicas_of(&spec.name, shard).await.unwrap_or_default() {
+                    if let Ok(Some(applied)) = log.acknowledged(shard, &node).await {
+                        let lag = stored.saturating_sub(applied);
+                        let _ = writeln!(
+                            out,
+                            "sousuo_cluster_replica_lag{{collection=\"{}\",shard=\"{shard}\",node=\"{node}\"}} {lag}",
+                            spec.name
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn poisoned() -> ApiError {
+    ApiError::internal("the cluster cache lock was poisoned by a panic")
+}
