@@ -113,9 +113,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
-    /// A cluster node: holds a replica of every shard of every clustered collection and applies
-    /// the shard logs as they grow.
+    /// A cluster node: claims shard replicas (up to each collection's --replicas), applies the
+    /// shard logs as they grow and answers its shards' searches; with --bind it also serves
+    /// the API and the page.
     Node(NodeArgs),
+    /// An embedding worker: embeds queued documents of clustered collections (--device).
+    Worker(WorkerArgs),
 }
 
 /// Where the NATS servers are.
@@ -180,6 +183,21 @@ pub struct NodeArgs {
     pub bind: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub serve: ServeOptions,
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The worker's id (default: made from the process id and time).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Documents per batch (default: 512 on a GPU, 32 on the CPU).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Seconds before a batch a worker took and did not finish goes to another worker.
+    #[arg(long, default_value_t = 30)]
+    pub ack_wait_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -397,6 +415,9 @@ pub struct IndexArgs {
     /// With --nats: return once the logs hold the documents, without waiting for the replicas.
     #[arg(long)]
     pub no_wait: bool,
+    /// With --nats: embed here even when the cluster has embedding workers running.
+    #[arg(long)]
+    pub embed_here: bool,
     /// Append the id of every durably committed document to this file (fsynced).
     #[arg(long, hide = true)]
     pub commit_log: Option<PathBuf>,

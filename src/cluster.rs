@@ -9,6 +9,7 @@ use serde::Serialize;
 use sousuo_cluster::meta::NodeInfo;
 use sousuo_cluster::replica::Replica;
 use sousuo_cluster::serve::serve;
+use sousuo_cluster::work::WorkQueue;
 use sousuo_cluster::{connect, CollectionSpec, Meta, ShardLog};
 use sousuo_common::now_secs;
 use sousuo_encoder::EncoderOptions;
@@ -58,6 +59,7 @@ pub fn command(g: &Global, command: ClusterCommand) -> Result<()> {
             let meta = Meta::open(&js, 1).await?;
             let spec = meta.collection(&name).await?;
             ShardLog::open(&js, &spec).await?.delete().await?;
+            WorkQueue::open(&js, &spec).await?.delete().await?;
             meta.drop_collection(&spec).await?;
             println!("dropped {name:?} (nodes keep their local copies until deleted)");
             Ok(())
@@ -81,13 +83,22 @@ struct ShardStatus {
     replicas: Vec<ReplicaStatus>,
 }
 
+#[derive(Serialize)]
+struct QueueStatus {
+    collection: String,
+    /// Documents waiting for an embedding worker.
+    queued: u64,
+}
+
 fn status(nats: &NatsArgs, json: bool) -> Result<()> {
-    let (nodes, shards) = runtime()?.block_on(async {
+    let (nodes, shards, queues) = runtime()?.block_on(async {
         let js = connect(&nats.nats).await?;
         let meta = Meta::open(&js, 1).await?;
         let nodes = meta.nodes().await?;
-        let mut shards = Vec::new();
+        let (mut shards, mut queues) = (Vec::new(), Vec::new());
         for spec in meta.collections().await? {
+            let queued = WorkQueue::open(&js, &spec).await?.pending().await?;
+            queues.push(QueueStatus { collection: spec.name.clone(), queued });
             let log = ShardLog::open(&js, &spec).await?;
             for shard in 0..spec.shards {
                 let stored = log.last_seq(shard).await?;
@@ -105,13 +116,20 @@ fn status(nats: &NatsArgs, json: bool) -> Result<()> {
                 shards.push(ShardStatus { collection: spec.name.clone(), shard, stored, replicas });
             }
         }
-        anyhow::Ok((nodes, shards))
+        anyhow::Ok((nodes, shards, queues))
     })?;
+    let (workers, nodes): (Vec<NodeInfo>, Vec<NodeInfo>) = nodes.into_iter().partition(|n| n.worker.is_some());
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"nodes": nodes, "shards": shards}))?);
+        let v = serde_json::json!({"nodes": nodes, "workers": workers, "shards": shards, "queues": queues});
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!("{} live nodes: {}", nodes.len(), nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", "));
+    let w: Vec<String> = workers.iter().map(|w| format!("{} ({})", w.id, w.worker.as_deref().unwrap_or(""))).collect();
+    println!("{} embedding workers: {}", workers.len(), w.join(", "));
+    for q in queues.iter().filter(|q| q.queued > 0) {
+        println!("{:?}: {} documents wait for a worker", q.collection, q.queued);
+    }
     println!("{:<20} {:>5} {:>9}  replicas (node: applied, lag)", "collection", "shard", "stored");
     for s in &shards {
         let r: Vec<String> = s
@@ -170,8 +188,15 @@ pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
         loop {
             // The heartbeat first: a node claims replicas only once others can see it is alive.
             let shards = held.keys().cloned().collect();
-            if let Err(e) =
-                meta.heartbeat(&NodeInfo { id: id.clone(), api: api.clone(), shards, heartbeat_at: now_secs() }).await
+            if let Err(e) = meta
+                .heartbeat(&NodeInfo {
+                    id: id.clone(),
+                    api: api.clone(),
+                    shards,
+                    worker: None,
+                    heartbeat_at: now_secs(),
+                })
+                .await
             {
                 tracing::warn!("heartbeat failed: {e}");
             }

@@ -36,7 +36,13 @@ pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
             },
             sync: false,
         };
-        crate::remote::Remote::open(nats, &args.collection)?.index(&encoder, &args.paths, &options, args.no_wait)?;
+        crate::remote::Remote::open(nats, &args.collection)?.index(
+            &encoder,
+            &args.paths,
+            &options,
+            args.no_wait,
+            args.embed_here,
+        )?;
         return Ok(());
     }
     let encoder = load_encoder(g, EncoderOptions::default())?;

@@ -14,6 +14,7 @@ mod remote;
 mod search;
 mod serve;
 mod util;
+mod worker;
 
 use clap::Parser;
 
@@ -65,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Cluster { command } => cluster::command(g, command),
         Command::Node(args) => cluster::node(g, args),
+        Command::Worker(args) => worker::worker(g, args),
     }
 }
 

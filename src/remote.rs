@@ -4,6 +4,7 @@
 
 use crate::cluster::runtime;
 use anyhow::{bail, Result};
+use sousuo_cluster::work::{message_id, WorkQueue};
 use sousuo_cluster::{connect, ClusterCollection, CollectionSpec, Context, Meta, ShardLog};
 use sousuo_common::now_secs;
 use sousuo_encoder::Encoder;
@@ -59,16 +60,22 @@ impl Remote {
         Ok(())
     }
 
-    /// Appends `paths` (parsed, chunked and embedded here) to the shard logs; unless `no_wait`,
-    /// then waits until every replica has applied them.
+    /// Appends `paths` to the shard logs: parsed and chunked here, embedded by the cluster's
+    /// embedding workers when any is running (and `embed_here` is not asked), else here. Then,
+    /// unless `no_wait`, waits until every replica has applied them.
     pub fn index(
         &self,
         encoder: &Encoder,
         paths: &[PathBuf],
         options: &IndexOptions,
         no_wait: bool,
+        embed_here: bool,
     ) -> Result<IndexSummary> {
         self.check_encoder(encoder)?;
+        let workers = self.rt.block_on(self.meta.nodes())?.into_iter().filter(|n| n.worker.is_some()).count();
+        if workers > 0 && !embed_here {
+            return self.index_via_workers(encoder, paths, options, no_wait, workers);
+        }
         let log = self.rt.block_on(ShardLog::open(&self.js, self.spec()))?;
         let sink = LogSink {
             log: log.clone(),
@@ -101,6 +108,66 @@ impl Remote {
         Ok(summary)
     }
 
+    /// [`Self::index`] through the work queue: returns once the workers have appended every
+    /// queued document to the shard logs (and, unless `no_wait`, the replicas applied them).
+    fn index_via_workers(
+        &self,
+        encoder: &Encoder,
+        paths: &[PathBuf],
+        options: &IndexOptions,
+        no_wait: bool,
+        workers: usize,
+    ) -> Result<IndexSummary> {
+        let queue = self.rt.block_on(WorkQueue::open(&self.js, self.spec()))?;
+        let sink = WorkSink { queue: queue.clone(), handle: self.rt.handle().clone(), chunking: self.spec().chunking };
+        let bar = crate::util::progress(0, "docs");
+        let on = |p: Progress| match p {
+            Progress::Planned { estimated_docs, .. } => bar.set_length(estimated_docs as u64),
+            Progress::Seen { docs } => bar.set_position(docs as u64),
+            Progress::Warning(w) => bar.suspend(|| tracing::warn!("{w}")),
+            Progress::Error(e) => bar.suspend(|| tracing::error!("{e}")),
+            _ => {}
+        };
+        let summary = index_into(&sink, encoder, paths, options, &on)?;
+        bar.finish_and_clear();
+        eprintln!(
+            "queued {} documents of {:?} for {workers} embedding workers in {:.1} s; {} errors",
+            summary.documents_indexed,
+            self.spec().name,
+            summary.seconds,
+            summary.errors.len()
+        );
+        let log = self.rt.block_on(ShardLog::open(&self.js, self.spec()))?;
+        let targets = self.rt.block_on(async {
+            let started = Instant::now();
+            let mut said = Instant::now();
+            loop {
+                let pending = queue.pending().await?;
+                if pending == 0 {
+                    break;
+                }
+                if said.elapsed() > Duration::from_secs(10) {
+                    eprintln!("{pending} documents wait for an embedding worker");
+                    said = Instant::now();
+                }
+                if started.elapsed() > Duration::from_secs(3600) {
+                    bail!("{pending} documents are still queued after an hour: are the workers running? (`sousuo cluster status`)");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let mut targets = BTreeMap::new();
+            for shard in 0..self.spec().shards {
+                targets.insert(shard, log.last_seq(shard).await?);
+            }
+            eprintln!("the workers appended them to the shard logs ({:.1} s)", started.elapsed().as_secs_f64());
+            anyhow::Ok(targets)
+        })?;
+        if !no_wait {
+            self.rt.block_on(wait_for_replicas(&self.meta, &log, self.spec(), &targets))?;
+        }
+        Ok(summary)
+    }
+
     /// Appends deletions of `ids` to their shards' logs.
     pub fn delete(&self, ids: &[String]) -> Result<()> {
         let log = self.rt.block_on(ShardLog::open(&self.js, self.spec()))?;
@@ -118,7 +185,8 @@ impl Remote {
         let started = Instant::now();
         self.rt.block_on(async {
             loop {
-                let live: Vec<String> = self.meta.nodes().await?.into_iter().map(|n| n.id).collect();
+                let live: Vec<String> =
+                    self.meta.nodes().await?.into_iter().filter(|n| n.worker.is_none()).map(|n| n.id).collect();
                 if live.is_empty() {
                     bail!("no node is running: start some with `sousuo node --nats URL` (docs/cluster.md)");
                 }
@@ -170,6 +238,7 @@ impl Drop for Temporary {
         let r = &self.0;
         let dropped = r.rt.block_on(async {
             ShardLog::open(&r.js, r.spec()).await?.delete().await?;
+            WorkQueue::open(&r.js, r.spec()).await?.delete().await?;
             r.meta.drop_collection(r.spec()).await
         });
         if let Err(e) = dropped {
@@ -221,13 +290,7 @@ impl Sink for LogSink {
     }
 
     fn store(&self, changes: &[Change]) -> sousuo_indexer::Result<()> {
-        let batch = changes.iter().map(|change| {
-            let msg_id = match change {
-                Change::Upsert { doc, .. } => format!("{}@{}", doc.id, doc.content_hash),
-                Change::Delete { doc_id } => format!("{doc_id}@deleted@{}", now_secs()),
-            };
-            (change, msg_id)
-        });
+        let batch = changes.iter().map(|change| (change, message_id(change)));
         let appended = self
             .handle
             .block_on(self.log.append_all(batch))
@@ -239,6 +302,33 @@ impl Sink for LogSink {
             }
         }
         Ok(())
+    }
+}
+
+/// An index run's sink with embedding workers: upserts without vectors queued for them.
+struct WorkSink {
+    queue: WorkQueue,
+    handle: tokio::runtime::Handle,
+    chunking: ChunkParams,
+}
+
+impl Sink for WorkSink {
+    fn chunking(&self) -> ChunkParams {
+        self.chunking
+    }
+
+    fn stored_hash(&self, _id: &str) -> sousuo_indexer::Result<Option<String>> {
+        Ok(None)
+    }
+
+    fn store(&self, changes: &[Change]) -> sousuo_indexer::Result<()> {
+        self.handle
+            .block_on(self.queue.append_all(changes))
+            .map_err(|e| sousuo_indexer::Error::Sink { reason: e.to_string() })
+    }
+
+    fn embeds(&self) -> bool {
+        false
     }
 }
 

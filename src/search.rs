@@ -143,7 +143,7 @@ fn eval_cluster(args: &EvalArgs, nats: &str, encoder: &Encoder, judged: &Judged)
     let name = crate::remote::temporary_name("eval");
     let tmp = Temporary::create(nats, &name, args.shards.max(1), encoder)?;
     tmp.0.wait_for_holders(std::time::Duration::from_secs(60))?;
-    let summary = tmp.0.index(encoder, &[args.beir.join("corpus.jsonl")], &IndexOptions::default(), false)?;
+    let summary = tmp.0.index(encoder, &[args.beir.join("corpus.jsonl")], &IndexOptions::default(), false, false)?;
     eprintln!("collection {name}: {} documents in {} shards", summary.documents_seen, args.shards);
     let label = format!("{name} ({} shards)", args.shards);
     report(args, &label, &tmp.0.collection, encoder, judged)

@@ -57,6 +57,9 @@ pub enum Error {
     /// The local collection of a replica failed.
     #[error(transparent)]
     Index(#[from] sousuo_indexer::Error),
+    /// An embedding worker's encoder failed.
+    #[error(transparent)]
+    Embed(#[from] sousuo_encoder::Error),
     /// A blocking index task panicked or was cancelled.
     #[error("an index task stopped: {0}")]
     Task(String),

@@ -16,6 +16,8 @@
 //!   answers its shard's requests in the shard's queue group; a coordinator embeds the query
 //!   once, sums the shards' BM25 term statistics, merges their lists, fuses once, and fetches
 //!   the page's hits, naming any shard that no replica answered for.
+//! - [`work`]: embedding workers: upserts without vectors queued on a work-queue stream,
+//!   embedded in device-sized batches, appended to the shard logs, then acknowledged.
 //! - [`server`]: a local `nats-server` for tests and benchmarks.
 //!
 //! Everything here is `async` (NATS I/O); index writes run on blocking threads.
@@ -31,6 +33,7 @@ pub mod replica;
 pub mod serve;
 pub mod server;
 pub mod shard;
+pub mod work;
 
 pub use async_nats::jetstream::Context;
 pub use async_nats::Client;

@@ -76,6 +76,9 @@ pub struct NodeInfo {
     /// The shard replicas it holds: (collection, shard).
     #[serde(default)]
     pub shards: Vec<(String, u32)>,
+    /// For an embedding worker (`sousuo worker`), its device and batch size; `None` for a node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// Unix seconds of this heartbeat.
     pub heartbeat_at: u64,
 }

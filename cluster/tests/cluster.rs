@@ -110,7 +110,8 @@ async fn metadata_lives_in_the_cluster() {
     assert_eq!(meta.replicas_of("notes", 2).await.unwrap(), vec!["b"]);
 
     // Nodes register with a heartbeat (the bucket's max_age drops the silent ones).
-    let node = NodeInfo { id: "n1".into(), api: None, shards: vec![("notes".into(), 1)], heartbeat_at: 1 };
+    let node =
+        NodeInfo { id: "n1".into(), api: None, shards: vec![("notes".into(), 1)], worker: None, heartbeat_at: 1 };
     meta.heartbeat(&node).await.unwrap();
     assert_eq!(meta.nodes().await.unwrap(), vec![node.clone()]);
     // A node that stops beating is seen as gone once its entry outlives the TTL.

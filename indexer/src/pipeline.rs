@@ -317,8 +317,10 @@ fn embed_batch(
             todo.push(p);
         }
     }
-    let texts: Vec<String> =
-        todo.iter().flat_map(|p| p.chunks.iter().map(|c| embed_text(&p.doc.title, &c.text))).collect();
+    let texts: Vec<String> = match sink.embeds() {
+        true => todo.iter().flat_map(|p| p.chunks.iter().map(|c| embed_text(&p.doc.title, &c.text))).collect(),
+        false => Vec::new(), // embedded by the sink's workers
+    };
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let t = Instant::now();
     let vectors = encoder.encode(&refs)?;
@@ -328,7 +330,10 @@ fn embed_batch(
     let mut rows = vectors.rows();
     let mut changes = Vec::with_capacity(todo.len());
     for p in todo {
-        let vs: Vec<Vec<f32>> = rows.by_ref().take(p.chunks.len()).map(<[f32]>::to_vec).collect();
+        let vs: Vec<Vec<f32>> = match sink.embeds() {
+            true => rows.by_ref().take(p.chunks.len()).map(<[f32]>::to_vec).collect(),
+            false => Vec::new(),
+        };
         let doc = DocRecord {
             id: p.doc.id,
             title: p.doc.title,

@@ -15,6 +15,11 @@ pub trait Sink: Sync {
     fn stored_hash(&self, id: &str) -> Result<Option<String>>;
     /// Stores `changes` durably; returns once they are.
     fn store(&self, changes: &[Change]) -> Result<()>;
+    /// Whether the run embeds the chunks. A sink that has them embedded elsewhere (a
+    /// cluster's embedding workers) gets upserts with no vectors.
+    fn embeds(&self) -> bool {
+        true
+    }
 }
 
 impl Sink for Collection {

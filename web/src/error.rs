@@ -233,6 +233,7 @@ fn cluster(e: &sousuo_cluster::Error) -> Class {
         E::Decode { .. } => (INTERNAL, "cluster_log_corrupt"),
         E::Task(_) => (INTERNAL, "internal"),
         E::Index(e) => indexer(e),
+        E::Embed(e) => encoder(e),
     }
 }
 

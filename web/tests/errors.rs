@@ -231,6 +231,7 @@ fn cluster() -> Vec<(sousuo_cluster::Error, u16)> {
         (E::Decode { subject: s(), seq: 1, reason: s() }, INTERNAL),
         (E::Task(s()), INTERNAL),
         (E::Index(sousuo_indexer::Error::NoSuchCollection(s())), NOT_FOUND),
+        (E::Embed(sousuo_encoder::Error::Tokenizer(s())), BAD),
     ];
     for (e, _) in &all {
         match e {
@@ -242,7 +243,8 @@ fn cluster() -> Vec<(sousuo_cluster::Error, u16)> {
             | E::NoSuchShard { .. }
             | E::Decode { .. }
             | E::Task(_)
-            | E::Index(_) => {}
+            | E::Index(_)
+            | E::Embed(_) => {}
         }
     }
     all
