@@ -180,8 +180,7 @@ pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
         None => None,
     };
     rt.block_on(async move {
-        let js = connect(&args.nats.nats).await?;
-        let meta = Meta::open(&js, args.meta_replicas).await?;
+        let (js, meta) = join(&args.nats.nats, args.meta_replicas).await?;
         let mut held = Held::new();
         println!("node {id} holds its replicas in {} (Ctrl-C to stop)", data.display());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -231,11 +230,7 @@ fn coordinator(
 ) -> Result<tokio::task::JoinHandle<()>> {
     let encoder = load_encoder(g, EncoderOptions::default())?;
     let info = EncoderInfo::of(&encoder)?;
-    let (js, meta) = rt.block_on(async {
-        let js = connect(&args.nats.nats).await?;
-        let meta = Meta::open(&js, args.meta_replicas).await?;
-        anyhow::Ok((js, meta))
-    })?;
+    let (js, meta) = rt.block_on(join(&args.nats.nats, args.meta_replicas))?;
     let view = sousuo_web::ClusterView::new(js, meta, rt.handle().clone(), info);
     let state = crate::serve::state(g, bind, &args.serve, encoder, Some(view))?;
     let insecure = args.serve.insecure_no_auth;
@@ -251,11 +246,18 @@ fn coordinator(
 
 /// Stops the replicas of dropped collections and those whose place went to another node (this
 /// one was judged dead), and opens a replica (and its apply loop) for every shard this node
-/// can claim and does not hold yet.
+/// can claim and does not hold yet, up to its share of all replicas over the live nodes
+/// (nodes that join later take places that are free or whose holder died; nothing moves a
+/// replica that has a live holder).
 async fn discover(js: &sousuo_cluster::Context, meta: &Meta, id: &str, data: &Path, held: &mut Held) -> Result<()> {
     let specs = meta.collections().await?;
-    let mut live: Vec<String> = meta.nodes().await?.into_iter().map(|n| n.id).collect();
+    let nodes = meta.nodes().await?;
+    let holders = nodes.iter().filter(|n| n.worker.is_none() && n.id != id).count() + 1;
+    let mut live: Vec<String> = nodes.into_iter().map(|n| n.id).collect();
     live.push(id.to_string());
+    // Replicas spread over the live nodes: this one takes new ones only below its share.
+    let slots: usize = specs.iter().map(|s| s.shards as usize * s.replicas).sum();
+    let share = slots.div_ceil(holders);
     let mut lost = Vec::new();
     for (collection, shard) in held.keys() {
         match specs.iter().find(|s| &s.name == collection) {
@@ -281,6 +283,7 @@ async fn discover(js: &sousuo_cluster::Context, meta: &Meta, id: &str, data: &Pa
         let mut log = None;
         for shard in 0..spec.shards {
             if held.contains_key(&(spec.name.clone(), shard))
+                || held.len() >= share
                 || !meta.claim_replica(&spec.name, shard, id, &live, spec.replicas).await?
             {
                 continue;
@@ -337,5 +340,28 @@ async fn apply_loop(replica: Arc<Replica>, client: sousuo_cluster::Client, name:
     }
     if let Err(e) = replica.commit().await {
         tracing::warn!(shard = replica.shard(), "final commit failed: {e}");
+    }
+}
+
+/// Connects and opens the metadata buckets, trying again for up to two minutes: a cluster that
+/// is starting (JetStream electing its leaders) or a server that is restarting refuses for a
+/// while, and a node or worker should not give up then.
+pub async fn join(nats: &str, meta_replicas: usize) -> Result<(sousuo_cluster::Context, Meta)> {
+    let started = Instant::now();
+    loop {
+        let attempt = async {
+            let js = connect(nats).await?;
+            let meta = Meta::open(&js, meta_replicas).await?;
+            sousuo_cluster::Result::Ok((js, meta))
+        };
+        match attempt.await {
+            Ok(joined) => return Ok(joined),
+            Err(e @ sousuo_cluster::Error::BadUrl { .. }) => return Err(e.into()),
+            Err(e) if started.elapsed() < Duration::from_secs(120) => {
+                tracing::warn!("cannot join the cluster yet: {e}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }

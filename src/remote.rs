@@ -142,11 +142,16 @@ impl Remote {
             let started = Instant::now();
             let mut said = Instant::now();
             loop {
-                let pending = queue.pending().await?;
-                if pending == 0 {
-                    break;
-                }
-                if said.elapsed() > Duration::from_secs(10) {
+                // A server restarting or a stream electing its leader: ask again.
+                let pending = match queue.pending().await {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!("reading the work queue failed: {e}; asking again");
+                        u64::MAX
+                    }
+                };
+                if said.elapsed() > Duration::from_secs(10) && pending != u64::MAX {
                     eprintln!("{pending} documents wait for an embedding worker");
                     said = Instant::now();
                 }
@@ -157,7 +162,7 @@ impl Remote {
             }
             let mut targets = BTreeMap::new();
             for shard in 0..self.spec().shards {
-                targets.insert(shard, log.last_seq(shard).await?);
+                targets.insert(shard, patiently(|| log.last_seq(shard)).await?);
             }
             eprintln!("the workers appended them to the shard logs ({:.1} s)", started.elapsed().as_secs_f64());
             anyhow::Ok(targets)
@@ -342,17 +347,17 @@ async fn wait_for_replicas(
 ) -> Result<()> {
     let started = Instant::now();
     for (&shard, &target) in targets {
-        let nodes = meta.replicas_of(&spec.name, shard).await?;
+        let nodes = patiently(|| meta.replicas_of(&spec.name, shard)).await?;
         if nodes.is_empty() {
             eprintln!("shard {shard} has no replica yet: its log holds the documents until a node takes it");
             continue;
         }
         for node in nodes {
             loop {
-                if log.acknowledged(shard, &node).await?.is_some_and(|a| a >= target) {
+                if patiently(|| log.acknowledged(shard, &node)).await?.is_some_and(|a| a >= target) {
                     break;
                 }
-                if !meta.nodes().await?.iter().any(|n| n.id == node) {
+                if !patiently(|| meta.nodes()).await?.iter().any(|n| n.id == node) {
                     eprintln!("replica {node} of shard {shard} is down: it catches up from the log when it returns");
                     break;
                 }
@@ -405,5 +410,25 @@ pub fn warn_missing(missing: &[u32]) {
         eprintln!(
             "warning: shards {missing:?} have no replica answering: their documents are missing from these results"
         );
+    }
+}
+
+/// Runs a cluster read until it succeeds, for up to a minute: a NATS server restarting or a
+/// stream electing its leader fails reads for a few seconds.
+async fn patiently<T, F, Fut>(mut read: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sousuo_cluster::Result<T>>,
+{
+    let started = Instant::now();
+    loop {
+        match read().await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                tracing::warn!("reading the cluster failed: {e}; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }

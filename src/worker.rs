@@ -8,7 +8,6 @@ use crate::paths::load_encoder;
 use anyhow::Result;
 use sousuo_cluster::meta::NodeInfo;
 use sousuo_cluster::work::Worker;
-use sousuo_cluster::{connect, Meta};
 use sousuo_common::now_secs;
 use sousuo_encoder::{Device, EncoderOptions};
 use sousuo_indexer::EncoderInfo;
@@ -33,8 +32,7 @@ pub fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
     let id = args.id.clone().unwrap_or_else(|| format!("worker-{:08x}", std::process::id() ^ now_secs() as u32));
     let ack_wait = Duration::from_secs(args.ack_wait_secs.max(1));
     runtime()?.block_on(async move {
-        let js = connect(&args.nats.nats).await?;
-        let meta = Meta::open(&js, 1).await?;
+        let (js, meta) = crate::cluster::join(&args.nats.nats, 1).await?;
         let what = format!("{device}, batches of {batch} documents");
         println!("worker {id} embeds on {what} (Ctrl-C to stop)");
         let mut running: BTreeMap<String, (tokio::task::JoinHandle<()>, watch::Sender<bool>)> = BTreeMap::new();

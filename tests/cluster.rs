@@ -4,39 +4,13 @@
 //! down, the node restarted: it catches up, and on both nodes the shards hold every document
 //! exactly once (the same chunks a single-node collection of the same files holds).
 
+mod support;
+
 use sousuo_cluster::server::NatsServer;
-use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A private SOUSUO_HOME whose model cache links to the shared one (fetched if missing).
-fn home() -> tempfile::TempDir {
-    let shared = std::env::var_os("SOUSUO_HOME").map(PathBuf::from);
-    let root = default_cache_root(shared.as_deref(), dirs::cache_dir().as_deref()).expect("set SOUSUO_HOME");
-    ModelCache::new(&root)
-        .ensure(&MINILM, |_| eprintln!("fetching the encoder for the cluster tests"))
-        .unwrap_or_else(|e| panic!("the cluster tests need {}: {e}; run `cargo run -- models fetch`", MINILM.name));
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(&root, dir.path().join("models")).unwrap();
-    dir
-}
-
-fn cmd(home: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sousuo"));
-    c.arg("--home").arg(home).args(args).env_remove("SOUSUO_ENCODER").env_remove("SOUSUO_NATS");
-    c
-}
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    cmd(home, args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    stdout
-}
+use support::{cmd, home, ok, run};
 
 fn node(home: &Path, nats: &str, id: &str) -> Child {
     cmd(home, &["node", "--nats", nats, "--id", id]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()

@@ -76,13 +76,20 @@ impl ShardLog {
     /// Appends several changes (each with its message id), all published before any
     /// acknowledgement is awaited, so a batch costs about one round trip; returns once
     /// JetStream has stored every one. Changes to one shard are stored in the order given.
+    /// A failed batch (a server down, a stream electing its leader) is sent again, up to
+    /// [`APPEND_TRIES`] times: the message ids make JetStream store each change once.
     pub async fn append_all<'a>(
         &self,
         changes: impl IntoIterator<Item = (&'a Change, String)>,
     ) -> Result<Vec<Appended>> {
+        let changes: Vec<(&Change, String)> = changes.into_iter().collect();
+        retrying("append to a shard log", || self.try_append_all(&changes)).await
+    }
+
+    async fn try_append_all(&self, changes: &[(&Change, String)]) -> Result<Vec<Appended>> {
         let mut pending = Vec::new();
         for (change, msg_id) in changes {
-            pending.push(self.publish(change, &msg_id).await?);
+            pending.push(self.publish(change, msg_id).await?);
         }
         let mut out = Vec::with_capacity(pending.len());
         for (shard, ack) in pending {
@@ -147,5 +154,28 @@ impl ShardLog {
                 .map_err(|e| Error::nats("delete shard stream", e))?;
         }
         Ok(())
+    }
+}
+
+/// Tries of an append before its error is returned.
+pub const APPEND_TRIES: u32 = 10;
+
+/// Runs `attempt` until it succeeds or has failed [`APPEND_TRIES`] times with a NATS error
+/// (other errors are returned at once), waiting a little longer after each failure.
+pub(crate) async fn retrying<T, F, Fut>(what: &str, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e @ Error::Nats { .. }) if tries < APPEND_TRIES => {
+                tracing::warn!("{what} failed ({e}); trying again");
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(tries))).await;
+                tries += 1;
+            }
+            other => return other,
+        }
     }
 }

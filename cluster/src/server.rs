@@ -1,4 +1,5 @@
-//! A local `nats-server` with JetStream, for tests and benchmarks on one machine: Debian's
+//! Local `nats-server`s with JetStream ([`NatsServer`], or a 3-server [`NatsCluster`]), for tests
+//! and benchmarks on one machine: Debian's
 //! package (`apt-get install nats-server`; `scripts/ensure-nats` installs it), started on a
 //! free loopback port with its store in a temporary directory, and killed when dropped.
 
@@ -64,6 +65,97 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Clustered `nats-server -js` processes on loopback (JetStream replicates across them), each
+/// of which can be killed and restarted with its store and ports.
+pub struct NatsCluster {
+    servers: Vec<Member>,
+}
+
+struct Member {
+    child: Option<Child>,
+    port: u16,
+    route_port: u16,
+    store: tempfile::TempDir,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl NatsCluster {
+    /// Starts `n` servers routed to each other.
+    pub fn start(n: usize) -> Result<Self, StartError> {
+        let mut servers = Vec::with_capacity(n);
+        for _ in 0..n {
+            servers.push(Member {
+                child: None,
+                port: free_port()?,
+                route_port: free_port()?,
+                store: tempfile::tempdir()?,
+            });
+        }
+        let mut cluster = NatsCluster { servers };
+        for i in 0..n {
+            cluster.restart(i)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The client URLs of every server, comma-separated (as `--nats` takes them).
+    pub fn urls(&self) -> String {
+        self.servers.iter().map(|s| format!("nats://127.0.0.1:{}", s.port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Kills server `i` with SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.servers.get_mut(i).and_then(|s| s.child.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts server `i` (again), on its ports and store, and waits until it listens.
+    pub fn restart(&mut self, i: usize) -> Result<(), StartError> {
+        self.kill(i);
+        let bin = binary().ok_or(StartError::NotInstalled)?;
+        let routes: Vec<String> = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, s)| format!("nats://127.0.0.1:{}", s.route_port))
+            .collect();
+        let me = &mut self.servers[i];
+        let mut child = Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &me.port.to_string(), "--server_name", &format!("s{i}")])
+            .args(["--cluster_name", "sousuo", "--cluster", &format!("nats://127.0.0.1:{}", me.route_port)])
+            .args(["--routes", &routes.join(",")])
+            .arg("-sd")
+            .arg(me.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", me.port)).is_err() {
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                return Err(StartError::NoListen(me.port));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        me.child = Some(child);
+        Ok(())
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill(i);
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! the batch. A worker that dies mid-batch loses nothing: the batch is delivered again after
 //! its ack wait, to another worker; its repeat on the shard logs is deduplicated.
 
-use crate::log::{ShardLog, DUPLICATE_WINDOW};
+use crate::log::{retrying, ShardLog, DUPLICATE_WINDOW};
 use crate::{CollectionSpec, Error, Result};
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
@@ -61,8 +61,13 @@ impl WorkQueue {
         Ok(WorkQueue { js: js.clone(), spec: spec.clone() })
     }
 
-    /// Queues upserts to embed; returns once JetStream stored every one.
+    /// Queues upserts to embed; returns once JetStream stored every one (a failed batch is
+    /// sent again, its message ids deduplicating what was stored).
     pub async fn append_all(&self, changes: &[Change]) -> Result<()> {
+        retrying("queue work", || self.try_append_all(changes)).await
+    }
+
+    async fn try_append_all(&self, changes: &[Change]) -> Result<()> {
         let mut acks = Vec::with_capacity(changes.len());
         for change in changes {
             let payload = serde_json::to_vec(change).map_err(|e| Error::Decode {
