@@ -13,6 +13,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use futures_util::StreamExt;
 use sousuo_indexer::store::Change;
 use sousuo_indexer::{Collection, OpenMode};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,20 +118,18 @@ impl Replica {
             messages.push(m.map_err(|e| Error::nats("fetch changes", e))?);
         }
         let applied = self.applied()?;
-        let mut changes: Vec<(u64, Change)> = Vec::new();
+        let mut delivered: BTreeMap<u64, Change> = BTreeMap::new();
         for m in &messages {
             let seq = m.info().map_err(|e| Error::nats("read delivery", e))?.stream_sequence;
             if seq <= applied {
                 continue; // a redelivery of what the store holds
             }
-            let change = serde_json::from_slice(&m.payload).map_err(|e| Error::Decode {
-                subject: m.subject.to_string(),
-                seq,
-                reason: e.to_string(),
-            })?;
-            changes.push((seq, change));
+            delivered.insert(seq, decode(&m.subject, seq, &m.payload)?);
         }
-        changes.sort_by_key(|(seq, _)| *seq);
+        // Changes are applied strictly in stream order. A delivery can skip ahead (an earlier
+        // batch failed mid-fetch and waits for its redelivery): the gap is read from the
+        // stream itself, so nothing is passed over.
+        let changes = self.fill_gaps(applied, delivered).await?;
         let fresh = changes.len();
         if let Some(&(last, _)) = changes.last() {
             let collection = self.collection.clone();
@@ -156,6 +155,23 @@ impl Replica {
         Ok(Stepped { delivered: messages.len(), applied: fresh })
     }
 
+    /// `delivered` (sequences above `applied`) with every missing sequence before its last read
+    /// from the stream, in order.
+    async fn fill_gaps(&self, applied: u64, mut delivered: BTreeMap<u64, Change>) -> Result<Vec<(u64, Change)>> {
+        let Some(&last) = delivered.keys().next_back() else { return Ok(Vec::new()) };
+        if last - applied == delivered.len() as u64 {
+            return Ok(delivered.into_iter().collect());
+        }
+        let stream = self.log.stream(self.shard).await?;
+        for seq in applied + 1..last {
+            if let std::collections::btree_map::Entry::Vacant(e) = delivered.entry(seq) {
+                let m = stream.get_raw_message(seq).await.map_err(|e| Error::nats("read a skipped change", e))?;
+                e.insert(decode(&m.subject, seq, &m.payload)?);
+            }
+        }
+        Ok(delivered.into_iter().collect())
+    }
+
     /// Applies changes until the replica has everything the stream stored when it was called.
     pub async fn catch_up(&self) -> Result<()> {
         let target = self.log.last_seq(self.shard).await?;
@@ -170,6 +186,14 @@ impl Replica {
         let collection = self.collection.clone();
         blocking(move || collection.commit()).await
     }
+}
+
+fn decode(subject: &str, seq: u64, payload: &[u8]) -> Result<Change> {
+    serde_json::from_slice(payload).map_err(|e| Error::Decode {
+        subject: subject.to_string(),
+        seq,
+        reason: e.to_string(),
+    })
 }
 
 /// The local collection holding a shard replica.
