@@ -4,7 +4,8 @@
 
 use crate::cluster::runtime;
 use anyhow::{bail, Result};
-use sousuo_cluster::work::{message_id, WorkQueue};
+use sousuo_cluster::sink::{LogSink, WorkSink};
+use sousuo_cluster::work::WorkQueue;
 use sousuo_cluster::{connect, ClusterCollection, CollectionSpec, Context, Meta, ShardLog};
 use sousuo_common::now_secs;
 use sousuo_encoder::Encoder;
@@ -12,7 +13,7 @@ use sousuo_indexer::store::Change;
 use sousuo_indexer::{index_into, ChunkParams, EncoderInfo, IndexOptions, IndexSummary, Progress, Sink};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A clustered collection opened from the command line, with the runtime its calls block on.
@@ -77,12 +78,7 @@ impl Remote {
             return self.index_via_workers(encoder, paths, options, no_wait, workers);
         }
         let log = self.rt.block_on(ShardLog::open(&self.js, self.spec()))?;
-        let sink = LogSink {
-            log: log.clone(),
-            handle: self.rt.handle().clone(),
-            chunking: self.spec().chunking,
-            last: Mutex::default(),
-        };
+        let sink = LogSink::new(log.clone(), self.rt.handle().clone());
         let bar = crate::util::progress(0, "docs");
         let on = |p: Progress| match p {
             Progress::Planned { estimated_docs, .. } => bar.set_length(estimated_docs as u64),
@@ -102,7 +98,7 @@ impl Remote {
             summary.errors.len()
         );
         if !no_wait {
-            let targets = sink.last.into_inner().unwrap_or_default();
+            let targets = sink.appended();
             self.rt.block_on(wait_for_replicas(&self.meta, &log, self.spec(), &targets))?;
         }
         Ok(summary)
@@ -119,7 +115,7 @@ impl Remote {
         workers: usize,
     ) -> Result<IndexSummary> {
         let queue = self.rt.block_on(WorkQueue::open(&self.js, self.spec()))?;
-        let sink = WorkSink { queue: queue.clone(), handle: self.rt.handle().clone(), chunking: self.spec().chunking };
+        let sink = WorkSink::new(queue.clone(), self.spec().chunking, self.rt.handle().clone());
         let bar = crate::util::progress(0, "docs");
         let on = |p: Progress| match p {
             Progress::Planned { estimated_docs, .. } => bar.set_length(estimated_docs as u64),
@@ -176,8 +172,7 @@ impl Remote {
     /// Appends deletions of `ids` to their shards' logs.
     pub fn delete(&self, ids: &[String]) -> Result<()> {
         let log = self.rt.block_on(ShardLog::open(&self.js, self.spec()))?;
-        let sink =
-            LogSink { log, handle: self.rt.handle().clone(), chunking: self.spec().chunking, last: Mutex::default() };
+        let sink = LogSink::new(log, self.rt.handle().clone());
         let changes: Vec<Change> = ids.iter().map(|id| Change::Delete { doc_id: id.clone() }).collect();
         sink.store(&changes)?;
         println!("appended {} deletions to {:?}'s shard logs", ids.len(), self.spec().name);
@@ -274,67 +269,6 @@ pub fn stats(nats: &str, name: &str, json: bool) -> Result<()> {
         println!("missing      shards {:?} have no replica answering: not counted", count.missing_shards);
     }
     Ok(())
-}
-
-/// An index run's sink: each change appended to its shard's log (stored when this returns).
-struct LogSink {
-    log: ShardLog,
-    handle: tokio::runtime::Handle,
-    chunking: ChunkParams,
-    /// Per shard, the last sequence appended by this run.
-    last: Mutex<BTreeMap<u32, u64>>,
-}
-
-impl Sink for LogSink {
-    fn chunking(&self) -> ChunkParams {
-        self.chunking
-    }
-
-    fn stored_hash(&self, _id: &str) -> sousuo_indexer::Result<Option<String>> {
-        Ok(None) // the replicas know; every document is appended (a same-version retry is deduplicated)
-    }
-
-    fn store(&self, changes: &[Change]) -> sousuo_indexer::Result<()> {
-        let batch = changes.iter().map(|change| (change, message_id(change)));
-        let appended = self
-            .handle
-            .block_on(self.log.append_all(batch))
-            .map_err(|e| sousuo_indexer::Error::Sink { reason: e.to_string() })?;
-        if let Ok(mut last) = self.last.lock() {
-            for a in appended {
-                let seq = last.entry(a.shard).or_default();
-                *seq = (*seq).max(a.seq);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// An index run's sink with embedding workers: upserts without vectors queued for them.
-struct WorkSink {
-    queue: WorkQueue,
-    handle: tokio::runtime::Handle,
-    chunking: ChunkParams,
-}
-
-impl Sink for WorkSink {
-    fn chunking(&self) -> ChunkParams {
-        self.chunking
-    }
-
-    fn stored_hash(&self, _id: &str) -> sousuo_indexer::Result<Option<String>> {
-        Ok(None)
-    }
-
-    fn store(&self, changes: &[Change]) -> sousuo_indexer::Result<()> {
-        self.handle
-            .block_on(self.queue.append_all(changes))
-            .map_err(|e| sousuo_indexer::Error::Sink { reason: e.to_string() })
-    }
-
-    fn embeds(&self) -> bool {
-        false
-    }
 }
 
 /// Waits until every replica of every shard written to has acknowledged its last change (a

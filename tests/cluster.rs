@@ -61,8 +61,9 @@ fn a_node_applies_the_logs_and_catches_up_after_sigkill() {
     let mut n1 = node(holder.path(), &url, "n1");
     let mut n2 = node(other.path(), &url, "n2");
     wait_for(writer.path(), &url, "the nodes take both shards", caught_up);
-    let out = ok(run(writer.path(), &["index", en.to_str().unwrap(), "-c", "notes", "--nats", &url]));
-    assert!(out.contains("every replica applied them"), "{out}");
+    let out = run(writer.path(), &["index", en.to_str().unwrap(), "-c", "notes", "--nats", &url]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success() && said.contains("every replica applied them"), "{said}");
     let s = status(writer.path(), &url);
     assert!(caught_up(&s), "{s:#}");
     let stored: u64 = s["shards"].as_array().unwrap().iter().map(|sh| sh["stored"].as_u64().unwrap()).sum();
@@ -189,6 +190,52 @@ fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
     let (_, metrics) = get("/metrics");
     assert!(metrics.contains("sousuo_cluster_replica_lag{collection=\"kb\",shard=\"0\",node=\"n2\"} 0"), "{metrics}");
     assert!(metrics.contains("sousuo_cluster_fanout_seconds_count"), "{metrics}");
+
+    // Documents added, read and deleted through the coordinator's API go through the logs.
+    let http = reqwest::Client::new();
+    let doc =
+        serde_json::json!([{"id": "api-doc", "title": "Quokka census", "text": "Quokkas live on Rottnest Island."}]);
+    let task: serde_json::Value = rt.block_on(async {
+        http.post(format!("http://{bind}/collections/kb/documents"))
+            .json(&doc)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let started = Instant::now();
+    loop {
+        let (_, t) = get(&format!("/tasks/{}", task["id"]));
+        let t: serde_json::Value = serde_json::from_str(&t).unwrap();
+        if t["status"] == "succeeded" {
+            break;
+        }
+        assert!(t["status"] != "failed" && started.elapsed() < Duration::from_secs(60), "{t}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let found = |q: &str| {
+        let (_, body) = get(&format!("/collections/kb/search?q={q}"));
+        ranked(&serde_json::from_str(&body).unwrap()).iter().any(|(d, _)| d == "api-doc")
+    };
+    let started = Instant::now();
+    while !found("quokka") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the uploaded document is not found");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (status, body) = get("/collections/kb/documents/api-doc");
+    assert!(status == 200 && body.contains("Rottnest"), "{status} {body}");
+    let deleted = rt.block_on(async {
+        http.delete(format!("http://{bind}/collections/kb/documents/api-doc")).send().await.unwrap().status().as_u16()
+    });
+    assert_eq!(deleted, 200);
+    let started = Instant::now();
+    while found("quokka") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the deleted document is still found");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(get("/collections/kb/documents/api-doc").0, 404);
 
     // A deletion goes through the log to every replica.
     let top =

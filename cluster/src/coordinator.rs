@@ -225,6 +225,24 @@ impl ClusterCollection {
         Ok(out)
     }
 
+    /// A stored document, from its shard (`ShardsUnavailable` when no replica answers).
+    pub async fn document(&self, id: &str) -> Result<Option<crate::protocol::StoredDocument>> {
+        let shard = shard_of(id, self.spec.shards);
+        match self.ask(shard, &ShardRequest::Document { id: id.to_string() }).await? {
+            Some(ShardReply::Document(d)) => Ok(d),
+            Some(ShardReply::Failed { reason, .. }) => {
+                Err(Error::Cluster { reason: format!("shard {shard}: {reason}") })
+            }
+            Some(_) => Err(Error::Cluster { reason: format!("shard {shard} answered another request") }),
+            None => Err(Error::ShardsUnavailable { collection: self.spec.name.clone(), missing: vec![shard] }),
+        }
+    }
+
+    /// [`Self::document`], blocking.
+    pub fn document_blocking(&self, id: &str) -> Result<Option<crate::protocol::StoredDocument>> {
+        self.handle.block_on(self.document(id))
+    }
+
     /// [`Self::count`], blocking.
     pub fn count_blocking(&self) -> Result<ClusterCount> {
         self.handle.block_on(self.count())

@@ -16,6 +16,7 @@
 //!   answers its shard's requests in the shard's queue group; a coordinator embeds the query
 //!   once, sums the shards' BM25 term statistics, merges their lists, fuses once, and fetches
 //!   the page's hits, naming any shard that no replica answered for.
+//! - [`sink`]: an index run's documents into the shard logs, or to the workers' queue.
 //! - [`work`]: embedding workers: upserts without vectors queued on a work-queue stream,
 //!   embedded in device-sized batches, appended to the shard logs, then acknowledged.
 //! - [`server`]: a local `nats-server` for tests and benchmarks.
@@ -33,6 +34,7 @@ pub mod replica;
 pub mod serve;
 pub mod server;
 pub mod shard;
+pub mod sink;
 pub mod work;
 
 pub use async_nats::jetstream::Context;

@@ -5,7 +5,8 @@
 //! live one or none ("no responders").
 
 use serde::{Deserialize, Serialize};
-use sousuo_indexer::TermStats;
+use sousuo_indexer::store::DocRecord;
+use sousuo_indexer::{Chunk, TermStats};
 use sousuo_query::shard::{HitBody, Lists};
 use sousuo_query::SearchParams;
 
@@ -52,7 +53,15 @@ pub enum ShardRequest {
     },
     /// The shard's size.
     Count,
+    /// A stored document with its chunks.
+    Document {
+        /// Its id.
+        id: String,
+    },
 }
+
+/// A stored document with its chunks (key and chunk), as a shard holds it.
+pub type StoredDocument = (DocRecord, Vec<(u64, Chunk)>);
 
 /// A shard's answer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,6 +82,8 @@ pub enum ShardReply {
         /// The stream sequence applied.
         applied: u64,
     },
+    /// To [`ShardRequest::Document`]: `None` when the shard has no such document.
+    Document(Option<StoredDocument>),
     /// The request failed on the shard.
     Failed {
         /// The caller's mistake (a query the index cannot parse, a bad filter), not the

@@ -68,6 +68,7 @@ pub fn answer(collection: &Collection, req: ShardRequest) -> ShardReply {
                 Ok(bodies)
             })
             .map(ShardReply::Bodies),
+        ShardRequest::Document { id } => document(collection, &id).map(ShardReply::Document),
         ShardRequest::Count => collection
             .source_seq()
             .map(|applied| ShardReply::Count {
@@ -78,6 +79,17 @@ pub fn answer(collection: &Collection, req: ShardRequest) -> ShardReply {
             .map_err(sousuo_query::Error::from),
     };
     result.unwrap_or_else(|e| ShardReply::Failed { bad_request: is_callers(&e), reason: e.to_string() })
+}
+
+fn document(collection: &Collection, id: &str) -> sousuo_query::Result<Option<crate::protocol::StoredDocument>> {
+    let Some(doc) = collection.get_doc(id)? else { return Ok(None) };
+    let mut chunks = Vec::with_capacity(doc.chunk_keys.len());
+    for &k in &doc.chunk_keys {
+        if let Some(c) = collection.store().get_chunk(k)? {
+            chunks.push((k, c));
+        }
+    }
+    Ok(Some((doc, chunks)))
 }
 
 /// Whether a failure is the caller's mistake (the same on every shard) rather than the shard's.

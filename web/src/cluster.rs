@@ -3,8 +3,11 @@
 //! collection as before.
 
 use crate::error::{ApiError, ApiResult};
+use sousuo_cluster::sink::{LogSink, WorkSink};
+use sousuo_cluster::work::WorkQueue;
 use sousuo_cluster::{ClusterCollection, ClusterCount, CollectionSpec, FanoutMetrics, Meta, ShardLog};
-use sousuo_indexer::EncoderInfo;
+use sousuo_indexer::store::Change;
+use sousuo_indexer::{EncoderInfo, Sink};
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -73,6 +76,30 @@ impl ClusterView {
         };
         self.cache.lock().map_err(|_| poisoned())?.insert(name.to_string(), (Instant::now(), found.clone()));
         Ok(found)
+    }
+
+    /// Where an index run into `c` goes: the embedding workers' queue when a worker is running,
+    /// else the shard logs, embedded here (blocking).
+    pub fn sink(&self, c: &ClusterCollection) -> ApiResult<Box<dyn Sink>> {
+        let h = &self.handle;
+        let workers = h.block_on(self.meta.nodes())?.iter().filter(|n| n.worker.is_some()).count();
+        Ok(match workers {
+            0 => Box::new(LogSink::new(h.block_on(ShardLog::open(&self.js, c.spec()))?, h.clone())),
+            _ => {
+                Box::new(WorkSink::new(h.block_on(WorkQueue::open(&self.js, c.spec()))?, c.spec().chunking, h.clone()))
+            }
+        })
+    }
+
+    /// Deletes document `id` of `c` (through its shard's log); `NoSuchDocument` when the
+    /// shard does not hold it (blocking).
+    pub fn delete(&self, c: &ClusterCollection, id: &str) -> ApiResult<()> {
+        if c.document_blocking(id)?.is_none() {
+            return Err(sousuo_indexer::Error::NoSuchDocument(id.to_string()).into());
+        }
+        let log = self.handle.block_on(ShardLog::open(&self.js, c.spec()))?;
+        LogSink::new(log, self.handle.clone()).store(&[Change::Delete { doc_id: id.to_string() }])?;
+        Ok(())
     }
 
     /// The clustered collections' names and sizes (blocking).

@@ -123,6 +123,26 @@ impl AppState {
     fn run_task(&self, id: u64) {
         let Some((collection, dir)) = self.tasks.start(id) else { return };
         let result = (|| -> Result<IndexSummary, String> {
+            if let Some(cluster) = &self.cluster {
+                // A clustered collection: succeeded once JetStream stored the documents.
+                if let Some(c) = cluster.get(&collection).map_err(|e| e.message)? {
+                    let sink = cluster.sink(&c).map_err(|e| e.message)?;
+                    let on = |p: Progress| {
+                        if let Progress::Seen { docs } = p {
+                            self.tasks.progress(id, docs);
+                        }
+                    };
+                    let done = sousuo_indexer::index_into(
+                        &*sink,
+                        &self.encoder,
+                        &[dir.clone()],
+                        &IndexOptions::default(),
+                        &on,
+                    );
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return done.map_err(|e| e.to_string());
+                }
+            }
             let c = self.collection(&collection).map_err(|e| e.message)?;
             let on = |p: Progress| {
                 if let Progress::Seen { docs } = p {
@@ -184,6 +204,25 @@ impl AppState {
             }
         }
         Ok(self.collection(name)?)
+    }
+
+    /// The cluster's collection `name`, when this server coordinates a cluster that has one
+    /// (blocking).
+    pub fn clustered(&self, name: &str) -> ApiResult<Option<sousuo_cluster::ClusterCollection>> {
+        match &self.cluster {
+            Some(c) => c.get(name),
+            None => Ok(None),
+        }
+    }
+
+    /// A new directory to stage an upload to clustered collection `name` in.
+    pub fn cluster_upload_dir(&self, name: &str) -> ApiResult<PathBuf> {
+        let base = self.config.data_dir.join("cluster-uploads").join(name);
+        std::fs::create_dir_all(&base).map_err(|e| ApiError::internal(format!("{}: {e}", base.display())))?;
+        let dir = tempfile::Builder::new()
+            .tempdir_in(&base)
+            .map_err(|e| ApiError::internal(format!("{}: {e}", base.display())))?;
+        Ok(dir.keep())
     }
 
     /// Whether collection `name` exists (open or on disk).

@@ -40,12 +40,17 @@ pub(super) async fn add(
     let s = state.clone();
     let task = state
         .blocking(move || {
-            // Create the collection on first upload when the key may.
-            if !s.collection_exists(&name) {
-                caller.require(Action::CollectionsManage, Some(&name))?;
-            }
-            let c = s.open_or_create(&name)?;
-            let dir = c.new_upload_dir()?;
+            let dir = match s.clustered(&name)? {
+                // A clustered collection: its documents go to the cluster's logs.
+                Some(_) => s.cluster_upload_dir(&name)?,
+                None => {
+                    // Create the collection on first upload when the key may.
+                    if !s.collection_exists(&name) {
+                        caller.require(Action::CollectionsManage, Some(&name))?;
+                    }
+                    s.open_or_create(&name)?.new_upload_dir()?
+                }
+            };
             let n = staged.len();
             for (fname, data) in &staged {
                 let p = dir.join(fname);
@@ -184,6 +189,12 @@ pub(super) async fn get(
     let s = state.clone();
     let doc = state
         .blocking(move || {
+            if let Some(c) = s.clustered(&name)? {
+                let (d, chunks) = c.document_blocking(&id)?.ok_or(sousuo_indexer::Error::NoSuchDocument(id))?;
+                let chunks =
+                    chunks.into_iter().map(|(key, ch)| ChunkView { key, text: ch.text, page: ch.page }).collect();
+                return Ok(DocumentView { id: d.id, title: d.title, source: d.source, metadata: d.metadata, chunks });
+            }
             let c = s.collection(&name)?;
             let d = c.get_doc(&id)?.ok_or(sousuo_indexer::Error::NoSuchDocument(id))?;
             let mut chunks = Vec::new();
@@ -208,6 +219,10 @@ pub(super) async fn delete(
     let s = state.clone();
     state
         .blocking(move || {
+            if let (Some(cluster), Some(c)) = (&s.cluster, s.clustered(&name)?) {
+                cluster.delete(&c, &id)?;
+                return Ok(Json(serde_json::json!({"deleted": id})));
+            }
             let c = s.collection(&name)?;
             if c.get_doc(&id)?.is_none() {
                 return Err(sousuo_indexer::Error::NoSuchDocument(id).into());
