@@ -135,7 +135,7 @@ impl AppState {
                     let done = sousuo_indexer::index_into(
                         &*sink,
                         &self.encoder,
-                        &[dir.clone()],
+                        std::slice::from_ref(&dir),
                         &IndexOptions::default(),
                         &on,
                     );
