@@ -179,14 +179,14 @@ fn load_texts(dir: &Path, limit: Option<usize>, mixed: bool) -> Result<Vec<Strin
     Ok(out)
 }
 
-#[derive(Serialize)]
-struct QueryFigures {
-    mode: String,
-    clients: usize,
-    queries: usize,
-    p50_ms: f64,
-    p99_ms: f64,
-    queries_per_s: f64,
+#[derive(Serialize, Clone)]
+pub struct QueryFigures {
+    pub mode: String,
+    pub clients: usize,
+    pub queries: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub queries_per_s: f64,
 }
 
 /// `sousuo bench query`: each mode with one client, then with N clients sharing the
@@ -202,42 +202,7 @@ pub fn query(g: &Global, args: crate::cli::BenchQueryArgs) -> Result<()> {
     for mode in [sousuo_query::Mode::Bm25, sousuo_query::Mode::Dense, sousuo_query::Mode::Hybrid] {
         let p = sousuo_query::SearchParams { mode, snippets: true, ..Default::default() };
         for clients in [1, args.concurrency.max(1)] {
-            let started = Instant::now();
-            let latencies = std::sync::Mutex::new(Vec::with_capacity(queries.len()));
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let failed = std::sync::Mutex::new(None);
-            std::thread::scope(|s| {
-                for _ in 0..clients {
-                    s.spawn(|| loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(q) = queries.get(i) else { break };
-                        let t = Instant::now();
-                        if let Err(e) = sousuo_query::search(&collection, &encoder, q, &p) {
-                            if let Ok(mut f) = failed.lock() {
-                                *f = Some(e.to_string());
-                            }
-                            break;
-                        }
-                        if let Ok(mut l) = latencies.lock() {
-                            l.push(t.elapsed().as_secs_f64() * 1000.0);
-                        }
-                    });
-                }
-            });
-            if let Some(e) = failed.into_inner().ok().flatten() {
-                bail!("a query failed: {e}");
-            }
-            let wall = started.elapsed().as_secs_f64();
-            let lat = latencies.into_inner().unwrap_or_default();
-            let (_, p50, p99) = sousuo_query::metrics::latency_summary(&lat);
-            rows.push(QueryFigures {
-                mode: format!("{mode:?}").to_lowercase(),
-                clients,
-                queries: lat.len(),
-                p50_ms: p50,
-                p99_ms: p99,
-                queries_per_s: lat.len() as f64 / wall,
-            });
+            rows.push(run_queries(&collection, &encoder, &queries, &p, clients)?);
         }
     }
     if args.json {
@@ -263,6 +228,53 @@ struct RandomFigures {
 }
 
 /// `bench encode --random-weights`: the device's forward pass against candle's on random ids.
+/// Runs `queries` on `collection` from `clients` threads at once: latency percentiles and
+/// throughput.
+pub fn run_queries(
+    collection: &dyn sousuo_query::Retriever,
+    encoder: &sousuo_encoder::Encoder,
+    queries: &[String],
+    p: &sousuo_query::SearchParams,
+    clients: usize,
+) -> Result<QueryFigures> {
+    let started = Instant::now();
+    let latencies = std::sync::Mutex::new(Vec::with_capacity(queries.len()));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..clients.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(q) = queries.get(i) else { break };
+                let t = Instant::now();
+                if let Err(e) = collection.search(encoder, q, p) {
+                    if let Ok(mut f) = failed.lock() {
+                        *f = Some(e.to_string());
+                    }
+                    break;
+                }
+                if let Ok(mut l) = latencies.lock() {
+                    l.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        bail!("a query failed: {e}");
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let lat = latencies.into_inner().unwrap_or_default();
+    let (_, p50, p99) = sousuo_query::metrics::latency_summary(&lat);
+    Ok(QueryFigures {
+        mode: p.mode.as_str().to_string(),
+        clients,
+        queries: lat.len(),
+        p50_ms: p50,
+        p99_ms: p99,
+        queries_per_s: lat.len() as f64 / wall,
+    })
+}
+
 fn encode_random(g: &Global, args: &BenchEncodeArgs) -> Result<()> {
     let shape = BertShape {
         vocab: args.vocab,

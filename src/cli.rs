@@ -432,6 +432,9 @@ pub enum BenchCommand {
     Encode(BenchEncodeArgs),
     /// Query latency and throughput per mode, with 1 and N concurrent clients.
     Query(BenchQueryArgs),
+    /// A cluster on this machine (its own nats-server, nodes and workers): ingest with 1 and 2
+    /// embedding workers, queries with 1 and 2 replicas per shard, against a single node.
+    Cluster(BenchClusterArgs),
     /// Decoder speed on a fixed 600-token prompt, and citation metrics on a question set.
     Answer(BenchAnswerArgs),
 }
@@ -583,6 +586,24 @@ pub struct BenchEncodeArgs {
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
     /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct BenchClusterArgs {
+    /// A BEIR directory: the first --docs documents of its corpus are ingested, its queries run.
+    #[arg(long, default_value = "../shared/corpora/scifact")]
+    pub beir: PathBuf,
+    /// Documents ingested (each way).
+    #[arg(long, default_value_t = 500)]
+    pub docs: usize,
+    /// Queries run (each way).
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    /// Concurrent clients for the throughput runs.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
     #[arg(long)]
     pub json: bool,
 }

@@ -4,6 +4,7 @@
 
 mod ask;
 mod bench;
+mod bench_cluster;
 mod cli;
 mod cluster;
 mod collections;
@@ -62,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { command } => match command {
             BenchCommand::Encode(args) => bench::encode(g, args),
             BenchCommand::Query(args) => bench::query(g, args),
+            BenchCommand::Cluster(args) => bench_cluster::run(g, args),
             BenchCommand::Answer(args) => ask::bench(g, args),
         },
         Command::Cluster { command } => cluster::command(g, command),
