@@ -236,7 +236,7 @@ fn report(args: &BenchClusterArgs, ingests: &[Ingest], runs: &[Queries]) -> Resu
             f.p50_ms,
             f.p99_ms,
             f.queries_per_s,
-            f.p50_ms / single,
+            f.p50_ms / single(f.clients),
             r.cpu_ms_per_query
         );
     }
