@@ -181,6 +181,10 @@ pub struct NodeArgs {
     /// cluster's collections (scatter-gather).
     #[arg(long)]
     pub bind: Option<std::net::SocketAddr>,
+    /// Store a snapshot of a replica every this many applied changes, then trim its shard's
+    /// stream below what the snapshot and every replica hold (0: never).
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_every: u64,
     #[command(flatten)]
     pub serve: ServeOptions,
 }

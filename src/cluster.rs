@@ -9,6 +9,7 @@ use serde::Serialize;
 use sousuo_cluster::meta::NodeInfo;
 use sousuo_cluster::replica::Replica;
 use sousuo_cluster::serve::serve;
+use sousuo_cluster::snapshot::Snapshots;
 use sousuo_cluster::work::WorkQueue;
 use sousuo_cluster::{connect, CollectionSpec, Meta, ShardLog};
 use sousuo_common::now_secs;
@@ -80,6 +81,8 @@ struct ShardStatus {
     collection: String,
     shard: u32,
     stored: u64,
+    /// The first sequence the stream holds (trimmed below a snapshot).
+    first: u64,
     replicas: Vec<ReplicaStatus>,
 }
 
@@ -102,6 +105,7 @@ fn status(nats: &NatsArgs, json: bool) -> Result<()> {
             let log = ShardLog::open(&js, &spec).await?;
             for shard in 0..spec.shards {
                 let stored = log.last_seq(shard).await?;
+                let first = log.first_seq(shard).await?;
                 let mut replicas = Vec::new();
                 for node in meta.replicas_of(&spec.name, shard).await? {
                     let applied = log.acknowledged(shard, &node).await?;
@@ -113,7 +117,7 @@ fn status(nats: &NatsArgs, json: bool) -> Result<()> {
                         applied,
                     });
                 }
-                shards.push(ShardStatus { collection: spec.name.clone(), shard, stored, replicas });
+                shards.push(ShardStatus { collection: spec.name.clone(), shard, stored, first, replicas });
             }
         }
         anyhow::Ok((nodes, shards, queues))
@@ -199,7 +203,7 @@ pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
             {
                 tracing::warn!("heartbeat failed: {e}");
             }
-            if let Err(e) = discover(&js, &meta, &id, &data, &mut held).await {
+            if let Err(e) = discover(&js, &meta, &id, &data, &mut held, args.snapshot_every).await {
                 tracing::warn!("cannot read the cluster's collections: {e:#}");
             }
             tokio::select! {
@@ -249,7 +253,15 @@ fn coordinator(
 /// can claim and does not hold yet, up to its share of all replicas over the live nodes
 /// (nodes that join later take places that are free or whose holder died; nothing moves a
 /// replica that has a live holder).
-async fn discover(js: &sousuo_cluster::Context, meta: &Meta, id: &str, data: &Path, held: &mut Held) -> Result<()> {
+async fn discover(
+    js: &sousuo_cluster::Context,
+    meta: &Meta,
+    id: &str,
+    data: &Path,
+    held: &mut Held,
+    snapshot_every: u64,
+) -> Result<()> {
+    let mut snapshots: Option<Option<Snapshots>> = None; // opened when a shard is taken
     let specs = meta.collections().await?;
     let nodes = meta.nodes().await?;
     let holders = nodes.iter().filter(|n| n.worker.is_none() && n.id != id).count() + 1;
@@ -295,31 +307,45 @@ async fn discover(js: &sousuo_cluster::Context, meta: &Meta, id: &str, data: &Pa
             let replica = Replica::open(log, shard, id, data).await?;
             tracing::info!(collection = %spec.name, shard, "holding a replica");
             let (stop_tx, stop) = watch::channel(false);
-            let task = tokio::spawn(apply_loop(Arc::new(replica), js.client(), spec.name.clone(), stop));
+            if snapshots.is_none() && snapshot_every > 0 {
+                snapshots = Some(Snapshots::open(js, spec.log_replicas).await.ok());
+            }
+            let snapshotting =
+                snapshots.clone().flatten().map(|snapshots| Snapshotting { snapshots, every: snapshot_every });
+            let task = tokio::spawn(apply_loop(Arc::new(replica), js.client(), spec.name.clone(), snapshotting, stop));
             held.insert((spec.name.clone(), shard), (task, stop_tx));
         }
     }
     Ok(())
 }
 
+/// When a node snapshots its replicas (`--snapshot-every`).
+#[derive(Clone)]
+struct Snapshotting {
+    snapshots: Snapshots,
+    every: u64,
+}
+
 /// Applies a shard's log as it grows; commits (BM25, graph) within 2 s of a change, and on stop.
-/// Once it has caught up with the log, the replica also answers its shard's searches.
-async fn apply_loop(replica: Arc<Replica>, client: sousuo_cluster::Client, name: String, stop: watch::Receiver<bool>) {
+/// Once it has caught up with the log, the replica also answers its shard's searches; every
+/// `--snapshot-every` changes it stores a snapshot and trims the stream.
+async fn apply_loop(
+    replica: Arc<Replica>,
+    client: sousuo_cluster::Client,
+    name: String,
+    snapshotting: Option<Snapshotting>,
+    stop: watch::Receiver<bool>,
+) {
     let mut dirty = false;
     let mut last_commit = Instant::now();
     let mut serving = None;
+    let mut last_snapshot = match &snapshotting {
+        Some(s) => s.snapshots.latest(&name, replica.shard()).await.ok().flatten().unwrap_or(0),
+        None => 0,
+    };
     while !*stop.borrow() {
         if serving.is_none() && replica.lag().await.is_ok_and(|lag| lag == 0) && replica.commit().await.is_ok() {
-            let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let (collection, shard) = (replica.collection().clone(), replica.shard());
-            tracing::info!(collection = %name, shard, "caught up: answering searches");
-            let serving_stop = stop.clone();
-            let (client, name) = (client.clone(), name.clone());
-            serving = Some(tokio::spawn(async move {
-                if let Err(e) = serve(client, collection, name, shard, parallel, serving_stop).await {
-                    tracing::error!(shard, "cannot answer searches: {e}");
-                }
-            }));
+            serving = Some(start_serving(&replica, &client, &name, &stop));
         }
         match replica.step(Duration::from_secs(1)).await {
             Ok(s) => dirty |= s.applied > 0,
@@ -333,6 +359,9 @@ async fn apply_loop(replica: Arc<Replica>, client: sousuo_cluster::Client, name:
                 Ok(()) => (dirty, last_commit) = (false, Instant::now()),
                 Err(e) => tracing::warn!(shard = replica.shard(), "commit failed: {e}"),
             }
+            if let Some(s) = &snapshotting {
+                snapshot_if_due(&replica, &name, s, &mut last_snapshot).await;
+            }
         }
     }
     if let Some(task) = serving {
@@ -340,6 +369,43 @@ async fn apply_loop(replica: Arc<Replica>, client: sousuo_cluster::Client, name:
     }
     if let Err(e) = replica.commit().await {
         tracing::warn!(shard = replica.shard(), "final commit failed: {e}");
+    }
+}
+
+/// Answers the replica's shard's searches until `stop`.
+fn start_serving(
+    replica: &Replica,
+    client: &sousuo_cluster::Client,
+    name: &str,
+    stop: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (collection, shard) = (replica.collection().clone(), replica.shard());
+    tracing::info!(collection = %name, shard, "caught up: answering searches");
+    let (client, name, stop) = (client.clone(), name.to_string(), stop.clone());
+    tokio::spawn(async move {
+        if let Err(e) = serve(client, collection, name, shard, parallel, stop).await {
+            tracing::error!(shard, "cannot answer searches: {e}");
+        }
+    })
+}
+
+/// Stores a snapshot when the replica has applied `every` changes since the shard's latest
+/// one (this replica's or another's).
+async fn snapshot_if_due(replica: &Replica, name: &str, s: &Snapshotting, last: &mut u64) {
+    let Ok(applied) = replica.applied() else { return };
+    if s.every == 0 || applied < *last + s.every {
+        return;
+    }
+    if let Ok(Some(latest)) = s.snapshots.latest(name, replica.shard()).await {
+        *last = (*last).max(latest);
+        if applied < *last + s.every {
+            return;
+        }
+    }
+    match replica.snapshot(&s.snapshots).await {
+        Ok(seq) => *last = seq,
+        Err(e) => tracing::warn!(shard = replica.shard(), "snapshot failed: {e}"),
     }
 }
 

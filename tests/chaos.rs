@@ -4,7 +4,8 @@
 //! one worker and one NATS server are killed with SIGKILL and restarted, and the API is queried
 //! all the while. Afterwards: the ingest was acknowledged; every document is stored once, on its
 //! shard, and found by search exactly once; both replicas of each shard hold the same documents
-//! and chunks; no query got a 5xx but a deliberate 503; the killed replica caught up.
+//! and chunks; no query got a 5xx but a deliberate 503; the killed replica caught up. Nodes
+//! snapshot every 400 changes, so the shard streams are trimmed while all this happens.
 //!
 //! `SOUSUO_CHAOS_DOCS=5183` runs it on all of SciFact; `SOUSUO_CHAOS_SEED=N` repeats a run's
 //! kill schedule (docs/cluster.md).
@@ -135,7 +136,8 @@ fn the_cluster_survives_sigkills_of_a_replica_a_worker_and_a_nats_server() {
     // The nodes first, so that each takes one of the four replicas when the collection appears.
     let node = |i: usize| -> Child {
         let id = format!("n{}", i + 1);
-        let mut args = vec!["node", "--nats", &urls, "--id", &id, "--meta-replicas", "3"];
+        // Snapshots (and the streams' trimming) happen during the ingest too.
+        let mut args = vec!["node", "--nats", &urls, "--id", &id, "--meta-replicas", "3", "--snapshot-every", "400"];
         let bind = format!("127.0.0.1:{port}");
         if i == 3 {
             args.extend(["--bind", &bind, "--no-answers"]);

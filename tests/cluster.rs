@@ -264,3 +264,39 @@ fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no replica answering"), "{refused:?}");
 }
+
+#[test]
+fn a_new_replica_bootstraps_from_a_snapshot_after_the_log_is_trimmed() {
+    let nats = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = nats.url();
+    let (writer, h1, h2) = (home(), home(), home());
+    let en = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpora/sample/en");
+    ok(run(writer.path(), &["cluster", "create", "snap", "--shards", "1", "--replicas", "2", "--nats", &url]));
+    let mut n1 = cmd(h1.path(), &["node", "--nats", &url, "--id", "n1", "--snapshot-every", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let one_replica = |s: &serde_json::Value| s["shards"][0]["replicas"].as_array().is_some_and(|r| r.len() == 1);
+    wait_for(writer.path(), &url, "n1 takes the shard", one_replica);
+    ok(run(writer.path(), &["index", en.to_str().unwrap(), "-c", "snap", "--nats", &url]));
+    // n1 snapshots after its next commit and trims the stream below it.
+    let trimmed =
+        wait_for(writer.path(), &url, "the stream is trimmed", |s| s["shards"][0]["first"].as_u64() > Some(1));
+    let stored = trimmed["shards"][0]["stored"].as_u64().unwrap();
+
+    // A new node cannot replay the whole log: it restores the snapshot, then follows the stream.
+    let mut n2 = node(h2.path(), &url, "n2");
+    wait_for(writer.path(), &url, "n2 catches up", |s| {
+        s["shards"][0]["replicas"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2 && r.iter().all(|x| x["applied"].as_u64() == Some(stored) && x["lag"] == 0))
+    });
+    for n in [&mut n1, &mut n2] {
+        Command::new("kill").args(["-TERM", &n.id().to_string()]).status().unwrap();
+        assert!(n.wait().unwrap().success());
+    }
+    ok(run(writer.path(), &["index", en.to_str().unwrap(), "-c", "local"]));
+    assert_eq!(stat(h2.path(), "snap-shard0", "documents"), stat(writer.path(), "local", "documents"));
+    assert_eq!(stat(h2.path(), "snap-shard0", "chunks"), stat(writer.path(), "local", "chunks"));
+}

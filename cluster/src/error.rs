@@ -57,6 +57,26 @@ pub enum Error {
     /// The local collection of a replica failed.
     #[error(transparent)]
     Index(#[from] sousuo_indexer::Error),
+    /// Reading or writing a snapshot's files failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A shard's stream was trimmed and it has no snapshot to bootstrap a new replica from.
+    #[error(
+        "shard {shard} of {collection:?} starts at sequence {first} and has no snapshot: a new replica cannot be built"
+    )]
+    NoSnapshot {
+        /// The collection.
+        collection: String,
+        /// The shard.
+        shard: u32,
+        /// The stream's first sequence.
+        first: u64,
+    },
     /// An embedding worker's encoder failed.
     #[error(transparent)]
     Embed(#[from] sousuo_encoder::Error),

@@ -17,6 +17,8 @@
 //!   once, sums the shards' BM25 term statistics, merges their lists, fuses once, and fetches
 //!   the page's hits, naming any shard that no replica answered for.
 //! - [`sink`]: an index run's documents into the shard logs, or to the workers' queue.
+//! - [`snapshot`]: replicas' snapshots in an object store, the streams trimmed below them,
+//!   new replicas bootstrapped from them.
 //! - [`work`]: embedding workers: upserts without vectors queued on a work-queue stream,
 //!   embedded in device-sized batches, appended to the shard logs, then acknowledged.
 //! - [`server`]: a local `nats-server` for tests and benchmarks.
@@ -35,6 +37,7 @@ pub mod serve;
 pub mod server;
 pub mod shard;
 pub mod sink;
+pub mod snapshot;
 pub mod work;
 
 pub use async_nats::jetstream::Context;

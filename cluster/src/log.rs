@@ -66,6 +66,11 @@ impl ShardLog {
         &self.spec
     }
 
+    /// The JetStream context the streams live in.
+    pub fn context(&self) -> &Context {
+        &self.js
+    }
+
     /// Appends `change` to its document's shard under message id `msg_id` and waits until
     /// JetStream has stored it.
     pub async fn append(&self, change: &Change, msg_id: &str) -> Result<Appended> {
@@ -134,12 +139,28 @@ impl ShardLog {
         Ok(info.state.last_sequence)
     }
 
+    /// The first sequence a shard's stream still holds (above 1 once trimmed below a snapshot).
+    pub async fn first_seq(&self, shard: u32) -> Result<u64> {
+        let info = self.stream(shard).await?.get_info().await.map_err(|e| Error::nats("shard stream info", e))?;
+        Ok(info.state.first_sequence)
+    }
+
     /// The last stream sequence node `node`'s replica of `shard` has acknowledged (applied),
     /// `None` when that node has no replica consumer on the shard.
     pub async fn acknowledged(&self, shard: u32, node: &str) -> Result<Option<u64>> {
         let stream = self.stream(shard).await?;
         match stream.consumer_info(format!("replica-{node}")).await {
-            Ok(info) => Ok(Some(info.ack_floor.stream_sequence)),
+            Ok(info) => {
+                // A replica's consumer starts after what its store held (a restored snapshot):
+                // everything before its start sequence is applied too.
+                let start = match info.config.deliver_policy {
+                    async_nats::jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence } => {
+                        start_sequence.saturating_sub(1)
+                    }
+                    _ => 0,
+                };
+                Ok(Some(info.ack_floor.stream_sequence.max(start)))
+            }
             Err(e) if e.kind() == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::nats("replica consumer info", e)),
         }

@@ -8,6 +8,7 @@
 //! so no change is applied twice and none is lost.
 
 use crate::log::ShardLog;
+use crate::snapshot::{trim, Snapshots};
 use crate::{Error, Result};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use futures_util::StreamExt;
@@ -58,9 +59,20 @@ impl Replica {
         ack_wait: Duration,
     ) -> Result<Self> {
         let spec = log.spec().clone();
-        let stream = log.stream(shard).await?;
+        let mut stream = log.stream(shard).await?;
         let (dir, name, encoder, chunking) =
             (data_dir.to_path_buf(), local_name(&spec.name, shard), spec.encoder.clone(), spec.chunking);
+        if !sousuo_indexer::collection_exists(data_dir, &name) {
+            // A new replica of a trimmed stream starts from the latest snapshot.
+            let first = stream.info().await.map_err(|e| Error::nats("shard stream info", e))?.state.first_sequence;
+            if first > 1 {
+                let snapshots = Snapshots::open(log.context(), spec.log_replicas).await?;
+                match snapshots.restore(&spec.name, shard, &data_dir.join(&name)).await? {
+                    Some(seq) if seq + 1 >= first => tracing::info!(shard, seq, "restored a snapshot"),
+                    _ => return Err(Error::NoSnapshot { collection: spec.name.clone(), shard, first }),
+                }
+            }
+        }
         let collection = blocking(move || Collection::open(&dir, &name, &encoder, OpenMode::Create(chunking))).await?;
         let applied = collection.source_seq()?;
         let durable = format!("replica-{node}");
@@ -179,6 +191,20 @@ impl Replica {
             self.step(Duration::from_millis(500)).await?;
         }
         Ok(())
+    }
+
+    /// Stores a snapshot of this replica (committed and flushed first; call it from the loop
+    /// that applies, so nothing changes meanwhile), then trims the shard's stream below what the
+    /// snapshot and every replica hold. Returns the snapshot's sequence.
+    pub async fn snapshot(&self, snapshots: &Snapshots) -> Result<u64> {
+        self.commit().await?;
+        let collection = self.collection.clone();
+        blocking(move || collection.store().flush()).await?;
+        let seq = self.applied()?;
+        snapshots.put(&self.log.spec().name, self.shard, seq, self.collection.dir()).await?;
+        let first = trim(&self.log, self.shard, seq).await?;
+        tracing::info!(shard = self.shard, seq, first, "stored a snapshot and trimmed the stream");
+        Ok(seq)
     }
 
     /// Makes everything applied searchable and durable in every index (BM25 commit, graph dump).

@@ -234,6 +234,8 @@ fn cluster(e: &sousuo_cluster::Error) -> Class {
         E::Task(_) => (INTERNAL, "internal"),
         E::Index(e) => indexer(e),
         E::Embed(e) => encoder(e),
+        E::Io { source, .. } => io(source),
+        E::NoSnapshot { .. } => (INTERNAL, "no_snapshot"),
     }
 }
 

@@ -232,6 +232,8 @@ fn cluster() -> Vec<(sousuo_cluster::Error, u16)> {
         (E::Task(s()), INTERNAL),
         (E::Index(sousuo_indexer::Error::NoSuchCollection(s())), NOT_FOUND),
         (E::Embed(sousuo_encoder::Error::Tokenizer(s())), BAD),
+        (E::Io { path: s().into(), source: std::io::Error::other("disk") }, INTERNAL),
+        (E::NoSnapshot { collection: s(), shard: 0, first: 9 }, INTERNAL),
     ];
     for (e, _) in &all {
         match e {
@@ -244,7 +246,9 @@ fn cluster() -> Vec<(sousuo_cluster::Error, u16)> {
             | E::Decode { .. }
             | E::Task(_)
             | E::Index(_)
-            | E::Embed(_) => {}
+            | E::Embed(_)
+            | E::Io { .. }
+            | E::NoSnapshot { .. } => {}
         }
     }
     all
