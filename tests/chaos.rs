@@ -249,6 +249,7 @@ fn the_cluster_survives_sigkills_of_a_replica_a_worker_and_a_nats_server() {
     }
     for sh in end["shards"].as_array().unwrap() {
         let shard = sh["shard"].as_u64().unwrap() as u32;
+        assert!(sh["first"].as_u64() > Some(1), "shard {shard}: its stream was never trimmed below a snapshot: {sh}");
         let mut seen = Vec::new();
         for r in sh["replicas"].as_array().unwrap() {
             let i: usize = r["node"].as_str().unwrap()[1..].parse::<usize>().unwrap() - 1;

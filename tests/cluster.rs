@@ -209,7 +209,7 @@ fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
     loop {
         let (_, t) = get(&format!("/tasks/{}", task["id"]));
         let t: serde_json::Value = serde_json::from_str(&t).unwrap();
-        if t["status"] == "succeeded" {
+        if t["status"] == "succeeded" && t["replicated"] == true {
             break;
         }
         assert!(t["status"] != "failed" && started.elapsed() < Duration::from_secs(60), "{t}");

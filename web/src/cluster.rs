@@ -102,6 +102,26 @@ impl ClusterView {
         Ok(())
     }
 
+    /// Whether every live replica of `c` has applied everything its shard logs hold, and no
+    /// document waits for an embedding worker: what a finished task's `replicated` reports.
+    pub async fn replicated(&self, c: &ClusterCollection) -> ApiResult<bool> {
+        let spec = c.spec();
+        if WorkQueue::open(&self.js, spec).await?.pending().await? > 0 {
+            return Ok(false);
+        }
+        let live: Vec<String> = self.meta.nodes().await?.into_iter().map(|n| n.id).collect();
+        let log = ShardLog::open(&self.js, spec).await?;
+        for shard in 0..spec.shards {
+            let stored = log.last_seq(shard).await?;
+            for node in self.meta.replicas_of(&spec.name, shard).await?.iter().filter(|n| live.contains(n)) {
+                if log.acknowledged(shard, node).await?.is_none_or(|a| a < stored) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// The clustered collections' names and sizes (blocking).
     pub fn list(&self) -> ApiResult<Vec<(String, ClusterCount)>> {
         let specs = self.handle.block_on(self.meta.collections())?;

@@ -55,6 +55,10 @@ pub struct TaskView {
     /// Time spent indexing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
+    /// For a clustered collection, once the task succeeded (JetStream stored its documents):
+    /// whether every live replica has applied them (and no embedding work is queued).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicated: Option<bool>,
 }
 
 struct Task {
@@ -119,6 +123,7 @@ impl Tasks {
             started_at: None,
             finished_at: None,
             seconds: None,
+            replicated: None,
         };
         if let Ok(mut m) = self.map.lock() {
             m.insert(id, Task { view, dir });
