@@ -80,19 +80,7 @@ pub fn run(g: &Global, args: BenchClusterArgs) -> Result<()> {
     let server = NatsServer::start().map_err(|e| anyhow::anyhow!("{e}"))?;
     let url = server.url();
     let models = model_cache(g)?.root().to_path_buf();
-    let spawn = |name: &str, args: &[&str]| -> Result<(String, Child)> {
-        let home = root.path().join(name);
-        std::fs::create_dir_all(&home)?;
-        std::os::unix::fs::symlink(&models, home.join("models"))?;
-        let child = Command::new(std::env::current_exe()?)
-            .arg("--home")
-            .arg(&home)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        Ok((name.to_string(), child))
-    };
+    let spawn = |name: &str, args: &[&str]| member(root.path(), &models, name, args);
     let mut procs = Procs(vec![
         spawn("n1", &["node", "--nats", &url, "--id", "n1"])?,
         spawn("n2", &["node", "--nats", &url, "--id", "n2"])?,
@@ -118,17 +106,12 @@ pub fn run(g: &Global, args: BenchClusterArgs) -> Result<()> {
             procs.0.push(spawn("w2", &["worker", "--nats", &url, "--id", "w2"])?);
             members(2, 2)?;
         }
-        let name = format!("bench-w{workers}");
-        let spec = spec(&name, &encoder)?;
+        let spec = spec(&format!("bench-w{workers}"), &encoder)?;
         rt.block_on(async {
             meta.create_collection(&spec).await?;
             ShardLog::open(&js, &spec).await
         })?;
-        let remote = Remote::open(&url, &name)?;
-        remote.wait_for_holders(Duration::from_secs(60))?;
-        let (cpu, t) = (procs.cpu(&["n1", "n2", "w1", "w2"]), Instant::now());
-        let s = remote.index(&encoder, std::slice::from_ref(&slice), &IndexOptions::default(), false, false)?;
-        ingests.push(ingest(way, s.documents_seen, t, procs.cpu(&["n1", "n2", "w1", "w2"]) - cpu));
+        ingests.push(cluster_ingest(way, &url, &spec.name, &encoder, &slice, &procs)?);
     }
     let local = Collection::open(
         &root.path().join("local"),
@@ -157,6 +140,31 @@ pub fn run(g: &Global, args: BenchClusterArgs) -> Result<()> {
     procs.stop("n2");
     measure("cluster, 1 replica/shard", &clustered.collection, &procs, &["n1"])?;
     report(&args, &ingests, &runs)
+}
+
+/// Ingests the slice into clustered collection `name` through the running workers.
+fn cluster_ingest(way: &str, url: &str, name: &str, encoder: &Encoder, slice: &Path, procs: &Procs) -> Result<Ingest> {
+    let remote = Remote::open(url, name)?;
+    remote.wait_for_holders(Duration::from_secs(60))?;
+    let all = ["n1", "n2", "w1", "w2"];
+    let (cpu, t) = (procs.cpu(&all), Instant::now());
+    let s = remote.index(encoder, &[slice.to_path_buf()], &IndexOptions::default(), false, false)?;
+    Ok(ingest(way, s.documents_seen, t, procs.cpu(&all) - cpu))
+}
+
+/// Starts `sousuo ARGS` as process `name`, with its own home beside the others.
+fn member(root: &Path, models: &Path, name: &str, args: &[&str]) -> Result<(String, Child)> {
+    let home = root.join(name);
+    std::fs::create_dir_all(&home)?;
+    std::os::unix::fs::symlink(models, home.join("models"))?;
+    let child = Command::new(std::env::current_exe()?)
+        .arg("--home")
+        .arg(&home)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok((name.to_string(), child))
 }
 
 fn spec(name: &str, encoder: &Encoder) -> Result<CollectionSpec> {

@@ -21,28 +21,21 @@ pub fn open(g: &Global, name: &str, encoder: &Encoder, create: Option<ChunkParam
     Ok(Collection::open(&data, name, &info, mode)?)
 }
 
+/// The JSON field names an index run reads.
+fn fields(args: &IndexArgs) -> JsonFields {
+    JsonFields { id: args.id_field.clone(), title: args.title_field.clone(), text: args.text_field.clone() }
+}
+
 pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
     sousuo_indexer::validate_name(&args.collection)?;
+    let options = IndexOptions { fields: fields(&args), sync: args.sync };
     if let Some(nats) = &args.nats {
         if args.sync || args.commit_log.is_some() {
             bail!("--sync and --commit-log are for local collections, not with --nats");
         }
         let encoder = load_encoder(g, EncoderOptions::default())?;
-        let options = IndexOptions {
-            fields: JsonFields {
-                id: args.id_field.clone(),
-                title: args.title_field.clone(),
-                text: args.text_field.clone(),
-            },
-            sync: false,
-        };
-        crate::remote::Remote::open(nats, &args.collection)?.index(
-            &encoder,
-            &args.paths,
-            &options,
-            args.no_wait,
-            args.embed_here,
-        )?;
+        let remote = crate::remote::Remote::open(nats, &args.collection)?;
+        remote.index(&encoder, &args.paths, &options, args.no_wait, args.embed_here)?;
         return Ok(());
     }
     let encoder = load_encoder(g, EncoderOptions::default())?;
@@ -50,14 +43,6 @@ pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
     let chunking =
         ChunkParams { max_tokens: args.max_tokens.unwrap_or(default.max_tokens).max(16), overlap_tokens: args.overlap };
     let collection = open(g, &args.collection, &encoder, Some(chunking))?;
-    let options = IndexOptions {
-        fields: JsonFields {
-            id: args.id_field.clone(),
-            title: args.title_field.clone(),
-            text: args.text_field.clone(),
-        },
-        sync: args.sync,
-    };
     let mut commit_log = match &args.commit_log {
         Some(p) => Some(
             std::fs::OpenOptions::new()

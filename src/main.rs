@@ -6,6 +6,7 @@ mod ask;
 mod bench;
 mod bench_cluster;
 mod cli;
+mod cli_cluster;
 mod cluster;
 mod collections;
 mod embed;

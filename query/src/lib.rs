@@ -17,9 +17,11 @@ mod error;
 pub mod eval;
 pub mod filter;
 pub mod metrics;
+mod rank;
 pub mod retriever;
 pub mod search;
 pub mod shard;
+mod types;
 
 pub use answer::{answer, Answer, AnswerEvent, AnswerKind, AnswerParams, Source, Turn};
 pub use error::{Error, Result};

@@ -7,8 +7,8 @@
 //! fuses once ([`Lists::fuse_page`]) and builds the hits ([`Placed::into_hit`]). A single node's
 //! [`search`](crate::search()) runs the same functions with nothing in between.
 
-use crate::search::{best_per_doc, bm25_docs, dense_docs, fuse, snippet, DocScore, Ranked, SNIPPET_CHARS};
-use crate::search::{Hit, Mode, RetrieverScore, SearchParams};
+use crate::rank::{best_per_doc, bm25_docs, dense_docs, fuse, snippet, DocScore, Ranked, SNIPPET_CHARS};
+use crate::types::{Hit, Mode, RetrieverScore, SearchParams};
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use sousuo_indexer::{Collection, TermStats};

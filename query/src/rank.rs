@@ -1,0 +1,231 @@
+//! Ranking over one collection: each retriever's best chunk per document (BM25, optionally with
+//! given term statistics; dense by HNSW, or exactly over a filter's few chunks), fusion of the
+//! two lists, and snippets.
+
+use crate::types::{Fusion, Mode};
+use crate::{Error, Result};
+use sousuo_indexer::bm25::{Bm25Query, Snippets};
+use sousuo_indexer::{Collection, TermStats};
+use std::collections::{HashMap, HashSet};
+
+/// A document's best chunk from one retriever.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DocScore {
+    pub(crate) chunk_key: u64,
+    pub(crate) score: f32,
+}
+
+/// Ranked documents from one retriever: (doc id, best chunk), best first.
+pub(crate) type Ranked = Vec<(String, DocScore)>;
+
+/// Snippets are cut at this many characters.
+pub(crate) const SNIPPET_CHARS: usize = 240;
+pub(crate) fn bm25_docs(
+    collection: &Collection,
+    query: &Bm25Query,
+    allowed: Option<&HashSet<u64>>,
+    depth: usize,
+    stats: Option<&TermStats>,
+) -> Result<Ranked> {
+    // Several chunks of one document can rank: over-fetch, then keep each document's best.
+    let hits = collection.bm25().search_with(query, allowed, depth * 3, stats)?;
+    Ok(best_per_doc(hits.into_iter().map(|h| (h.doc_id, DocScore { chunk_key: h.chunk_key, score: h.score })), depth))
+}
+
+/// Below this many allowed chunks, a filtered dense search scores them exactly.
+const EXACT_FILTER_LIMIT: usize = 4096;
+
+pub(crate) fn dense_docs(
+    collection: &Collection,
+    q: &[f32],
+    allowed: Option<&HashSet<u64>>,
+    depth: usize,
+    ef: usize,
+) -> Result<Ranked> {
+    let k = depth * 2;
+    let hits: Vec<(u64, f32)> = match allowed {
+        Some(keys) if keys.len() <= EXACT_FILTER_LIMIT => exact_scores(collection, q, keys, k)?,
+        Some(keys) => collection
+            .search_vectors_filtered(q, k, ef.max(k), &|key| keys.contains(&key))?
+            .into_iter()
+            .map(|h| (h.chunk_key, h.score))
+            .collect(),
+        None => collection.search_vectors(q, k, ef.max(k))?.into_iter().map(|h| (h.chunk_key, h.score)).collect(),
+    };
+    let mut docs = Vec::with_capacity(hits.len());
+    for (key, score) in hits {
+        if let Some(chunk) = collection.store().get_chunk(key)? {
+            docs.push((chunk.doc_id, DocScore { chunk_key: key, score }));
+        }
+    }
+    Ok(best_per_doc(docs.into_iter(), depth))
+}
+
+/// Exact top-k over the allowed chunks' vectors (the kernels' SIMD dot product).
+fn exact_scores(collection: &Collection, q: &[f32], keys: &HashSet<u64>, k: usize) -> Result<Vec<(u64, f32)>> {
+    let mut order: Vec<u64> = keys.iter().copied().collect();
+    order.sort_unstable();
+    let mut matrix = Vec::with_capacity(order.len() * q.len());
+    let mut present = Vec::with_capacity(order.len());
+    for key in order {
+        if let Some(v) = collection.store().get_vector(key)? {
+            if v.len() == q.len() {
+                matrix.extend_from_slice(&v);
+                present.push(key);
+            }
+        }
+    }
+    let top = sousuo_kernels::top_k_dot(&matrix, q.len(), q, k)
+        .map_err(|e| Error::BadParameter { name: "query vector", reason: e.to_string() })?;
+    Ok(top.into_iter().map(|h| (present[h.index], h.score)).collect())
+}
+
+/// Keeps each document's best chunk, in score order, at most `depth` documents.
+pub(crate) fn best_per_doc(chunks: impl Iterator<Item = (String, DocScore)>, depth: usize) -> Ranked {
+    let mut seen = HashSet::new();
+    let mut all: Vec<(String, DocScore)> = chunks.collect();
+    all.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+    all.into_iter().filter(|(d, _)| seen.insert(d.clone())).take(depth).collect()
+}
+
+/// Merges the two ranked lists into (doc, fused score, best chunk), best first.
+pub(crate) fn fuse(mode: Mode, fusion: Fusion, bm25: &Ranked, dense: &Ranked) -> Vec<(String, f32, DocScore)> {
+    let mut scores: HashMap<String, (f32, DocScore)> = HashMap::new();
+    match mode {
+        Mode::Bm25 | Mode::Dense => {
+            let list = if mode == Mode::Bm25 { bm25 } else { dense };
+            for (d, s) in list {
+                scores.insert(d.clone(), (s.score, *s));
+            }
+        }
+        Mode::Hybrid => match fusion {
+            Fusion::Rrf { k } => {
+                for list in [bm25, dense] {
+                    for (i, (d, s)) in list.iter().enumerate() {
+                        let e = scores.entry(d.clone()).or_insert((0.0, *s));
+                        e.0 += 1.0 / (k + (i + 1) as f32);
+                    }
+                }
+            }
+            Fusion::Convex { semantic_ratio } => {
+                let w = semantic_ratio.clamp(0.0, 1.0);
+                for (list, weight) in [(bm25, 1.0 - w), (dense, w)] {
+                    let (lo, hi) =
+                        list.iter().fold((f32::MAX, f32::MIN), |(lo, hi), (_, s)| (lo.min(s.score), hi.max(s.score)));
+                    for (d, s) in list {
+                        let norm = if hi > lo { (s.score - lo) / (hi - lo) } else { 1.0 };
+                        let e = scores.entry(d.clone()).or_insert((0.0, *s));
+                        e.0 += weight * norm;
+                    }
+                }
+            }
+        },
+    }
+    // The snippet comes from BM25's best chunk when there is one (it holds the query's words).
+    for (d, s) in bm25 {
+        if let Some(e) = scores.get_mut(d) {
+            e.1 = *s;
+        }
+    }
+    let mut out: Vec<(String, f32, DocScore)> = scores.into_iter().map(|(d, (score, best))| (d, score, best)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// The highlighted snippet of a passage, or its opening sentences (escaped) when no query
+/// word occurs in it (a dense-only hit).
+pub(crate) fn snippet(generator: Option<&Snippets>, passage: &str) -> String {
+    if let Some(html) = generator.and_then(|g| g.highlight(passage)) {
+        return html;
+    }
+    let mut end = passage.len().min(SNIPPET_CHARS);
+    while !passage.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = &passage[..end];
+    let cut = match cut.char_indices().rev().find(|(_, c)| matches!(c, '.' | '。' | '!' | '?' | '！' | '？')) {
+        Some((i, c)) if i > 80 => &cut[..i + c.len_utf8()],
+        _ => cut,
+    };
+    let mut out = escape_html(cut);
+    if cut.len() < passage.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// Escapes text for HTML.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Fusion on plain (doc, score) lists, for the criterion benchmark.
+#[doc(hidden)]
+pub fn fuse_for_bench(fusion: Fusion, bm25: &[(String, f32)], dense: &[(String, f32)]) -> usize {
+    let conv = |l: &[(String, f32)]| -> Ranked {
+        l.iter().map(|(d, s)| (d.clone(), DocScore { chunk_key: 0, score: *s })).collect()
+    };
+    fuse(Mode::Hybrid, fusion, &conv(bm25), &conv(dense)).len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(k: u64, s: f32) -> DocScore {
+        DocScore { chunk_key: k, score: s }
+    }
+
+    #[test]
+    fn rrf_rewards_agreement() {
+        let bm25 = vec![("a".to_string(), ds(1, 9.0)), ("b".to_string(), ds(2, 5.0))];
+        let dense = vec![("b".to_string(), ds(3, 0.9)), ("c".to_string(), ds(4, 0.8))];
+        let out = fuse(Mode::Hybrid, Fusion::Rrf { k: 60.0 }, &bm25, &dense);
+        assert_eq!(out[0].0, "b");
+        assert_eq!(out[0].2.chunk_key, 2, "the BM25 chunk is kept for the snippet");
+        assert!((out[0].1 - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn convex_weights_normalised_scores() {
+        let bm25 = vec![("a".to_string(), ds(1, 10.0)), ("b".to_string(), ds(2, 0.0))];
+        let dense = vec![("b".to_string(), ds(3, 0.9)), ("a".to_string(), ds(4, 0.1))];
+        let all_sem = fuse(Mode::Hybrid, Fusion::Convex { semantic_ratio: 1.0 }, &bm25, &dense);
+        assert_eq!(all_sem[0].0, "b");
+        let all_kw = fuse(Mode::Hybrid, Fusion::Convex { semantic_ratio: 0.0 }, &bm25, &dense);
+        assert_eq!(all_kw[0].0, "a");
+    }
+
+    #[test]
+    fn best_chunk_per_document() {
+        let r = best_per_doc(
+            vec![("a".into(), ds(1, 1.0)), ("a".into(), ds(2, 3.0)), ("b".into(), ds(3, 2.0))].into_iter(),
+            10,
+        );
+        assert_eq!(r.iter().map(|(d, s)| (d.as_str(), s.chunk_key)).collect::<Vec<_>>(), vec![("a", 2), ("b", 3)]);
+    }
+
+    #[test]
+    fn snippets_cut_at_multibyte_full_stops() {
+        let text = "向量检索把文本转换成向量，通过计算余弦相似度寻找语义相近的文档。".repeat(8);
+        let s = snippet(None, &text);
+        assert!(s.ends_with('。') || s.ends_with('…'), "{s}");
+    }
+
+    #[test]
+    fn snippets_escape_document_text() {
+        let s = snippet(None, "<script>alert(1)</script> & <img onerror=x>");
+        assert!(!s.contains('<') && s.contains("&lt;script&gt;"), "{s}");
+    }
+}
