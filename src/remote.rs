@@ -79,16 +79,7 @@ impl Remote {
         }
         let log = self.rt.block_on(ShardLog::open(&self.js, self.spec()))?;
         let sink = LogSink::new(log.clone(), self.rt.handle().clone());
-        let bar = crate::util::progress(0, "docs");
-        let on = |p: Progress| match p {
-            Progress::Planned { estimated_docs, .. } => bar.set_length(estimated_docs as u64),
-            Progress::Seen { docs } => bar.set_position(docs as u64),
-            Progress::Warning(w) => bar.suspend(|| tracing::warn!("{w}")),
-            Progress::Error(e) => bar.suspend(|| tracing::error!("{e}")),
-            _ => {}
-        };
-        let summary = index_into(&sink, encoder, paths, options, &on)?;
-        bar.finish_and_clear();
+        let summary = run_with_bar(&sink, encoder, paths, options)?;
         eprintln!(
             "appended {} documents ({} chunks) to {:?}'s shard logs in {:.1} s; {} errors",
             summary.documents_indexed,
@@ -116,16 +107,7 @@ impl Remote {
     ) -> Result<IndexSummary> {
         let queue = self.rt.block_on(WorkQueue::open(&self.js, self.spec()))?;
         let sink = WorkSink::new(queue.clone(), self.spec().chunking, self.rt.handle().clone());
-        let bar = crate::util::progress(0, "docs");
-        let on = |p: Progress| match p {
-            Progress::Planned { estimated_docs, .. } => bar.set_length(estimated_docs as u64),
-            Progress::Seen { docs } => bar.set_position(docs as u64),
-            Progress::Warning(w) => bar.suspend(|| tracing::warn!("{w}")),
-            Progress::Error(e) => bar.suspend(|| tracing::error!("{e}")),
-            _ => {}
-        };
-        let summary = index_into(&sink, encoder, paths, options, &on)?;
-        bar.finish_and_clear();
+        let summary = run_with_bar(&sink, encoder, paths, options)?;
         eprintln!(
             "queued {} documents of {:?} for {workers} embedding workers in {:.1} s; {} errors",
             summary.documents_indexed,
@@ -205,6 +187,21 @@ impl Remote {
             }
         })
     }
+}
+
+/// An index run into `sink` with a progress bar.
+fn run_with_bar(sink: &dyn Sink, encoder: &Encoder, paths: &[PathBuf], options: &IndexOptions) -> Result<IndexSummary> {
+    let bar = crate::util::progress(0, "docs");
+    let on = |p: Progress| match p {
+        Progress::Planned { estimated_docs, .. } => bar.set_length(estimated_docs as u64),
+        Progress::Seen { docs } => bar.set_position(docs as u64),
+        Progress::Warning(w) => bar.suspend(|| tracing::warn!("{w}")),
+        Progress::Error(e) => bar.suspend(|| tracing::error!("{e}")),
+        _ => {}
+    };
+    let summary = index_into(sink, encoder, paths, options, &on)?;
+    bar.finish_and_clear();
+    Ok(summary)
 }
 
 /// A clustered collection made for one run (`eval --nats`), dropped at the end.
