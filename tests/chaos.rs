@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use support::{cmd, home, ok, run};
+use support::{cmd, home, ok, run, Proc};
 
 /// The first `n` documents of SciFact, written to `dir`; their ids.
 fn slice(dir: &Path, n: usize) -> (PathBuf, Vec<(String, String)>) {
@@ -43,8 +43,8 @@ fn slice(dir: &Path, n: usize) -> (PathBuf, Vec<(String, String)>) {
     (path, docs)
 }
 
-fn spawn(c: &mut Command) -> Child {
-    c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+fn spawn(c: &mut Command) -> Proc {
+    Proc(c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
 }
 
 fn status(home: &Path, urls: &str) -> Option<Value> {
@@ -134,7 +134,7 @@ fn the_cluster_survives_sigkills_of_a_replica_a_worker_and_a_nats_server() {
     let base = format!("http://127.0.0.1:{port}");
 
     // The nodes first, so that each takes one of the four replicas when the collection appears.
-    let node = |i: usize| -> Child {
+    let node = |i: usize| -> Proc {
         let id = format!("n{}", i + 1);
         // Snapshots (and the streams' trimming) happen during the ingest too.
         let mut args = vec!["node", "--nats", &urls, "--id", &id, "--meta-replicas", "3", "--snapshot-every", "400"];
@@ -144,7 +144,7 @@ fn the_cluster_survives_sigkills_of_a_replica_a_worker_and_a_nats_server() {
         }
         spawn(&mut cmd(homes[i].path(), &args))
     };
-    let mut nodes: Vec<Child> = (0..4).map(node).collect();
+    let mut nodes: Vec<Proc> = (0..4).map(node).collect();
     wait_for(client.path(), &urls, 90, "4 nodes register", |s| s["nodes"].as_array().is_some_and(|n| n.len() == 4));
     let started = Instant::now();
     let create =

@@ -8,12 +8,12 @@ mod support;
 
 use sousuo_cluster::server::NatsServer;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{cmd, home, ok, run};
+use support::{cmd, home, ok, run, Proc};
 
-fn node(home: &Path, nats: &str, id: &str) -> Child {
-    cmd(home, &["node", "--nats", nats, "--id", id]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+fn node(home: &Path, nats: &str, id: &str) -> Proc {
+    Proc(cmd(home, &["node", "--nats", nats, "--id", id]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
 }
 
 fn status(home: &Path, nats: &str) -> serde_json::Value {
@@ -127,11 +127,13 @@ fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
     ok(run(writer.path(), &["cluster", "create", "kb", "--shards", "2", "--replicas", "2", "--nats", &url]));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let bind = format!("127.0.0.1:{port}");
-    let mut n1 = cmd(h1.path(), &["node", "--nats", &url, "--id", "n1", "--bind", &bind, "--no-answers"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut n1 = Proc(
+        cmd(h1.path(), &["node", "--nats", &url, "--id", "n1", "--bind", &bind, "--no-answers"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut n2 = node(h2.path(), &url, "n2");
     wait_for(writer.path(), &url, "the nodes take both shards", caught_up);
     ok(run(writer.path(), &["index", paths[0], paths[1], "-c", "kb", "--nats", &url]));
@@ -230,12 +232,12 @@ fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
         http.delete(format!("http://{bind}/collections/kb/documents/api-doc")).send().await.unwrap().status().as_u16()
     });
     assert_eq!(deleted, 200);
+    // Replicas apply it each in its own time: either may answer a request.
     let started = Instant::now();
-    while found("quokka") {
+    while found("quokka") || get("/collections/kb/documents/api-doc").0 != 404 {
         assert!(started.elapsed() < Duration::from_secs(30), "the deleted document is still found");
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert_eq!(get("/collections/kb/documents/api-doc").0, 404);
 
     // A deletion goes through the log to every replica.
     let top =
@@ -263,6 +265,38 @@ fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
     let refused = run(writer.path(), &["search", "HNSW", "-c", "kb", "--nats", &url, "--complete"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no replica answering"), "{refused:?}");
+    // The API (the coordinator n1 is down too: serve one from a third node, holding nothing).
+    let h3 = home();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut n3 = Proc(
+        cmd(h3.path(), &["node", "--nats", &url, "--id", "n3", "--bind", &bind, "--no-answers"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    let (partial, whole) = loop {
+        let get = |path: &str| {
+            rt.block_on(async {
+                match reqwest::get(format!("http://{bind}{path}")).await {
+                    Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                    Err(e) => (0, e.to_string()),
+                }
+            })
+        };
+        let partial = get("/collections/kb/search?q=HNSW");
+        if partial.0 != 0 {
+            break (partial, get("/collections/kb/search?q=HNSW&complete=true"));
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "n3 does not serve: {partial:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(partial.0 == 200 && partial.1.contains("\"missing_shards\":[0,1]"), "{partial:?}");
+    assert!(whole.0 == 503 && whole.1.contains("shards_unavailable"), "{whole:?}");
+    n3.kill().unwrap();
+    n3.wait().unwrap();
 }
 
 #[test]
@@ -272,11 +306,13 @@ fn a_new_replica_bootstraps_from_a_snapshot_after_the_log_is_trimmed() {
     let (writer, h1, h2) = (home(), home(), home());
     let en = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpora/sample/en");
     ok(run(writer.path(), &["cluster", "create", "snap", "--shards", "1", "--replicas", "2", "--nats", &url]));
-    let mut n1 = cmd(h1.path(), &["node", "--nats", &url, "--id", "n1", "--snapshot-every", "5"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut n1 = Proc(
+        cmd(h1.path(), &["node", "--nats", &url, "--id", "n1", "--snapshot-every", "5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let one_replica = |s: &serde_json::Value| s["shards"][0]["replicas"].as_array().is_some_and(|r| r.len() == 1);
     wait_for(writer.path(), &url, "n1 takes the shard", one_replica);
     ok(run(writer.path(), &["index", en.to_str().unwrap(), "-c", "snap", "--nats", &url]));

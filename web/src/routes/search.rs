@@ -38,6 +38,10 @@ pub struct SearchRequest {
     /// tantivy query syntax.
     #[serde(default)]
     pub syntax: Option<bool>,
+    /// On a clustered collection: 503 `shards_unavailable` rather than results without a
+    /// shard that no replica answers for (by default such results name it in `missing_shards`).
+    #[serde(default)]
+    pub complete: Option<bool>,
 }
 
 /// Filters: one expression or a list.
@@ -81,6 +85,7 @@ impl SearchRequest {
             offset,
             syntax: self.syntax.unwrap_or(false),
             filter: Filter::parse(&filters)?,
+            complete: self.complete.unwrap_or(false),
             ..SearchParams::default()
         })
     }
