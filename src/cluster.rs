@@ -61,6 +61,7 @@ pub fn command(g: &Global, command: ClusterCommand) -> Result<()> {
             let spec = meta.collection(&name).await?;
             ShardLog::open(&js, &spec).await?.delete().await?;
             WorkQueue::open(&js, &spec).await?.delete().await?;
+            Snapshots::open(&js, 1).await?.delete(&spec.name, spec.shards).await?;
             meta.drop_collection(&spec).await?;
             println!("dropped {name:?} (nodes keep their local copies until deleted)");
             Ok(())

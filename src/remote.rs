@@ -5,6 +5,7 @@
 use crate::cluster::runtime;
 use anyhow::{bail, Result};
 use sousuo_cluster::sink::{LogSink, WorkSink};
+use sousuo_cluster::snapshot::Snapshots;
 use sousuo_cluster::work::WorkQueue;
 use sousuo_cluster::{connect, ClusterCollection, CollectionSpec, Context, Meta, ShardLog};
 use sousuo_common::now_secs;
@@ -236,6 +237,7 @@ impl Drop for Temporary {
         let dropped = r.rt.block_on(async {
             ShardLog::open(&r.js, r.spec()).await?.delete().await?;
             WorkQueue::open(&r.js, r.spec()).await?.delete().await?;
+            Snapshots::open(&r.js, 1).await?.delete(&r.spec().name, r.spec().shards).await?;
             r.meta.drop_collection(r.spec()).await
         });
         if let Err(e) = dropped {

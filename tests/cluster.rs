@@ -335,4 +335,13 @@ fn a_new_replica_bootstraps_from_a_snapshot_after_the_log_is_trimmed() {
     ok(run(writer.path(), &["index", en.to_str().unwrap(), "-c", "local"]));
     assert_eq!(stat(h2.path(), "snap-shard0", "documents"), stat(writer.path(), "local", "documents"));
     assert_eq!(stat(h2.path(), "snap-shard0", "chunks"), stat(writer.path(), "local", "chunks"));
+    // Dropping the collection drops its snapshots: a new one of that name starts clean.
+    ok(run(writer.path(), &["cluster", "drop", "snap", "--nats", &url]));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let left = rt.block_on(async {
+        let js = sousuo_cluster::connect(&url).await.unwrap();
+        let snapshots = sousuo_cluster::snapshot::Snapshots::open(&js, 1).await.unwrap();
+        snapshots.latest("snap", 0).await.unwrap()
+    });
+    assert_eq!(left, None);
 }

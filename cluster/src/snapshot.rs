@@ -71,6 +71,18 @@ impl Snapshots {
         Ok(())
     }
 
+    /// Deletes the snapshots of a collection's shards (with the collection).
+    pub async fn delete(&self, collection: &str, shards: u32) -> Result<()> {
+        for shard in 0..shards {
+            match self.store.delete(object(collection, shard)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => {}
+                Err(e) => return Err(Error::nats("delete a snapshot", e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Restores the shard's latest snapshot as directory `into` (which must not exist); its
     /// stream sequence, or `None` when there is none.
     pub async fn restore(&self, collection: &str, shard: u32, into: &Path) -> Result<Option<u64>> {
