@@ -9,6 +9,7 @@
 
 use crate::bm25::{Bm25, Bm25Hit};
 use crate::chunk::ChunkParams;
+use crate::live::LiveChunks;
 use crate::store::{Change, DocRecord, Op, Store};
 use crate::vectors::{HnswParams, VectorHit, VectorIndex};
 use crate::{Error, Result};
@@ -188,6 +189,8 @@ pub struct Collection {
     store: Store,
     bm25: Bm25,
     vectors: RwLock<VectorIndex>,
+    /// Chunk key -> document id of every live chunk (the query path's view; no sled reads).
+    live: LiveChunks,
     last_commit: Mutex<Instant>,
     write: Mutex<()>,
     /// Held while the collection is open: one process at a time.
@@ -240,7 +243,9 @@ impl Collection {
         let store = Store::open(&dir.join("store"))?;
         let bm25 = Bm25::open(&dir.join("bm25"))?;
         let vectors = VectorIndex::open(&dir.join("hnsw"), manifest.encoder.dim, HnswParams::default())?;
+        let live = LiveChunks::build(&store)?;
         let c = Collection {
+            live,
             _lock: lock,
             name: name.to_string(),
             dir,
@@ -347,6 +352,7 @@ impl Collection {
             self.bm25.apply(op, &self.store, &title)?;
         }
         self.vectors.read().map_err(|_| poisoned())?.apply(&ops, &self.store)?;
+        self.live.apply(&ops);
         let mut last = self.last_commit.lock().map_err(|_| poisoned())?;
         if last.elapsed() > Duration::from_secs(5) {
             self.bm25.commit()?;
@@ -422,9 +428,20 @@ impl Collection {
         ef: usize,
         keep: &dyn Fn(u64) -> bool,
     ) -> Result<Vec<VectorHit>> {
-        let store = &self.store;
-        let live = |key: u64| keep(key) && store.has_chunk(key).unwrap_or(false);
-        self.vectors.read().map_err(|_| poisoned())?.search(query, k, ef, &live)
+        let vectors = self.vectors.read().map_err(|_| poisoned())?;
+        self.live
+            .with(|live| vectors.search(query, k, ef, &|key: u64| keep(key) && live.contains_key(&key)))
+            .unwrap_or_else(|| Err(poisoned()))
+    }
+
+    /// The document of a live chunk (from memory).
+    pub fn chunk_doc(&self, key: u64) -> Option<std::sync::Arc<str>> {
+        self.live.doc_of(key)
+    }
+
+    /// Live chunks (from memory).
+    pub fn live_chunks(&self) -> usize {
+        self.live.len()
     }
 
     /// Every point id in the graph (tombstones included).

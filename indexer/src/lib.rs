@@ -16,6 +16,7 @@ mod collection;
 mod document;
 mod error;
 pub mod formats;
+mod live;
 mod pipeline;
 mod reindex;
 mod sink;

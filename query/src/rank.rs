@@ -52,13 +52,11 @@ pub(crate) fn dense_docs(
             .collect(),
         None => collection.search_vectors(q, k, ef.max(k))?.into_iter().map(|h| (h.chunk_key, h.score)).collect(),
     };
-    let mut docs = Vec::with_capacity(hits.len());
-    for (key, score) in hits {
-        if let Some(chunk) = collection.store().get_chunk(key)? {
-            docs.push((chunk.doc_id, DocScore { chunk_key: key, score }));
-        }
-    }
-    Ok(best_per_doc(docs.into_iter(), depth))
+    // The hits' documents from memory, not the store.
+    let docs = hits.into_iter().filter_map(|(key, score)| {
+        collection.chunk_doc(key).map(|d| (d.to_string(), DocScore { chunk_key: key, score }))
+    });
+    Ok(best_per_doc(docs, depth))
 }
 
 /// Exact top-k over the allowed chunks' vectors (the kernels' SIMD dot product).
