@@ -207,10 +207,8 @@ pub fn node(g: &Global, args: NodeArgs) -> Result<()> {
             if let Err(e) = discover(&js, &meta, &id, &data, &mut held, args.snapshot_every).await {
                 tracing::warn!("cannot read the cluster's collections: {e:#}");
             }
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = terminate.recv() => break,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            if stopped_within(&mut terminate, Duration::from_secs(2)).await {
+                break;
             }
         }
         for (_, (task, stop)) in held {
@@ -430,5 +428,14 @@ pub async fn join(nats: &str, meta_replicas: usize) -> Result<(sousuo_cluster::C
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Waits `wait`; true when Ctrl-C or SIGTERM came first (a node's or worker's round loop).
+pub async fn stopped_within(terminate: &mut tokio::signal::unix::Signal, wait: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => true,
+        _ = terminate.recv() => true,
+        _ = tokio::time::sleep(wait) => false,
     }
 }

@@ -74,10 +74,8 @@ pub fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
                 }
                 Err(e) => tracing::warn!("cannot read the cluster's collections: {e}"),
             }
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = terminate.recv() => break,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            if crate::cluster::stopped_within(&mut terminate, Duration::from_secs(2)).await {
+                break;
             }
         }
         for (_, (task, stop)) in running {

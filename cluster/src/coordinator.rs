@@ -4,7 +4,8 @@
 //! shard's queue group: one replica answers; on a timeout the request is sent again and may
 //! reach another) in up to three rounds: BM25 term statistics (summed, so every shard scores
 //! with the whole collection's IDF and mean length), candidate lists (merged by score, fused
-//! once here), and the bodies of the page's hits (from the shard that holds each document). A
+//! once here), and the bodies of the page's hits (from the shard that holds each document; an
+//! answer asks for its passages' chunk vectors afterwards). A
 //! shard with no replica answering is named in `missing_shards`, or fails the search with
 //! `ShardsUnavailable` when complete results were asked for.
 
@@ -225,16 +226,24 @@ impl ClusterCollection {
         Ok(out)
     }
 
-    /// A stored document, from its shard (`ShardsUnavailable` when no replica answers).
-    pub async fn document(&self, id: &str) -> Result<Option<crate::protocol::StoredDocument>> {
+    /// The reply of the shard holding document `id` (`ShardsUnavailable` when no replica
+    /// answers).
+    async fn ask_owner(&self, id: &str, req: ShardRequest) -> Result<ShardReply> {
         let shard = shard_of(id, self.spec.shards);
-        match self.ask(shard, &ShardRequest::Document { id: id.to_string() }).await? {
-            Some(ShardReply::Document(d)) => Ok(d),
+        match self.ask(shard, &req).await? {
             Some(ShardReply::Failed { reason, .. }) => {
                 Err(Error::Cluster { reason: format!("shard {shard}: {reason}") })
             }
-            Some(_) => Err(Error::Cluster { reason: format!("shard {shard} answered another request") }),
+            Some(reply) => Ok(reply),
             None => Err(Error::ShardsUnavailable { collection: self.spec.name.clone(), missing: vec![shard] }),
+        }
+    }
+
+    /// A stored document, from its shard.
+    pub async fn document(&self, id: &str) -> Result<Option<crate::protocol::StoredDocument>> {
+        match self.ask_owner(id, ShardRequest::Document { id: id.to_string() }).await? {
+            ShardReply::Document(d) => Ok(d),
+            _ => Err(Error::Cluster { reason: "a shard answered another request".into() }),
         }
     }
 
@@ -256,7 +265,12 @@ impl Retriever for ClusterCollection {
         self.handle.block_on(self.search_with(query, vector, p))
     }
 
+    /// Asked of the hit's shard when an answer needs it (a search sends no vectors).
     fn chunk_vector(&self, hit: &Hit) -> Result<Option<Vec<f32>>> {
-        Ok(hit.vector.clone())
+        let req = ShardRequest::Vector { key: hit.chunk_key };
+        match self.handle.block_on(self.ask_owner(&hit.doc_id, req))? {
+            ShardReply::Vector(v) => Ok(v),
+            _ => Err(Error::Cluster { reason: "a shard answered another request".into() }),
+        }
     }
 }

@@ -93,3 +93,32 @@ impl Error {
 
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Runs `f` on a blocking thread (index writes, archives).
+pub(crate) async fn blocking<T, E>(f: impl FnOnce() -> std::result::Result<T, E> + Send + 'static) -> Result<T>
+where
+    T: Send + 'static,
+    E: Into<Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) => Err(Error::Task(e.to_string())),
+    }
+}
+
+/// Up to `max` messages from a pull consumer, waiting at most `wait` for them.
+pub(crate) async fn fetch(
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    max: usize,
+    wait: std::time::Duration,
+    what: &'static str,
+) -> Result<Vec<async_nats::jetstream::Message>> {
+    use futures_util::StreamExt;
+    let mut batch =
+        consumer.batch().max_messages(max).expires(wait).messages().await.map_err(|e| Error::nats(what, e))?;
+    let mut messages = Vec::new();
+    while let Some(m) = batch.next().await {
+        messages.push(m.map_err(|e| Error::nats(what, e))?);
+    }
+    Ok(messages)
+}

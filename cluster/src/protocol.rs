@@ -51,6 +51,11 @@ pub enum ShardRequest {
         /// (document id, chunk key) of each hit.
         items: Vec<(String, u64)>,
     },
+    /// A chunk's stored vector (an answer scores its passages with them).
+    Vector {
+        /// The chunk's key.
+        key: u64,
+    },
     /// The shard's size.
     Count,
     /// A stored document with its chunks.
@@ -82,6 +87,8 @@ pub enum ShardReply {
         /// The stream sequence applied.
         applied: u64,
     },
+    /// To [`ShardRequest::Vector`]: `None` when the shard has no such chunk.
+    Vector(Option<Vec<f32>>),
     /// To [`ShardRequest::Document`]: `None` when the shard has no such document.
     Document(Option<StoredDocument>),
     /// The request failed on the shard.

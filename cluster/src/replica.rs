@@ -7,11 +7,11 @@
 //! or from the consumer's ack floor when it restarts) and skips what its store already holds,
 //! so no change is applied twice and none is lost.
 
+use crate::error::{blocking, fetch};
 use crate::log::ShardLog;
 use crate::snapshot::{trim, Snapshots};
 use crate::{Error, Result};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
-use futures_util::StreamExt;
 use sousuo_indexer::store::Change;
 use sousuo_indexer::{Collection, OpenMode};
 use std::collections::BTreeMap;
@@ -117,18 +117,7 @@ impl Replica {
     /// it; when that drained the stream, what was applied is searchable before it is
     /// acknowledged.
     pub async fn step(&self, wait: Duration) -> Result<Stepped> {
-        let mut batch = self
-            .consumer
-            .batch()
-            .max_messages(BATCH)
-            .expires(wait)
-            .messages()
-            .await
-            .map_err(|e| Error::nats("fetch changes", e))?;
-        let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            messages.push(m.map_err(|e| Error::nats("fetch changes", e))?);
-        }
+        let messages = fetch(&self.consumer, BATCH, wait, "fetch changes").await?;
         let applied = self.applied()?;
         let mut delivered: BTreeMap<u64, Change> = BTreeMap::new();
         for m in &messages {
@@ -154,7 +143,7 @@ impl Replica {
                 if drained {
                     collection.refresh()?;
                 }
-                Ok(())
+                sousuo_indexer::Result::Ok(())
             })
             .await?;
         }
@@ -225,11 +214,4 @@ fn decode(subject: &str, seq: u64, payload: &[u8]) -> Result<Change> {
 /// The local collection holding a shard replica.
 pub fn local_name(collection: &str, shard: u32) -> String {
     format!("{collection}-shard{shard}")
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> sousuo_indexer::Result<T> + Send + 'static) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => Ok(r?),
-        Err(e) => Err(Error::Task(e.to_string())),
-    }
 }

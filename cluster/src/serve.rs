@@ -57,17 +57,12 @@ pub fn answer(collection: &Collection, req: ShardRequest) -> ShardReply {
         ShardRequest::Lists { query, vector, stats, params } => {
             shard::lists(collection, &query, vector.as_deref(), stats.as_ref(), &params).map(ShardReply::Lists)
         }
-        ShardRequest::Bodies { query, params, items } => shard::bodies(collection, &query, &params, &items)
-            .and_then(|mut bodies| {
-                // The coordinator's answers score passages with the chunk's vector.
-                for (body, (_, key)) in bodies.iter_mut().zip(&items) {
-                    if let Some(b) = body {
-                        b.vector = collection.store().get_vector(*key)?;
-                    }
-                }
-                Ok(bodies)
-            })
-            .map(ShardReply::Bodies),
+        ShardRequest::Bodies { query, params, items } => {
+            shard::bodies(collection, &query, &params, &items).map(ShardReply::Bodies)
+        }
+        ShardRequest::Vector { key } => {
+            collection.store().get_vector(key).map(ShardReply::Vector).map_err(sousuo_query::Error::from)
+        }
         ShardRequest::Document { id } => document(collection, &id).map(ShardReply::Document),
         ShardRequest::Count => collection
             .source_seq()

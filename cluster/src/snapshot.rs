@@ -8,6 +8,7 @@
 //! that sequence and every consumer's acknowledged floor, so no replica loses a change it has
 //! not applied yet.
 
+use crate::error::blocking;
 use crate::log::ShardLog;
 use crate::{Error, Result};
 use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
@@ -163,11 +164,4 @@ fn unpack(archive: &Path, into: &Path) -> Result<()> {
     let file = std::fs::File::open(archive).map_err(|e| io(archive, e))?;
     tar::Archive::new(file).unpack(staging.path()).map_err(|e| io(staging.path(), e))?;
     std::fs::rename(staging.keep(), into).map_err(|e| io(into, e))
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(Error::Task(e.to_string())),
-    }
 }

@@ -6,12 +6,12 @@
 //! the batch. A worker that dies mid-batch loses nothing: the batch is delivered again after
 //! its ack wait, to another worker; its repeat on the shard logs is deduplicated.
 
+use crate::error::{blocking, fetch};
 use crate::log::{retrying, ShardLog, DUPLICATE_WINDOW};
 use crate::{CollectionSpec, Error, Result};
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::{stream, Context};
-use futures_util::StreamExt;
 use sousuo_encoder::Encoder;
 use sousuo_indexer::embed_text;
 use sousuo_indexer::store::Change;
@@ -149,18 +149,7 @@ impl Worker {
     /// Waits up to `wait` for work; embeds what came, appends it to the shard logs, then
     /// acknowledges it.
     pub async fn step(&self, wait: Duration) -> Result<Worked> {
-        let mut batch = self
-            .consumer
-            .batch()
-            .max_messages(self.batch)
-            .expires(wait)
-            .messages()
-            .await
-            .map_err(|e| Error::nats("fetch work", e))?;
-        let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            messages.push(m.map_err(|e| Error::nats("fetch work", e))?);
-        }
+        let messages = fetch(&self.consumer, self.batch, wait, "fetch work").await?;
         if messages.is_empty() {
             return Ok(Worked::default());
         }
@@ -174,10 +163,7 @@ impl Worker {
             changes.push(change);
         }
         let encoder = self.encoder.clone();
-        let (changes, chunks) = match tokio::task::spawn_blocking(move || embed(&encoder, changes)).await {
-            Ok(r) => r?,
-            Err(e) => return Err(Error::Task(e.to_string())),
-        };
+        let (changes, chunks) = blocking(move || embed(&encoder, changes)).await?;
         let ids: Vec<String> = changes.iter().map(message_id).collect();
         self.log.append_all(changes.iter().zip(ids)).await?;
         for m in &messages {

@@ -11,7 +11,7 @@ pub trait Retriever: Send + Sync {
     /// Runs a search ([`search()`] on a local collection).
     fn search(&self, encoder: &Encoder, query: &str, p: &SearchParams) -> Result<SearchResults>;
 
-    /// The stored vector of a hit's chunk (`hit.vector` when the search brought it along).
+    /// The stored vector of a hit's chunk (answers score passages with it).
     fn chunk_vector(&self, hit: &Hit) -> Result<Option<Vec<f32>>>;
 }
 
@@ -21,9 +21,6 @@ impl Retriever for Collection {
     }
 
     fn chunk_vector(&self, hit: &Hit) -> Result<Option<Vec<f32>>> {
-        match &hit.vector {
-            Some(v) => Ok(Some(v.clone())),
-            None => Ok(self.store().get_vector(hit.chunk_key)?),
-        }
+        Ok(self.store().get_vector(hit.chunk_key)?)
     }
 }

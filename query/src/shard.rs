@@ -64,8 +64,6 @@ pub struct HitBody {
     pub page: Option<u32>,
     /// The chunk's heading.
     pub heading: Option<String>,
-    /// The chunk's stored vector (answers score passages with it).
-    pub vector: Option<Vec<f32>>,
 }
 
 impl Placed {
@@ -83,7 +81,6 @@ impl Placed {
             heading: body.heading,
             bm25: self.bm25,
             dense: self.dense,
-            vector: body.vector,
         }
     }
 }
@@ -201,7 +198,6 @@ pub fn bodies(
             page: chunk.as_ref().and_then(|c| c.page),
             heading: chunk.as_ref().and_then(|c| c.heading.clone()),
             passage,
-            vector: None,
         }));
     }
     Ok(out)

@@ -143,10 +143,6 @@ pub struct Hit {
     /// The chunk's heading, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heading: Option<String>,
-    /// The chunk's stored vector, when the search brought it along (a cluster's shards do, so
-    /// answers need not ask again); never serialised.
-    #[serde(skip)]
-    pub vector: Option<Vec<f32>>,
     /// BM25's rank and score, when it found the document.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bm25: Option<RetrieverScore>,
