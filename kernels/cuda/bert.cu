@@ -96,48 +96,82 @@ extern "C" __global__ void bias_residual_layer_norm(const half_t* x, const half_
     layer_norm_row(row, h, gamma, beta, eps, out + base, shared32);
 }
 
-// Fused self-attention for short sequences. qkv is [tokens x 3h] (query, key, value blocks,
-// biases added); ctx is [tokens x h]. Grid: (query groups, heads, sequences); each warp owns
-// one query row: its scores over all keys of its sequence live in shared memory (max_len
-// floats per warp), softmax with warp reductions, then lane d accumulates output dims d,
-// d+32, ... Twin: the per-head matmul + ops::softmax + matmul in encoder/src/native.rs.
+// Fused self-attention, tiled as in FlashAttention. qkv is [tokens x 3h] (query, key, value
+// blocks, biases added); ctx is [tokens x h]. Grid: (query tiles, heads, sequences); each
+// thread owns one query row, its scaled query and its output accumulator in registers
+// (ATT_HEAD_DIM floats each: the host prepends the model's head width as a #define before
+// compiling). The block walks its sequence's keys in tiles of ATT_TILE rows staged in shared
+// memory, read once per block and broadcast to every thread; per tile a thread scores the
+// keys, rescales its accumulator once (online softmax: running max m, running sum l), and
+// adds the weighted values. Twin: the per-head matmul + ops::softmax + matmul in
+// encoder/src/native.rs.
+#ifndef ATT_HEAD_DIM
+#define ATT_HEAD_DIM 32
+#endif
+#define ATT_TILE 32
 extern "C" __global__ void attention(const half_t* qkv, half_t* ctx, const int* offsets, const int* lens, int h,
-                                     int head_dim, int max_len, float scale) {
-    extern __shared__ float smem[];
-    int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+                                     float scale) {
+    __shared__ float ks[ATT_TILE][ATT_HEAD_DIM];
+    __shared__ float vs[ATT_TILE][ATT_HEAD_DIM];
     int head = blockIdx.y, seq = blockIdx.z;
     int len = lens[seq], off = offsets[seq];
-    int query = blockIdx.x * warps + warp;
-    if (query >= len) return;
-    float* scores = smem + warp * (max_len + head_dim);
-    float* q = scores + max_len;
+    int first = blockIdx.x * blockDim.x;
+    if (first >= len) return;  // the whole block leaves together
+    int query = first + threadIdx.x;
+    bool live = query < len;
     size_t stride = 3 * (size_t)h;
-    const half_t* qrow = qkv + (size_t)(off + query) * stride + head * head_dim;
-    for (int d = lane; d < head_dim; d += 32) q[d] = h2f(qrow[d]) * scale;
-    __syncwarp();
-    float m = -1e30f;
-    for (int j = lane; j < len; j += 32) {
-        const half_t* k = qkv + (size_t)(off + j) * stride + h + head * head_dim;
-        float s = 0.0f;
-        for (int d = 0; d < head_dim; ++d) s += q[d] * h2f(k[d]);
-        scores[j] = s;
-        m = fmaxf(m, s);
+    float q[ATT_HEAD_DIM], acc[ATT_HEAD_DIM];
+    const half_t* qrow = qkv + (size_t)(off + (live ? query : first)) * stride + head * ATT_HEAD_DIM;
+#pragma unroll
+    for (int d = 0; d < ATT_HEAD_DIM; ++d) {
+        q[d] = h2f(qrow[d]) * scale;
+        acc[d] = 0.0f;
     }
-    m = warp_max(m);
-    float sum = 0.0f;
-    for (int j = lane; j < len; j += 32) {
-        float e = __expf(scores[j] - m);
-        scores[j] = e;
-        sum += e;
+    float m = -1e30f, l = 0.0f;
+    for (int t = 0; t < len; t += ATT_TILE) {
+        int n = min(ATT_TILE, len - t);
+        __syncthreads();  // the previous tile is consumed
+        for (int e = threadIdx.x; e < ATT_TILE * ATT_HEAD_DIM; e += blockDim.x) {
+            int j = e / ATT_HEAD_DIM, d = e - j * ATT_HEAD_DIM;
+            float kv = 0.0f, vv = 0.0f;
+            if (j < n) {
+                const half_t* row = qkv + (size_t)(off + t + j) * stride + head * ATT_HEAD_DIM + d;
+                kv = h2f(row[h]);
+                vv = h2f(row[2 * h]);
+            }
+            ks[j][d] = kv;
+            vs[j][d] = vv;
+        }
+        __syncthreads();
+        float s[ATT_TILE];
+        float tmax = -1e30f;
+#pragma unroll
+        for (int j = 0; j < ATT_TILE; ++j) {
+            float dot = 0.0f;
+#pragma unroll
+            for (int d = 0; d < ATT_HEAD_DIM; ++d) dot += q[d] * ks[j][d];
+            s[j] = j < n ? dot : -1e30f;
+            tmax = fmaxf(tmax, s[j]);
+        }
+        float mn = fmaxf(m, tmax);
+        float corr = __expf(m - mn);
+        l *= corr;
+#pragma unroll
+        for (int d = 0; d < ATT_HEAD_DIM; ++d) acc[d] *= corr;
+#pragma unroll
+        for (int j = 0; j < ATT_TILE; ++j) {
+            float p = j < n ? __expf(s[j] - mn) : 0.0f;
+            l += p;
+#pragma unroll
+            for (int d = 0; d < ATT_HEAD_DIM; ++d) acc[d] += p * vs[j][d];
+        }
+        m = mn;
     }
-    float inv = 1.0f / warp_sum(sum);
-    __syncwarp();
-    half_t* out = ctx + (size_t)(off + query) * h + head * head_dim;
-    for (int d = lane; d < head_dim; d += 32) {
-        float acc = 0.0f;
-        for (int j = 0; j < len; ++j) acc += scores[j] * h2f(qkv[(size_t)(off + j) * stride + 2 * h + head * head_dim + d]);
-        out[d] = f2h(acc * inv);
-    }
+    if (!live) return;
+    half_t* out = ctx + (size_t)(off + query) * h + head * ATT_HEAD_DIM;
+    float inv = 1.0f / l;
+#pragma unroll
+    for (int d = 0; d < ATT_HEAD_DIM; ++d) out[d] = f2h(acc[d] * inv);
 }
 
 // One block per sequence: the mean of its rows (or its first row, when `cls` is set),

@@ -131,6 +131,11 @@ mod tests {
             let ptx = compile(source).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!ptx.to_src().is_empty(), "{name}: empty PTX");
         }
+        // The attention kernel is compiled per model with its head width fixed.
+        for dh in [16, 64, 128] {
+            let ptx = compile(&format!("#define ATT_HEAD_DIM {dh}\n{}", crate::cuda_bert::BERT_SOURCE));
+            assert!(ptx.is_ok(), "bert.cu with ATT_HEAD_DIM {dh}: {:?}", ptx.err());
+        }
         // A syntax error is reported, not a panic.
         assert!(matches!(compile("__global__ void broken( {"), Err(Error::Cuda(_))));
     }

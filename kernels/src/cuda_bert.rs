@@ -181,7 +181,13 @@ impl CudaBert {
         let ctx = CudaContext::new(ordinal).map_err(cuda_err)?;
         let stream = ctx.new_stream().map_err(cuda_err)?;
         let blas = CudaBlas::new(stream.clone()).map_err(cuda_err)?;
-        let ptx = crate::cuda::compile(BERT_SOURCE)?;
+        // The attention kernel keeps a head's query and accumulator in registers, so the head
+        // width is a compile-time constant of this model's build of the source.
+        let dh = s.hidden / s.heads;
+        if dh == 0 || dh > 128 {
+            return Err(Error::Cuda(format!("attention heads of {dh} dims (the CUDA kernel takes 1 to 128)")));
+        }
+        let ptx = crate::cuda::compile(&format!("#define ATT_HEAD_DIM {dh}\n{BERT_SOURCE}"))?;
         let module = ctx.load_module(ptx).map_err(cuda_err)?;
         let load = |name: &str| module.load_function(name).map_err(cuda_err);
         let f = Functions {
@@ -270,7 +276,7 @@ impl CudaBert {
             return Ok(Pending { stream: st.clone(), out });
         }
         let max_len = lens.iter().copied().max().unwrap_or(1);
-        let (h32, dh32) = (c_int(h)?, c_int(dh)?);
+        let h32 = c_int(h)?;
         let d_ids = st.clone_htod(&ids).map_err(cuda_err)?;
         let d_pos = st.clone_htod(&positions).map_err(cuda_err)?;
         let d_off = st.clone_htod(&offsets).map_err(cuda_err)?;
@@ -296,22 +302,25 @@ impl CudaBert {
             unsafe { b.launch(row_cfg(tokens)) }.map_err(cuda_err)?;
         }
         let scale = 1.0 / (dh as f32).sqrt();
-        let warps = 4usize;
+        // The tiled kernel: one thread per query row, 128 rows per block (its head width was
+        // fixed when it was compiled).
+        let rows_per_block = 128usize;
         let attn_cfg = LaunchConfig {
-            grid_dim: ((max_len as usize).div_ceil(warps) as u32, heads as u32, seqs.len() as u32),
-            block_dim: (32 * warps as u32, 1, 1),
-            shared_mem_bytes: (warps * (max_len as usize + dh) * 4) as u32,
+            grid_dim: ((max_len as usize).div_ceil(rows_per_block) as u32, heads as u32, seqs.len() as u32),
+            block_dim: (rows_per_block as u32, 1, 1),
+            shared_mem_bytes: 0,
         };
         for l in &self.layers {
             self.linear(&x, &l.qkv_w, &mut qkv, tokens, h, 3 * h)?;
             self.bias(&self.f.add_bias, &mut qkv, &l.qkv_b, 3 * h, tokens)?;
             {
-                let (h3, ml) = (h32, max_len);
                 let mut b = st.launch_builder(&self.f.attention);
-                b.arg(&qkv).arg(&mut ctx).arg(&d_off).arg(&d_len).arg(&h3).arg(&dh32).arg(&ml).arg(&scale);
+                b.arg(&qkv).arg(&mut ctx).arg(&d_off).arg(&d_len).arg(&h32).arg(&scale);
                 // SAFETY: sequence z spans rows offsets[z]..offsets[z]+lens[z] of qkv (3h wide)
-                // and ctx (h wide), all inside `tokens`; a warp past its sequence's length
-                // returns; shared memory holds (max_len + head_dim) floats per warp.
+                // and ctx (h wide), all inside `tokens`; a block past its sequence's length
+                // returns, a thread past it reads its block's first row and writes nothing;
+                // the kernel was compiled with ATT_HEAD_DIM = dh (`new`), so its static
+                // shared tiles and per-head offsets match the h = heads * dh layout.
                 unsafe { b.launch(attn_cfg) }.map_err(cuda_err)?;
             }
             // The attention context is consumed by the output projection, so its buffer
