@@ -20,6 +20,7 @@ use sousuo_kernels::attention::AttentionInt8;
 use sousuo_kernels::int8::{matmul_int8, matmul_int8_bias, QuantizedMatrix, QuantizedRows};
 use sousuo_kernels::matmul::{matmul, MatMut, MatRef};
 use sousuo_kernels::ops;
+use sousuo_kernels::packed::{matmul_packed, PackedMatrix};
 use std::sync::Mutex;
 
 /// How a batch is spread over threads.
@@ -83,9 +84,22 @@ struct QuantizedLayer {
     ff2: QuantizedMatrix,
 }
 
+/// One layer's dense weights packed for few-row products (f32 models).
+struct PackedLayer {
+    qkv: PackedMatrix,
+    out: PackedMatrix,
+    ff1: PackedMatrix,
+    ff2: PackedMatrix,
+}
+
+/// Batches of at most this many tokens (a query, a short passage) multiply the f32 weights
+/// packed once at load ([`PackedMatrix`]) instead of gemm, which packs them on every call.
+const PACKED_MAX_TOKENS: usize = 64;
+
 pub(crate) struct NativeBert {
     pub(crate) weights: BertWeights,
     quantized: Option<Vec<QuantizedLayer>>,
+    packed: Option<Vec<PackedLayer>>,
     pooling: Pooling,
     threads: usize,
     parallelism: Parallelism,
@@ -133,6 +147,22 @@ impl NativeBert {
                 Some(layers)
             }
         };
+        let packed = match precision {
+            Precision::Int8 => None,
+            Precision::F32 => {
+                let (h, i) = (weights.shape.hidden, weights.shape.intermediate);
+                let mut layers = Vec::with_capacity(weights.layers.len());
+                for l in &weights.layers {
+                    layers.push(PackedLayer {
+                        qkv: PackedMatrix::pack(&l.qkv_w, 3 * h, h)?,
+                        out: PackedMatrix::pack(&l.out_w, h, h)?,
+                        ff1: PackedMatrix::pack(&l.ff1_w, i, h)?,
+                        ff2: PackedMatrix::pack(&l.ff2_w, h, i)?,
+                    });
+                }
+                Some(layers)
+            }
+        };
         // 0: every thread of rayon's pool (the `--threads` flag sizes it).
         let threads = sousuo_common::threads::resolve(threads);
         let pool = if threads > 1 && threads != rayon::current_num_threads() {
@@ -144,7 +174,16 @@ impl NativeBert {
         } else {
             None
         };
-        Ok(NativeBert { pool, weights, quantized, pooling, threads, parallelism, scratch: Mutex::new(Vec::new()) })
+        Ok(NativeBert {
+            pool,
+            weights,
+            quantized,
+            packed,
+            pooling,
+            threads,
+            parallelism,
+            scratch: Mutex::new(Vec::new()),
+        })
     }
 
     pub(crate) fn dim(&self) -> usize {
@@ -298,10 +337,13 @@ impl NativeBert {
         let scale = 1.0 / (dh as f32).sqrt();
         for (li, l) in w.layers.iter().enumerate() {
             let q = self.quantized.as_ref().map(|q| &q[li]);
-            let dense = |dst: &mut [f32], x: &[f32], w: &[f32], qm, bias, rows: &mut QuantizedRows| {
-                dense(dst, x, w, qm, bias, rows, tokens, threads)
+            // The packed weights serve batches of few tokens; gemm the rest.
+            let pk = self.packed.as_ref().filter(|_| tokens <= PACKED_MAX_TOKENS).map(|p| &p[li]);
+            let dense = |dst: &mut [f32], x: &[f32], w: Weights<'_>, bias, rows: &mut QuantizedRows| {
+                dense(dst, x, w, bias, rows, tokens, threads)
             };
-            dense(&mut s.qkv, &s.x, &l.qkv_w, q.map(|q| &q.qkv), Some(&l.qkv_b), &mut s.q)?;
+            let qkv = Weights { w: &l.qkv_w, quantized: q.map(|q| &q.qkv), packed: pk.map(|p| &p.qkv) };
+            dense(&mut s.qkv, &s.x, qkv, Some(&l.qkv_b), &mut s.q)?;
             let mut off = 0;
             for seq in seqs {
                 let len = seq.len();
@@ -318,10 +360,12 @@ impl NativeBert {
                 }
                 off += len;
             }
-            dense(&mut s.tmp, &s.ctx, &l.out_w, q.map(|q| &q.out), None, &mut s.q)?;
+            let out_w = Weights { w: &l.out_w, quantized: q.map(|q| &q.out), packed: pk.map(|p| &p.out) };
+            dense(&mut s.tmp, &s.ctx, out_w, None, &mut s.q)?;
             ops::bias_residual_layer_norm(&mut s.tmp, &s.x, &l.out_b, &l.ln1_g, &l.ln1_b, eps)?;
             std::mem::swap(&mut s.x, &mut s.tmp);
-            dense(&mut s.inter, &s.x, &l.ff1_w, q.map(|q| &q.ff1), None, &mut s.q)?;
+            let ff1 = Weights { w: &l.ff1_w, quantized: q.map(|q| &q.ff1), packed: pk.map(|p| &p.ff1) };
+            dense(&mut s.inter, &s.x, ff1, None, &mut s.q)?;
             match q {
                 // Bias + GELU and the quantisation in one pass over each row.
                 Some(q) => {
@@ -332,7 +376,8 @@ impl NativeBert {
                 }
                 None => {
                     ops::bias_gelu(&mut s.inter, &l.ff1_b)?;
-                    dense(&mut s.tmp, &s.inter, &l.ff2_w, None, None, &mut s.q)?;
+                    let ff2 = Weights { w: &l.ff2_w, quantized: None, packed: pk.map(|p| &p.ff2) };
+                    dense(&mut s.tmp, &s.inter, ff2, None, &mut s.q)?;
                 }
             }
             ops::bias_residual_layer_norm(&mut s.tmp, &s.x, &l.ff2_b, &l.ln2_g, &l.ln2_b, eps)?;
@@ -385,29 +430,41 @@ fn attention_f32(
     Ok(())
 }
 
-/// `dst[tokens x out] = x[tokens x in] * w^T (+ bias)` (`w` in PyTorch's `[out x in]` layout),
-/// in f32, or in int8 when the layer's quantised weights are given (the bias then added where
-/// the integers are scaled).
-#[allow(clippy::too_many_arguments)]
+/// A dense layer's weights: PyTorch's `[out x in]` f32 matrix, and where the model has them,
+/// its int8 quantisation or its panel packing for few-row products.
+#[derive(Clone, Copy)]
+struct Weights<'a> {
+    w: &'a [f32],
+    quantized: Option<&'a QuantizedMatrix>,
+    packed: Option<&'a PackedMatrix>,
+}
+
+/// `dst[tokens x out] = x[tokens x in] * w^T (+ bias)`, in int8 when the layer's quantised
+/// weights are given (the bias then added where the integers are scaled), through the packed
+/// weights when given, else through gemm.
 fn dense(
     dst: &mut [f32],
     x: &[f32],
-    w: &[f32],
-    quantized: Option<&QuantizedMatrix>,
+    weights: Weights<'_>,
     bias: Option<&[f32]>,
     rows: &mut QuantizedRows,
     tokens: usize,
     threads: usize,
 ) -> Result<()> {
+    let w = weights.w;
     let d_in = x.len() / tokens.max(1);
     let d_out = w.len() / d_in.max(1);
     let dst = &mut dst[..tokens * d_out];
-    if let Some(qm) = quantized {
+    if let Some(qm) = weights.quantized {
         rows.quantize(&x[..tokens * d_in], tokens, d_in)?;
         match bias {
             Some(b) => matmul_int8_bias(dst, rows, qm, b)?,
             None => matmul_int8(dst, rows, qm)?,
         }
+        return Ok(());
+    }
+    if let Some(pm) = weights.packed {
+        matmul_packed(dst, &x[..tokens * d_in], tokens, pm, bias)?;
         return Ok(());
     }
     matmul(

@@ -13,6 +13,7 @@ mod error;
 pub mod int8;
 pub mod matmul;
 pub mod ops;
+pub mod packed;
 mod split;
 pub mod topk;
 
