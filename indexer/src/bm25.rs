@@ -11,7 +11,8 @@ use crate::termstats::{Provider, TermStats};
 use crate::tokenizer::{analyzer, ANALYZER};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 use tantivy::collector::TopDocs;
@@ -20,7 +21,7 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
 };
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{doc, DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, TantivyDocument, Term};
 
 /// The fields of a chunk in the BM25 index.
 #[derive(Clone, Copy)]
@@ -225,6 +226,52 @@ impl Bm25 {
         limit: usize,
         stats: Option<&TermStats>,
     ) -> Result<Vec<Bm25Hit>> {
+        let searcher = self.reader.searcher();
+        let top = self.top(&searcher, query, allowed, limit, stats)?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            let chunk_key = d.get_first(self.fields.chunk_key).and_then(|v| v.as_u64()).unwrap_or(0);
+            let doc_id = d.get_first(self.fields.doc_id).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            hits.push(Bm25Hit { chunk_key, doc_id, score });
+        }
+        Ok(hits)
+    }
+
+    /// As [`Self::search_with`], but only each hit's chunk key (from the `chunk_key` fast
+    /// field, no document store read) and score, best first: the query path maps keys to
+    /// documents in memory.
+    pub fn search_keys(
+        &self,
+        query: &Bm25Query,
+        allowed: Option<&HashSet<u64>>,
+        limit: usize,
+        stats: Option<&TermStats>,
+    ) -> Result<Vec<(u64, f32)>> {
+        let searcher = self.reader.searcher();
+        let top = self.top(&searcher, query, allowed, limit, stats)?;
+        let mut columns = HashMap::new();
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let column = match columns.entry(addr.segment_ord) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(searcher.segment_reader(addr.segment_ord).fast_fields().u64("chunk_key")?),
+            };
+            if let Some(key) = column.first(addr.doc_id) {
+                hits.push((key, score));
+            }
+        }
+        Ok(hits)
+    }
+
+    fn top(
+        &self,
+        searcher: &Searcher,
+        query: &Bm25Query,
+        allowed: Option<&HashSet<u64>>,
+        limit: usize,
+        stats: Option<&TermStats>,
+    ) -> Result<Vec<(Score, DocAddress)>> {
         let filtered;
         let query: &dyn Query = match allowed {
             None => &*query.0,
@@ -236,22 +283,13 @@ impl Bm25 {
                 &filtered
             }
         };
-        let searcher = self.reader.searcher();
         let collector = TopDocs::with_limit(limit).order_by_score();
-        let top = match stats {
+        Ok(match stats {
             None => searcher.search(query, &collector)?,
             Some(stats) => {
-                searcher.search_with_statistics_provider(query, &collector, &Provider { stats, local: &searcher })?
+                searcher.search_with_statistics_provider(query, &collector, &Provider { stats, local: searcher })?
             }
-        };
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let d: TantivyDocument = searcher.doc(addr)?;
-            let chunk_key = d.get_first(self.fields.chunk_key).and_then(|v| v.as_u64()).unwrap_or(0);
-            let doc_id = d.get_first(self.fields.doc_id).and_then(|v| v.as_str()).unwrap_or("").to_string();
-            hits.push(Bm25Hit { chunk_key, doc_id, score });
-        }
-        Ok(hits)
+        })
     }
 
     /// A highlighter for `query`'s words in passages, cutting snippets at `max_chars`.

@@ -28,8 +28,12 @@ pub(crate) fn bm25_docs(
     stats: Option<&TermStats>,
 ) -> Result<Ranked> {
     // Several chunks of one document can rank: over-fetch, then keep each document's best.
-    let hits = collection.bm25().search_with(query, allowed, depth * 3, stats)?;
-    Ok(best_per_doc(hits.into_iter().map(|h| (h.doc_id, DocScore { chunk_key: h.chunk_key, score: h.score })), depth))
+    // Chunk keys from a fast field and their documents from memory: no document store reads.
+    let hits = collection.bm25().search_keys(query, allowed, depth * 3, stats)?;
+    let docs = hits.into_iter().filter_map(|(key, score)| {
+        collection.chunk_doc(key).map(|d| (d.to_string(), DocScore { chunk_key: key, score }))
+    });
+    Ok(best_per_doc(docs, depth))
 }
 
 /// Below this many allowed chunks, a filtered dense search scores them exactly.
