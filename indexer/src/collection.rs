@@ -417,7 +417,20 @@ impl Collection {
 
     /// Nearest live chunks to a query vector.
     pub fn search_vectors(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<VectorHit>> {
-        self.search_vectors_filtered(query, k, ef, &|_| true)
+        let vectors = self.vectors.read().map_err(|_| poisoned())?;
+        self.live
+            .with(|live| {
+                // Without tombstones every graph point is live: no filter in the walk.
+                // (The hits are checked anyway, should the counts agree by accident.)
+                if vectors.points() == live.len() {
+                    let mut hits = vectors.search(query, k, ef, None)?;
+                    hits.retain(|h| live.contains(h.chunk_key));
+                    Ok(hits)
+                } else {
+                    vectors.search(query, k, ef, Some(&|key: u64| live.contains(key)))
+                }
+            })
+            .unwrap_or_else(|| Err(poisoned()))
     }
 
     /// Nearest live chunks that also pass `keep` (applied during the graph walk).
@@ -430,7 +443,7 @@ impl Collection {
     ) -> Result<Vec<VectorHit>> {
         let vectors = self.vectors.read().map_err(|_| poisoned())?;
         self.live
-            .with(|live| vectors.search(query, k, ef, &|key: u64| keep(key) && live.contains_key(&key)))
+            .with(|live| vectors.search(query, k, ef, Some(&|key: u64| live.contains(key) && keep(key))))
             .unwrap_or_else(|| Err(poisoned()))
     }
 

@@ -1,57 +1,149 @@
-//! The live chunks of a collection in memory: chunk key -> its document's id. Built from the
+//! The live chunks of a collection in memory: chunk key -> its document. Built from the
 //! store on open and kept current by the write path, so a query never reads sled to check a
 //! graph point's liveness or to find a hit's document.
+//!
+//! Chunk keys are allocated in sequence by the store (from 1), so the map is a table indexed
+//! by key holding a 4-byte document slot (`NONE` for a key that is not live): a graph walk's
+//! liveness check is one bounds-checked load, and the table costs 4 bytes per key ever
+//! allocated. Document ids sit once each in a slot table, reused when a document's last chunk
+//! leaves.
 
 use crate::store::{Op, Store};
 use crate::Result;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// Chunk key -> document id, for every chunk the store holds.
+const NONE: u32 = u32::MAX;
+
+/// The live chunks and their documents.
 #[derive(Default)]
-pub(crate) struct LiveChunks(RwLock<HashMap<u64, Arc<str>>>);
+pub(crate) struct LiveChunks(RwLock<Table>);
+
+/// The read side of [`LiveChunks`], held for a whole graph walk.
+#[derive(Default)]
+pub(crate) struct Table {
+    /// Chunk key -> document slot, or `NONE`.
+    slot_of_key: Vec<u32>,
+    /// Slot -> document id and its live chunks (a free slot has 0 and sits in `free`).
+    docs: Vec<(Arc<str>, u32)>,
+    slot_of_doc: HashMap<Arc<str>, u32>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl Table {
+    /// Live chunks.
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether chunk `key` is live.
+    pub(crate) fn contains(&self, key: u64) -> bool {
+        self.slot(key).is_some()
+    }
+
+    fn slot(&self, key: u64) -> Option<u32> {
+        let s = *self.slot_of_key.get(usize::try_from(key).ok()?)?;
+        (s != NONE).then_some(s)
+    }
+
+    fn insert(&mut self, key: u64, doc: &str) {
+        let Ok(k) = usize::try_from(key) else { return };
+        if self.slot(key).is_some() {
+            self.remove(key);
+        }
+        let slot = match self.slot_of_doc.get(doc) {
+            Some(&s) => s,
+            None => {
+                let id: Arc<str> = Arc::from(doc);
+                let s = match self.free.pop() {
+                    Some(s) => {
+                        self.docs[s as usize] = (id.clone(), 0);
+                        s
+                    }
+                    None => {
+                        self.docs.push((id.clone(), 0));
+                        (self.docs.len() - 1) as u32
+                    }
+                };
+                self.slot_of_doc.insert(id, s);
+                s
+            }
+        };
+        if k >= self.slot_of_key.len() {
+            self.slot_of_key.resize(k + 1, NONE);
+        }
+        self.slot_of_key[k] = slot;
+        self.docs[slot as usize].1 += 1;
+        self.live += 1;
+    }
+
+    fn remove(&mut self, key: u64) {
+        let Some(slot) = self.slot(key) else { return };
+        self.slot_of_key[key as usize] = NONE;
+        self.live -= 1;
+        let entry = &mut self.docs[slot as usize];
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            let id = entry.0.clone();
+            self.slot_of_doc.remove(&id);
+            self.free.push(slot);
+        }
+    }
+
+    /// Every live (key, document id), for checks.
+    #[cfg(test)]
+    fn pairs(&self) -> Vec<(u64, String)> {
+        let docs = &self.docs;
+        self.slot_of_key
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| s != NONE)
+            .map(|(k, &s)| (k as u64, docs[s as usize].0.to_string()))
+            .collect()
+    }
+}
 
 impl LiveChunks {
     /// Every chunk of every stored document.
     pub(crate) fn build(store: &Store) -> Result<Self> {
-        let mut map = HashMap::new();
+        let mut table = Table::default();
         for doc in store.docs() {
             let doc = doc?;
-            let id: Arc<str> = Arc::from(doc.id.as_str());
             for key in doc.chunk_keys {
-                map.insert(key, id.clone());
+                table.insert(key, &doc.id);
             }
         }
-        Ok(LiveChunks(RwLock::new(map)))
+        Ok(LiveChunks(RwLock::new(table)))
     }
 
     /// Follows applied operations: their removed chunks leave, their added ones join.
     pub(crate) fn apply(&self, ops: &[Op]) {
-        let Ok(mut map) = self.0.write() else { return };
+        let Ok(mut table) = self.0.write() else { return };
         for op in ops {
-            for key in &op.removed {
-                map.remove(key);
+            for &key in &op.removed {
+                table.remove(key);
             }
-            let id: Arc<str> = Arc::from(op.doc_id.as_str());
             for &key in &op.added {
-                map.insert(key, id.clone());
+                table.insert(key, &op.doc_id);
             }
         }
     }
 
     /// The document of a live chunk.
     pub(crate) fn doc_of(&self, key: u64) -> Option<Arc<str>> {
-        self.0.read().ok().and_then(|m| m.get(&key).cloned())
+        let t = self.0.read().ok()?;
+        t.slot(key).map(|s| t.docs[s as usize].0.clone())
     }
 
-    /// Runs `f` with the map read-locked (one lock for a whole graph walk).
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&HashMap<u64, Arc<str>>) -> T) -> Option<T> {
-        self.0.read().ok().map(|m| f(&m))
+    /// Runs `f` with the table read-locked (one lock for a whole graph walk).
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Table) -> T) -> Option<T> {
+        self.0.read().ok().map(|t| f(&t))
     }
 
     /// Live chunks.
     pub(crate) fn len(&self) -> usize {
-        self.0.read().map(|m| m.len()).unwrap_or(0)
+        self.0.read().map(|t| t.live).unwrap_or(0)
     }
 }
 
@@ -101,8 +193,7 @@ mod tests {
             live.apply(&store.apply(&changes).unwrap());
             let built = LiveChunks::build(&store).unwrap();
             let snapshot = |l: &LiveChunks| {
-                let mut v: Vec<(u64, String)> =
-                    l.with(|m| m.iter().map(|(k, d)| (*k, d.to_string())).collect()).unwrap();
+                let mut v: Vec<(u64, String)> = l.with(Table::pairs).unwrap();
                 v.sort();
                 v
             };

@@ -165,16 +165,28 @@ impl VectorIndex {
         Ok(())
     }
 
-    /// The `k` nearest live chunks to `query`.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize, live: &dyn Fn(u64) -> bool) -> Result<Vec<VectorHit>> {
+    /// The `k` nearest live chunks to `query`; `live: None` when every point of the graph is
+    /// live and wanted (the walk then skips the filter).
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        live: Option<&dyn Fn(u64) -> bool>,
+    ) -> Result<Vec<VectorHit>> {
         if query.len() != self.dim {
             return Err(Error::DimensionMismatch { expected: self.dim, got: query.len() });
         }
         if self.points() == 0 || k == 0 {
             return Ok(Vec::new());
         }
-        let filter = Live(&live);
-        let found = self.graph.with(|g| g.search_filter(query, k, ef.max(k), Some(&filter)));
+        let found = match live {
+            Some(live) => {
+                let filter = Live(&live);
+                self.graph.with(|g| g.search_filter(query, k, ef.max(k), Some(&filter)))
+            }
+            None => self.graph.with(|g| g.search_filter(query, k, ef.max(k), None)),
+        };
         Ok(found.into_iter().map(|n| VectorHit { chunk_key: n.d_id as u64, score: 1.0 - n.distance }).collect())
     }
 
