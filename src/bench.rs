@@ -198,7 +198,7 @@ pub fn query(g: &Global, args: crate::cli::BenchQueryArgs) -> Result<()> {
     }
     let encoder = load_encoder(g, EncoderOptions::default())?;
     let collection = crate::collections::open(g, &args.collection, &encoder, None)?;
-    let mut rows = Vec::new();
+    let mut rows = vec![embed_queries(&encoder, &queries)?];
     for mode in [sousuo_query::Mode::Bm25, sousuo_query::Mode::Dense, sousuo_query::Mode::Hybrid] {
         let p = sousuo_query::SearchParams { mode, snippets: true, ..Default::default() };
         for clients in [1, args.concurrency.max(1)] {
@@ -217,6 +217,28 @@ pub fn query(g: &Global, args: crate::cli::BenchQueryArgs) -> Result<()> {
     Ok(())
 }
 
+/// The query embedding alone (tokenizer and forward pass, one client): the part of a dense
+/// or hybrid query's latency that the encoder owns.
+fn embed_queries(encoder: &sousuo_encoder::Encoder, queries: &[String]) -> Result<QueryFigures> {
+    let started = Instant::now();
+    let mut lat = Vec::with_capacity(queries.len());
+    for q in queries {
+        let t = Instant::now();
+        encoder.encode(&[q.as_str()])?;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let (_, p50, p99) = sousuo_query::metrics::latency_summary(&lat);
+    Ok(QueryFigures {
+        mode: "embed".into(),
+        clients: 1,
+        queries: lat.len(),
+        p50_ms: p50,
+        p99_ms: p99,
+        queries_per_s: lat.len() as f64 / wall,
+    })
+}
+
 #[derive(Serialize)]
 struct RandomFigures {
     length: usize,
@@ -227,7 +249,6 @@ struct RandomFigures {
     tflops: f64,
 }
 
-/// `bench encode --random-weights`: the device's forward pass against candle's on random ids.
 /// Runs `queries` on `collection` from `clients` threads at once: latency percentiles and
 /// throughput.
 pub fn run_queries(
@@ -275,6 +296,7 @@ pub fn run_queries(
     })
 }
 
+/// `bench encode --random-weights`: the device's forward pass against candle's on random ids.
 fn encode_random(g: &Global, args: &BenchEncodeArgs) -> Result<()> {
     let shape = BertShape {
         vocab: args.vocab,

@@ -41,6 +41,10 @@ pub struct Global {
     /// Where the encoder runs: auto, cpu, cuda or cuda:N.
     #[arg(long, global = true, default_value = "cpu")]
     pub device: Device,
+    /// Page cache of each open collection's store (sled), in MiB. Queries never read the
+    /// store; writes and document reads do.
+    #[arg(long, global = true, env = "SOUSUO_STORE_CACHE_MB", default_value_t = 32)]
+    pub store_cache_mb: u64,
     /// The Python interpreter used to run pip when fetching models.
     #[arg(long, global = true, env = "SOUSUO_PYTHON", default_value = "python3")]
     pub python: String,
@@ -360,6 +364,27 @@ pub enum BenchCommand {
     Cluster(BenchClusterArgs),
     /// Decoder speed on a fixed 600-token prompt, and citation metrics on a question set.
     Answer(BenchAnswerArgs),
+    /// Resident memory of one process holding N open collections (built in a temporary
+    /// directory from slices of a BEIR corpus), after each one is opened and queried.
+    Memory(BenchMemoryArgs),
+}
+
+#[derive(Args)]
+pub struct BenchMemoryArgs {
+    /// A BEIR directory whose corpus.jsonl is sliced into the collections.
+    #[arg(long, default_value = "../shared/corpora/scifact")]
+    pub corpus: PathBuf,
+    /// Collections to open.
+    #[arg(long, default_value_t = 20)]
+    pub collections: usize,
+    /// Documents per collection.
+    #[arg(long, default_value_t = 100)]
+    pub docs: usize,
+    /// (Internal) measure collections already built in this directory.
+    #[arg(long, hide = true)]
+    pub open_only: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

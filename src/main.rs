@@ -5,6 +5,7 @@
 mod ask;
 mod bench;
 mod bench_cluster;
+mod bench_memory;
 mod cli;
 mod cli_cluster;
 mod cluster;
@@ -41,6 +42,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
+    sousuo_indexer::store::set_store_cache_bytes(g.store_cache_mb.saturating_mul(1 << 20));
     match cli.command {
         Command::Models { command } => match command {
             ModelsCommand::Fetch { encoder_only } => models::fetch(g, encoder_only),
@@ -66,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             BenchCommand::Query(args) => bench::query(g, args),
             BenchCommand::Cluster(args) => bench_cluster::run(g, args),
             BenchCommand::Answer(args) => ask::bench(g, args),
+            BenchCommand::Memory(args) => bench_memory::run(g, args),
         },
         Command::Cluster { command } => cluster::command(g, command),
         Command::Node(args) => cluster::node(g, args),

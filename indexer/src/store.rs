@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A stored document (its text lives in its chunks).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,10 +113,27 @@ pub fn vector_from_bytes(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
+/// sled's page cache per open store, in bytes. sled's own default is 1 GiB per database, which
+/// a server holding 20 collections would reserve 20 times over; queries never read sled (the
+/// live chunks, vectors and BM25 index are in memory), so a small cache costs only the
+/// document reads of a results page.
+pub const DEFAULT_STORE_CACHE_BYTES: u64 = 32 << 20;
+
+static STORE_CACHE_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_STORE_CACHE_BYTES);
+
+/// Sets the page cache of stores opened from now on (`--store-cache-mb`).
+pub fn set_store_cache_bytes(bytes: u64) {
+    STORE_CACHE_BYTES.store(bytes.max(1 << 20), Ordering::Relaxed);
+}
+
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(STORE_CACHE_BYTES.load(Ordering::Relaxed))
+            .open()?;
         Ok(Store {
             docs: db.open_tree("docs")?,
             chunks: db.open_tree("chunks")?,
