@@ -192,7 +192,9 @@ pub struct SearchArgs {
     pub limit: usize,
     #[arg(long, default_value_t = 0)]
     pub offset: usize,
-    /// Metadata or id filter: field=value, field>=n, field<n, field in [a, b]. Repeat to AND.
+    /// Metadata or id filter: field = v, field != v, field >= n (<=, >, <), field IN [a, b],
+    /// field NOT IN [..], joined by AND / OR / NOT and parentheses; quote values with spaces or
+    /// operators (title = "made in china"). Repeat to AND.
     #[arg(long)]
     pub filter: Vec<String>,
     /// Parse the query with tantivy's query language (phrases, +/-, field:term).

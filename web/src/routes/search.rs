@@ -28,7 +28,9 @@ pub struct SearchRequest {
     /// Hits skipped (at most 10,000).
     #[serde(default)]
     pub offset: Option<usize>,
-    /// One filter expression (GET) or a list of them (POST), ANDed: field=value, field>=n, field in [a, b].
+    /// One filter expression (GET) or a list of them (POST), ANDed: field = v, field != v,
+    /// field >= n (<=, >, <), field IN [a, b], field NOT IN [..], AND / OR / NOT, parentheses,
+    /// quoted values (title = "made in china").
     #[serde(default)]
     #[schema(value_type = Option<Vec<String>>)]
     pub filter: Option<FilterArg>,
