@@ -76,20 +76,34 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// One layer's dense weights, quantised.
-struct QuantizedLayer {
-    qkv: QuantizedMatrix,
-    out: QuantizedMatrix,
-    ff1: QuantizedMatrix,
-    ff2: QuantizedMatrix,
+/// One layer's four dense weight matrices in another form: quantised to int8
+/// ([`QuantizedLayer`]) or packed for few-row products ([`PackedLayer`]).
+struct LayerMatrices<T> {
+    qkv: T,
+    out: T,
+    ff1: T,
+    ff2: T,
 }
 
-/// One layer's dense weights packed for few-row products (f32 models).
-struct PackedLayer {
-    qkv: PackedMatrix,
-    out: PackedMatrix,
-    ff1: PackedMatrix,
-    ff2: PackedMatrix,
+type QuantizedLayer = LayerMatrices<QuantizedMatrix>;
+type PackedLayer = LayerMatrices<PackedMatrix>;
+
+/// Every layer's matrices converted by `convert(weights, rows, cols)`.
+fn convert_layers<T>(
+    weights: &BertWeights,
+    convert: impl Fn(&[f32], usize, usize) -> sousuo_kernels::Result<T>,
+) -> Result<Vec<LayerMatrices<T>>> {
+    let (h, i) = (weights.shape.hidden, weights.shape.intermediate);
+    let mut layers = Vec::with_capacity(weights.layers.len());
+    for l in &weights.layers {
+        layers.push(LayerMatrices {
+            qkv: convert(&l.qkv_w, 3 * h, h)?,
+            out: convert(&l.out_w, h, h)?,
+            ff1: convert(&l.ff1_w, i, h)?,
+            ff2: convert(&l.ff2_w, h, i)?,
+        });
+    }
+    Ok(layers)
 }
 
 /// Batches of at most this many tokens (a query, a short passage) multiply the f32 weights
@@ -131,37 +145,9 @@ impl NativeBert {
         parallelism: Parallelism,
         precision: Precision,
     ) -> Result<Self> {
-        let quantized = match precision {
-            Precision::F32 => None,
-            Precision::Int8 => {
-                let (h, i) = (weights.shape.hidden, weights.shape.intermediate);
-                let mut layers = Vec::with_capacity(weights.layers.len());
-                for l in &weights.layers {
-                    layers.push(QuantizedLayer {
-                        qkv: QuantizedMatrix::quantize(&l.qkv_w, 3 * h, h)?,
-                        out: QuantizedMatrix::quantize(&l.out_w, h, h)?,
-                        ff1: QuantizedMatrix::quantize(&l.ff1_w, i, h)?,
-                        ff2: QuantizedMatrix::quantize(&l.ff2_w, h, i)?,
-                    });
-                }
-                Some(layers)
-            }
-        };
-        let packed = match precision {
-            Precision::Int8 => None,
-            Precision::F32 => {
-                let (h, i) = (weights.shape.hidden, weights.shape.intermediate);
-                let mut layers = Vec::with_capacity(weights.layers.len());
-                for l in &weights.layers {
-                    layers.push(PackedLayer {
-                        qkv: PackedMatrix::pack(&l.qkv_w, 3 * h, h)?,
-                        out: PackedMatrix::pack(&l.out_w, h, h)?,
-                        ff1: PackedMatrix::pack(&l.ff1_w, i, h)?,
-                        ff2: PackedMatrix::pack(&l.ff2_w, h, i)?,
-                    });
-                }
-                Some(layers)
-            }
+        let (quantized, packed) = match precision {
+            Precision::Int8 => (Some(convert_layers(&weights, QuantizedMatrix::quantize)?), None),
+            Precision::F32 => (None, Some(convert_layers(&weights, PackedMatrix::pack)?)),
         };
         // 0: every thread of rayon's pool (the `--threads` flag sizes it).
         let threads = sousuo_common::threads::resolve(threads);
