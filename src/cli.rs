@@ -369,6 +369,42 @@ pub enum BenchCommand {
     /// Resident memory of one process holding N open collections (built in a temporary
     /// directory from slices of a BEIR corpus), after each one is opened and queried.
     Memory(BenchMemoryArgs),
+    /// The HNSW graph alone on a collection's vectors and seeded noised copies of them:
+    /// build time, recall@k against exact search and one-thread queries/s per ef.
+    Hnsw(BenchHnswArgs),
+}
+
+#[derive(Args)]
+pub struct BenchHnswArgs {
+    #[arg(long, short)]
+    pub collection: String,
+    /// Queries (BEIR queries.jsonl or one a line), embedded with the encoder.
+    #[arg(long)]
+    pub queries: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    pub max_queries: usize,
+    /// Noised copies of every vector added to the originals (9 makes SciFact's 10k chunks 100k).
+    #[arg(long, default_value_t = 0)]
+    pub copies: usize,
+    /// Standard deviation of the noise per coordinate (before re-normalising).
+    #[arg(long, default_value_t = 0.015)]
+    pub noise: f32,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Search widths to measure.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
+    pub ef: Vec<usize>,
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    #[arg(long, default_value_t = 16)]
+    pub m: usize,
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    /// Write base.npy and queries.npy here (for scripts/hnsw-peer).
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

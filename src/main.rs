@@ -5,6 +5,7 @@
 mod ask;
 mod bench;
 mod bench_cluster;
+mod bench_hnsw;
 mod bench_memory;
 mod cli;
 mod cli_cluster;
@@ -69,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             BenchCommand::Cluster(args) => bench_cluster::run(g, args),
             BenchCommand::Answer(args) => ask::bench(g, args),
             BenchCommand::Memory(args) => bench_memory::run(g, args),
+            BenchCommand::Hnsw(args) => bench_hnsw::run(g, args),
         },
         Command::Cluster { command } => cluster::command(g, command),
         Command::Node(args) => cluster::node(g, args),

@@ -256,6 +256,26 @@ impl VectorIndex {
     }
 }
 
+/// A graph over plain vectors in memory (no store, no dump), built the way collections build
+/// theirs: for benchmarks of the graph itself (`sousuo bench hnsw`).
+pub struct MemoryGraph(Box<Graph<'static>>);
+
+impl MemoryGraph {
+    /// Inserts `vectors` (unit length, for the dot product) with ids 0.. in parallel.
+    pub fn build(vectors: &[Vec<f32>], params: HnswParams) -> Self {
+        let mut graph = new_graph(params, vectors.len().max(1000));
+        let refs: Vec<(&Vec<f32>, usize)> = vectors.iter().enumerate().map(|(i, v)| (v, i)).collect();
+        graph.parallel_insert(&refs);
+        graph.set_searching_mode(true);
+        MemoryGraph(Box::new(graph))
+    }
+
+    /// The ids of the `k` nearest vectors to `query`, searching `ef` wide.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<usize> {
+        self.0.search_filter(query, k, ef.max(k), None).into_iter().map(|n| n.d_id).collect()
+    }
+}
+
 fn new_graph(params: HnswParams, expected: usize) -> Graph<'static> {
     Hnsw::new(params.m.min(256), expected, 16, params.ef_construction, DistDot)
 }
