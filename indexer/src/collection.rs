@@ -9,11 +9,13 @@
 
 use crate::bm25::{Bm25, Bm25Hit};
 use crate::chunk::ChunkParams;
+use crate::fields::{DocSet, FieldView};
 use crate::live::LiveChunks;
 use crate::store::{Change, DocRecord, Op, Store};
 use crate::vectors::{HnswParams, VectorHit, VectorIndex};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -347,12 +349,14 @@ impl Collection {
             Some(s) => self.store.apply_from(changes, s)?,
             None => self.store.apply(changes)?,
         };
+        let mut metadata = HashMap::new();
         for op in &ops {
-            let title = self.store.get_doc(&op.doc_id)?.map(|d| d.title).unwrap_or_default();
+            let (title, meta) = self.store.get_doc(&op.doc_id)?.map(|d| (d.title, d.metadata)).unwrap_or_default();
             self.bm25.apply(op, &self.store, &title)?;
+            metadata.insert(op.doc_id.clone(), meta);
         }
         self.vectors.read().map_err(|_| poisoned())?.apply(&ops, &self.store)?;
-        self.live.apply(&ops);
+        self.live.apply(&ops, &metadata);
         let mut last = self.last_commit.lock().map_err(|_| poisoned())?;
         if last.elapsed() > Duration::from_secs(5) {
             self.bm25.commit()?;
@@ -445,6 +449,12 @@ impl Collection {
         self.live
             .with(|live| vectors.search(query, k, ef, Some(&|key: u64| live.contains(key) && keep(key))))
             .unwrap_or_else(|| Err(poisoned()))
+    }
+
+    /// The live chunks of the documents that `select` picks through the in-memory field index
+    /// (every document's id and metadata fields; see [`crate::fields`]), under one lock.
+    pub fn select_chunks(&self, select: impl FnOnce(&FieldView<'_>) -> DocSet) -> Result<HashSet<u64>> {
+        self.live.select(select).ok_or_else(poisoned)
     }
 
     /// The document of a live chunk (from memory).

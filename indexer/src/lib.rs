@@ -15,6 +15,7 @@ pub mod chunk;
 mod collection;
 mod document;
 mod error;
+pub mod fields;
 pub mod formats;
 mod live;
 mod pipeline;

@@ -8,10 +8,14 @@
 //! allocated. Document ids sit once each in a slot table, reused when a document's last chunk
 //! leaves.
 
+use crate::fields::{DocSet, FieldIndex, FieldView};
 use crate::store::{Op, Store};
 use crate::Result;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+
+/// A document's metadata.
+pub(crate) type Metadata = BTreeMap<String, serde_json::Value>;
 
 const NONE: u32 = u32::MAX;
 
@@ -24,11 +28,15 @@ pub(crate) struct LiveChunks(RwLock<Table>);
 pub(crate) struct Table {
     /// Chunk key -> document slot, or `NONE`.
     slot_of_key: Vec<u32>,
-    /// Slot -> document id and its live chunks (a free slot has 0 and sits in `free`).
-    docs: Vec<(Arc<str>, u32)>,
+    /// Slot -> document id, its live chunks (a free slot has 0 and sits in `free`) and its
+    /// metadata.
+    docs: Vec<(Arc<str>, u32, Metadata)>,
     slot_of_doc: HashMap<Arc<str>, u32>,
     free: Vec<u32>,
     live: usize,
+    /// The documents' filterable fields, and the slots in use.
+    fields: FieldIndex,
+    used: DocSet,
 }
 
 impl Table {
@@ -47,7 +55,7 @@ impl Table {
         (s != NONE).then_some(s)
     }
 
-    fn insert(&mut self, key: u64, doc: &str) {
+    fn insert(&mut self, key: u64, doc: &str, metadata: Option<&Metadata>) {
         let Ok(k) = usize::try_from(key) else { return };
         if self.slot(key).is_some() {
             self.remove(key);
@@ -56,17 +64,21 @@ impl Table {
             Some(&s) => s,
             None => {
                 let id: Arc<str> = Arc::from(doc);
+                let meta = metadata.cloned().unwrap_or_default();
+                let entry = (id.clone(), 0, meta);
                 let s = match self.free.pop() {
                     Some(s) => {
-                        self.docs[s as usize] = (id.clone(), 0);
+                        self.docs[s as usize] = entry;
                         s
                     }
                     None => {
-                        self.docs.push((id.clone(), 0));
+                        self.docs.push(entry);
                         (self.docs.len() - 1) as u32
                     }
                 };
                 self.slot_of_doc.insert(id, s);
+                self.fields.add(s, doc, &self.docs[s as usize].2);
+                self.used.insert(s);
                 s
             }
         };
@@ -85,10 +97,24 @@ impl Table {
         let entry = &mut self.docs[slot as usize];
         entry.1 -= 1;
         if entry.1 == 0 {
-            let id = entry.0.clone();
+            let (id, _, meta) = std::mem::replace(entry, (Arc::from(""), 0, Metadata::new()));
+            self.fields.remove(slot, &id, &meta);
+            self.used.remove(slot);
             self.slot_of_doc.remove(&id);
             self.free.push(slot);
         }
+    }
+
+    /// The live chunks of the documents `select` picks through the field index.
+    pub(crate) fn select(&self, select: impl FnOnce(&FieldView<'_>) -> DocSet) -> HashSet<u64> {
+        let view = FieldView { index: &self.fields, all: &self.used, slots: self.docs.len() };
+        let set = select(&view);
+        self.slot_of_key
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| s != NONE && set.contains(s))
+            .map(|(k, _)| k as u64)
+            .collect()
     }
 
     /// Every live (key, document id), for checks.
@@ -111,23 +137,29 @@ impl LiveChunks {
         for doc in store.docs() {
             let doc = doc?;
             for key in doc.chunk_keys {
-                table.insert(key, &doc.id);
+                table.insert(key, &doc.id, Some(&doc.metadata));
             }
         }
         Ok(LiveChunks(RwLock::new(table)))
     }
 
-    /// Follows applied operations: their removed chunks leave, their added ones join.
-    pub(crate) fn apply(&self, ops: &[Op]) {
+    /// Follows applied operations: their removed chunks leave, their added ones join (with
+    /// their document's metadata from `metadata`, by document id).
+    pub(crate) fn apply(&self, ops: &[Op], metadata: &HashMap<String, Metadata>) {
         let Ok(mut table) = self.0.write() else { return };
         for op in ops {
             for &key in &op.removed {
                 table.remove(key);
             }
             for &key in &op.added {
-                table.insert(key, &op.doc_id);
+                table.insert(key, &op.doc_id, metadata.get(&op.doc_id));
             }
         }
+    }
+
+    /// See [`Table::select`]; `None` if the lock is poisoned.
+    pub(crate) fn select(&self, select: impl FnOnce(&FieldView<'_>) -> DocSet) -> Option<HashSet<u64>> {
+        self.0.read().ok().map(|t| t.select(select))
     }
 
     /// The document of a live chunk.
@@ -190,7 +222,7 @@ mod tests {
             vec![Change::Delete { doc_id: "missing".into() }],
         ];
         for changes in steps {
-            live.apply(&store.apply(&changes).unwrap());
+            live.apply(&store.apply(&changes).unwrap(), &HashMap::new());
             let built = LiveChunks::build(&store).unwrap();
             let snapshot = |l: &LiveChunks| {
                 let mut v: Vec<(u64, String)> = l.with(Table::pairs).unwrap();

@@ -1,6 +1,7 @@
 //! Filters on document metadata and ids.
 //!
-//! A filter is resolved against the store into the set of allowed chunk keys; both retrievers
+//! A filter is resolved through the collection's in-memory field index (`indexer::fields`)
+//! into the set of allowed chunk keys; both retrievers
 //! then search inside that set (BM25 with a term-set clause, HNSW with a filter during the
 //! graph walk, or exact scoring when the set is small), so a selective filter still returns
 //! `limit` hits when that many match.
@@ -15,6 +16,7 @@ mod parse;
 
 use crate::Result;
 use serde::{Deserialize, Serialize};
+use sousuo_indexer::fields::{DocSet, FieldView};
 use std::collections::{BTreeMap, HashSet};
 
 /// One condition on a field's value.
@@ -94,25 +96,13 @@ impl Filter {
         self.expr.as_ref().is_none_or(|e| e.matches(id, metadata))
     }
 
-    /// The chunk keys of the documents that pass.
+    /// The chunk keys of the documents that pass, resolved through the collection's in-memory
+    /// field index (no stored document is read).
     pub fn allowed_chunks(&self, collection: &sousuo_indexer::Collection) -> Result<HashSet<u64>> {
-        let mut keys = HashSet::new();
-        if let Some(id) = self.expr.as_ref().and_then(Expr::required_id) {
-            // A lookup by id needs no scan.
-            if let Some(d) = collection.get_doc(id)? {
-                if self.matches(&d.id, &d.metadata) {
-                    keys.extend(d.chunk_keys);
-                }
-            }
-            return Ok(keys);
-        }
-        for d in collection.store().docs() {
-            let d = d?;
-            if self.matches(&d.id, &d.metadata) {
-                keys.extend(d.chunk_keys);
-            }
-        }
-        Ok(keys)
+        Ok(collection.select_chunks(|view| match &self.expr {
+            Some(e) => e.eval(view),
+            None => view.all(),
+        })?)
     }
 }
 
@@ -132,12 +122,25 @@ impl Expr {
         }
     }
 
-    /// The one document id every match must have (`id = x`, alone or AND-ed), if any.
-    fn required_id(&self) -> Option<&str> {
+    /// The documents that pass, as the field index finds them (the twin of [`Self::matches`]).
+    fn eval(&self, view: &FieldView<'_>) -> DocSet {
         match self {
-            Expr::Cond { field, cond: Condition::Eq(serde_json::Value::String(id)) } if field == "id" => Some(id),
-            Expr::And(parts) => parts.iter().find_map(Expr::required_id),
-            _ => None,
+            Expr::And(parts) => {
+                let mut sets = parts.iter().map(|p| p.eval(view));
+                let first = sets.next().unwrap_or_else(|| view.all());
+                sets.fold(first, |acc, s| acc.and(&s))
+            }
+            Expr::Or(parts) => {
+                let mut sets = parts.iter().map(|p| p.eval(view));
+                let first = sets.next().unwrap_or_default();
+                sets.fold(first, |acc, s| acc.or(&s))
+            }
+            Expr::Not(part) => view.all().minus(&part.eval(view)),
+            Expr::Cond { field, cond } => match cond {
+                Condition::Eq(v) => view.eq(field, v),
+                Condition::In(list) => list.iter().fold(DocSet::default(), |acc, v| acc.or(&view.eq(field, v))),
+                Condition::Range { gte, lte, gt, lt } => view.range(field, *gte, *lte, *gt, *lt),
+            },
         }
     }
 }
@@ -221,17 +224,16 @@ mod tests {
         }
     }
 
-    /// Every operator, quoting, unicode, several conditions on one field, AND / OR / NOT, and
-    /// selectivities of 0, 1, 50% and 100% of the documents, each against a hand-written
-    /// predicate over the same documents (the oracle).
-    #[test]
-    fn the_language_agrees_with_an_oracle() {
-        struct Doc {
-            i: i64,
-            id: String,
-            meta: BTreeMap<String, serde_json::Value>,
-        }
-        let docs: Vec<Doc> = (0..100i64)
+    struct Doc {
+        i: i64,
+        id: String,
+        meta: BTreeMap<String, serde_json::Value>,
+    }
+
+    /// 100 documents with numbers, text with spaces and commas, unicode, arrays, and a field
+    /// only half of them have.
+    fn docs() -> Vec<Doc> {
+        (0..100i64)
             .map(|i| {
                 let title = match i {
                     7 => "x, y = z".to_string(),
@@ -250,9 +252,16 @@ mod tests {
                 }
                 Doc { i, id: format!("d{i}"), meta: meta(&pairs) }
             })
-            .collect();
-        type Oracle = fn(i64) -> bool;
-        let cases: Vec<(&str, Oracle)> = vec![
+            .collect()
+    }
+
+    type Oracle = fn(i64) -> bool;
+
+    /// Expressions and hand-written predicates over `docs()`: every operator, quoting,
+    /// unicode, several conditions on one field, AND / OR / NOT, selectivities 0 / 1 / 50% /
+    /// 100% of the documents.
+    fn cases() -> Vec<(&'static str, Oracle)> {
+        vec![
             ("n = 5", |i| i == 5),
             ("n != 5", |i| i != 5),
             ("n >= 50", |i| i >= 50),
@@ -284,7 +293,14 @@ mod tests {
             ("id = d7", |i| i == 7),
             ("id IN [d1, \"d2\"] OR id = d99", |i| i == 1 || i == 2 || i == 99),
             ("n = 5 AND NOT NOT parity = odd", |i| i == 5),
-        ];
+        ]
+    }
+
+    /// Every case against its oracle.
+    #[test]
+    fn the_language_agrees_with_an_oracle() {
+        let docs = docs();
+        let cases = cases();
         for (expr, oracle) in cases {
             let f = Filter::parse(&[expr.to_string()]).unwrap_or_else(|e| panic!("{expr}: {e}"));
             for d in &docs {
@@ -295,6 +311,79 @@ mod tests {
         let f = Filter::parse(&["n >= 10".into(), "n < 20".into(), "n != 12".into()]).unwrap();
         let hits: Vec<i64> = docs.iter().filter(|d| f.matches(&d.id, &d.meta)).map(|d| d.i).collect();
         assert_eq!(hits, vec![10, 11, 13, 14, 15, 16, 17, 18, 19]);
+    }
+
+    /// The field index (`allowed_chunks`) against the oracle on a real collection, then again
+    /// after deletes and metadata changes (freed and reused document slots), against a scan of
+    /// the stored documents with [`Filter::matches`].
+    #[test]
+    fn the_field_index_agrees_with_the_oracle_and_with_a_scan() {
+        use sousuo_indexer::store::{Change, DocRecord};
+        use sousuo_indexer::{Chunk, ChunkParams, Collection, EncoderInfo, OpenMode};
+        let dir = tempfile::tempdir().unwrap();
+        let info = EncoderInfo { name: "test".into(), dim: 3, weights_sha256: "00".into(), precision: "f32".into() };
+        let params = ChunkParams { max_tokens: 64, overlap_tokens: 0 };
+        let c = Collection::open(dir.path(), "f", &info, OpenMode::Create(params)).unwrap();
+        let upsert = |id: &str, meta: &BTreeMap<String, serde_json::Value>, chunks: u32| {
+            let doc = DocRecord {
+                id: id.into(),
+                title: id.into(),
+                source: id.into(),
+                metadata: meta.clone(),
+                content_hash: format!("{id}{}", meta.len()),
+                chunk_keys: vec![],
+                seq: 0,
+            };
+            let texts: Vec<Chunk> = (0..chunks)
+                .map(|o| Chunk {
+                    doc_id: id.into(),
+                    ordinal: o,
+                    text: format!("text {o}"),
+                    start: 0,
+                    end: 6,
+                    heading: None,
+                    page: None,
+                })
+                .collect();
+            let vectors =
+                (0..chunks).map(|o| if o % 2 == 0 { vec![1.0, 0.0, 0.0] } else { vec![0.0, 1.0, 0.0] }).collect();
+            Change::Upsert { doc, chunks: texts, vectors }
+        };
+        let docs = docs();
+        let changes: Vec<Change> = docs.iter().map(|d| upsert(&d.id, &d.meta, 1 + (d.i % 3) as u32)).collect();
+        c.apply(&changes).unwrap();
+        let keys_of = |pass: &dyn Fn(&DocRecord) -> bool| -> HashSet<u64> {
+            c.store().docs().map(|d| d.unwrap()).filter(|d| pass(d)).flat_map(|d| d.chunk_keys).collect()
+        };
+        for (expr, oracle) in cases() {
+            let f = Filter::parse(&[expr.to_string()]).unwrap();
+            let want = keys_of(&|d: &DocRecord| oracle(d.id[1..].parse().unwrap()));
+            assert_eq!(f.allowed_chunks(&c).unwrap(), want, "{expr}");
+        }
+        // Delete a third, change the metadata of another third (their slots are freed and
+        // reused), then compare with a scan of the store.
+        let mut changes = Vec::new();
+        for d in &docs {
+            match d.i % 3 {
+                0 => changes.push(Change::Delete { doc_id: d.id.clone() }),
+                1 => {
+                    let mut meta = d.meta.clone();
+                    meta.insert("n".into(), json!(d.i + 1000));
+                    meta.remove("opt");
+                    meta.insert("parity".into(), json!("odd"));
+                    changes.push(upsert(&d.id, &meta, 2));
+                }
+                _ => {}
+            }
+        }
+        changes.push(upsert("new", &meta(&[("n", json!(5)), ("tags", json!(["t1"]))]), 1));
+        c.apply(&changes).unwrap();
+        for (expr, _) in cases() {
+            let f = Filter::parse(&[expr.to_string()]).unwrap();
+            let want = keys_of(&|d: &DocRecord| f.matches(&d.id, &d.metadata));
+            assert_eq!(f.allowed_chunks(&c).unwrap(), want, "{expr} after changes");
+        }
+        assert!(Filter::parse(&["n >= 1000".into()]).unwrap().allowed_chunks(&c).unwrap().len() > 30);
     }
 
     #[test]
