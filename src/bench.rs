@@ -197,6 +197,9 @@ pub fn query(g: &Global, args: crate::cli::BenchQueryArgs) -> Result<()> {
         bail!("{} holds no queries", args.queries.display());
     }
     let encoder = load_encoder(g, EncoderOptions::default())?;
+    if let Some(n) = args.synthetic {
+        return crate::bench_synthetic::run(g, &args, n, &encoder, &queries);
+    }
     let collection = crate::collections::open(g, &args.collection, &encoder, None)?;
     let mut rows = vec![embed_queries(&encoder, &queries)?];
     for mode in [sousuo_query::Mode::Bm25, sousuo_query::Mode::Dense, sousuo_query::Mode::Hybrid] {

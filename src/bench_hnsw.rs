@@ -98,7 +98,7 @@ pub fn run(g: &Global, args: BenchHnswArgs) -> Result<()> {
 }
 
 /// `v` plus Gaussian noise of standard deviation `sigma` per coordinate, L2-normalised.
-fn noised(v: &[f32], sigma: f32, rng: &mut impl Rng) -> Vec<f32> {
+pub(crate) fn noised(v: &[f32], sigma: f32, rng: &mut impl Rng) -> Vec<f32> {
     let mut out: Vec<f32> = v
         .iter()
         .map(|x| {

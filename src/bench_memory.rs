@@ -113,7 +113,7 @@ fn open_all(g: &Global, dir: &Path, n: usize, json: bool) -> Result<()> {
 }
 
 /// This process's resident set size (Linux's /proc/self/status).
-fn rss_mib() -> Result<f64> {
+pub(crate) fn rss_mib() -> Result<f64> {
     let status = std::fs::read_to_string("/proc/self/status").context("resident memory needs /proc (Linux)")?;
     let kib: f64 = status
         .lines()

@@ -505,6 +505,11 @@ pub struct BenchQueryArgs {
     /// Concurrent clients for the second measurement.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Instead: build a temporary collection of this many chunks from the collection's chunk
+    /// texts and (seeded, noised) vectors, and report build time, bytes per chunk on disk and
+    /// in memory, dense recall@10 against exact search and latency per mode.
+    #[arg(long)]
+    pub synthetic: Option<usize>,
     #[arg(long)]
     pub json: bool,
 }

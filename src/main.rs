@@ -7,6 +7,7 @@ mod bench;
 mod bench_cluster;
 mod bench_hnsw;
 mod bench_memory;
+mod bench_synthetic;
 mod cli;
 mod cli_cluster;
 mod cluster;
