@@ -239,9 +239,10 @@ impl EvalModes {
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// A BEIR directory: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
-    #[arg(long)]
-    pub beir: PathBuf,
+    /// A BEIR directory: corpus.jsonl, queries.jsonl, qrels/<split>.tsv. Repeat (or separate
+    /// with commas) to evaluate several in one run: one table, with each mode's mean.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub beir: Vec<PathBuf>,
     #[arg(long, default_value = "test")]
     pub split: String,
     /// bm25, dense, hybrid or all.

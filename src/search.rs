@@ -13,6 +13,7 @@ use sousuo_query::beir::{load_judged, Judged};
 use sousuo_query::eval::{evaluate, ModeReport};
 use sousuo_query::Retriever;
 use sousuo_query::{search as run_search, Filter, Fusion, Mode, SearchParams, DEFAULT_FUSION};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 fn fusion(r: &RetrievalArgs) -> Fusion {
@@ -95,29 +96,54 @@ fn terminal_snippet(html: &str) -> String {
 }
 
 pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
-    let corpus = args.beir.join("corpus.jsonl");
-    if !corpus.is_file() {
-        bail!("{} has no corpus.jsonl: --beir takes a BEIR directory", args.beir.display());
+    if args.beir.len() > 1 && args.collection.is_some() {
+        bail!("--collection names one collection: use it with one --beir directory");
     }
-    let mut judged = load_judged(&args.beir, &args.split)?;
+    let encoder = load_encoder(g, EncoderOptions::default())?;
+    let mut results = Vec::with_capacity(args.beir.len());
+    for dir in &args.beir {
+        results.push(eval_dir(g, &args, dir, &encoder)?);
+    }
+    match results.as_slice() {
+        [one] => print_one(&args, one),
+        _ => print_many(&args, &results),
+    }
+}
+
+/// One data set's evaluation: its collection's label, the data set's directory, the number of
+/// judged queries, and each mode's report.
+struct DirReport {
+    label: String,
+    dir: PathBuf,
+    queries: usize,
+    modes: Vec<(String, ModeReport)>,
+}
+
+fn eval_dir(g: &Global, args: &EvalArgs, dir: &Path, encoder: &Encoder) -> Result<DirReport> {
+    let corpus = dir.join("corpus.jsonl");
+    if !corpus.is_file() {
+        bail!("{} has no corpus.jsonl: --beir takes a BEIR directory", dir.display());
+    }
+    let mut judged = load_judged(dir, &args.split)?;
     if let Some(n) = args.max_queries {
         judged.queries.truncate(n);
     }
-    let encoder = load_encoder(g, EncoderOptions::default())?;
+    let done = |label: String, modes| DirReport { label, dir: dir.to_path_buf(), queries: judged.queries.len(), modes };
     if let Some(nats) = &args.nats {
-        return eval_cluster(&args, nats, &encoder, &judged);
+        let (label, modes) = eval_cluster(args, nats, dir, encoder, &judged)?;
+        return Ok(done(label, modes));
     }
     let tmp;
     let (collection, name) = match &args.collection {
-        Some(name) => (open(g, name, &encoder, Some(ChunkParams::for_encoder(&encoder)))?, name.clone()),
+        Some(name) => (open(g, name, encoder, Some(ChunkParams::for_encoder(encoder)))?, name.clone()),
         None => {
             tmp = tempfile_dir()?;
-            let info = sousuo_indexer::EncoderInfo::of(&encoder)?;
+            let info = sousuo_indexer::EncoderInfo::of(encoder)?;
             let c = sousuo_indexer::Collection::open(
                 tmp.path(),
                 "eval",
                 &info,
-                sousuo_indexer::OpenMode::Create(ChunkParams::for_encoder(&encoder)),
+                sousuo_indexer::OpenMode::Create(ChunkParams::for_encoder(encoder)),
             )?;
             (c, "eval (temporary)".to_string())
         }
@@ -128,29 +154,41 @@ pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
         Progress::Seen { docs } => bar.set_position(docs as u64),
         _ => {}
     };
-    let summary = index_paths(&collection, &encoder, &[corpus], &IndexOptions::default(), &on)?;
+    let summary = index_paths(&collection, encoder, &[corpus], &IndexOptions::default(), &on)?;
     bar.finish_and_clear();
     eprintln!(
         "collection {name}: {} documents ({} embedded now, {:.0} s)",
         summary.documents_seen, summary.documents_indexed, summary.seconds
     );
-    report(&args, &name, &collection, &encoder, &judged)
+    let modes = measure(args, &collection, encoder, &judged)?;
+    Ok(done(name, modes))
 }
 
 /// `eval --nats`: the corpus in a temporary clustered collection of `--shards` shards, held by
 /// the running nodes, evaluated by scatter-gather.
-fn eval_cluster(args: &EvalArgs, nats: &str, encoder: &Encoder, judged: &Judged) -> Result<()> {
+fn eval_cluster(
+    args: &EvalArgs,
+    nats: &str,
+    dir: &Path,
+    encoder: &Encoder,
+    judged: &Judged,
+) -> Result<(String, Vec<(String, ModeReport)>)> {
     let name = crate::remote::temporary_name("eval");
     let tmp = Temporary::create(nats, &name, args.shards.max(1), encoder)?;
     tmp.0.wait_for_holders(std::time::Duration::from_secs(60))?;
-    let summary = tmp.0.index(encoder, &[args.beir.join("corpus.jsonl")], &IndexOptions::default(), false, false)?;
+    let summary = tmp.0.index(encoder, &[dir.join("corpus.jsonl")], &IndexOptions::default(), false, false)?;
     eprintln!("collection {name}: {} documents in {} shards", summary.documents_seen, args.shards);
     let label = format!("{name} ({} shards)", args.shards);
-    report(args, &label, &tmp.0.collection, encoder, judged)
+    Ok((label, measure(args, &tmp.0.collection, encoder, judged)?))
 }
 
-/// Evaluates each asked mode (and the sweep) on `collection` and prints the table or JSON.
-fn report(args: &EvalArgs, name: &str, collection: &dyn Retriever, encoder: &Encoder, judged: &Judged) -> Result<()> {
+/// Evaluates each asked mode (and the sweep) on `collection`.
+fn measure(
+    args: &EvalArgs,
+    collection: &dyn Retriever,
+    encoder: &Encoder,
+    judged: &Judged,
+) -> Result<Vec<(String, ModeReport)>> {
     let modes: Vec<(String, SearchParams)> =
         args.mode.modes().into_iter().map(|m| (m.as_str().to_string(), params(&args.retrieval, m))).collect();
     let mut reports: Vec<(String, ModeReport)> = Vec::new();
@@ -169,24 +207,97 @@ fn report(args: &EvalArgs, name: &str, collection: &dyn Retriever, encoder: &Enc
             reports.push((name, evaluate(collection, encoder, judged, &p)?));
         }
     }
+    Ok(reports)
+}
+
+/// A data set's name: its directory's, or `parent/beir` for a `beir/` view inside a data set.
+fn dataset_name(dir: &Path) -> String {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    match (name(dir), dir.parent().and_then(name)) {
+        (Some(n), Some(parent)) if n == "beir" => format!("{parent}/{n}"),
+        (Some(n), _) => n,
+        (None, _) => dir.display().to_string(),
+    }
+}
+
+fn modes_json(modes: &[(String, ModeReport)]) -> serde_json::Map<String, serde_json::Value> {
+    modes.iter().map(|(n, r)| (n.clone(), serde_json::to_value(r).unwrap_or_default())).collect()
+}
+
+/// One data set: its table, or its JSON object.
+fn print_one(args: &EvalArgs, r: &DirReport) -> Result<()> {
     if args.json {
-        let modes: serde_json::Map<String, serde_json::Value> =
-            reports.iter().map(|(n, r)| (n.clone(), serde_json::to_value(r).unwrap_or_default())).collect();
-        let dataset = args.beir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let v = serde_json::json!({"dataset": dataset, "split": args.split, "queries": judged.queries.len(), "modes": modes});
+        let v = serde_json::json!({"dataset": dataset_name(&r.dir), "split": args.split, "queries": r.queries,
+            "modes": modes_json(&r.modes)});
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("{} on {} ({} queries, split {})", name, args.beir.display(), judged.queries.len(), args.split);
+    println!("{} on {} ({} queries, split {})", r.label, r.dir.display(), r.queries, args.split);
     println!(
         "{:<16} {:>8} {:>8} {:>10} {:>9} {:>8} {:>8}",
         "mode", "nDCG@10", "MRR@10", "R@100", "mean ms", "p50 ms", "p99 ms"
     );
-    for (n, r) in &reports {
+    for (n, r) in &r.modes {
         println!(
             "{:<16} {:>8.4} {:>8.4} {:>10.4} {:>9.2} {:>8.2} {:>8.2}",
             n, r.ndcg_10, r.mrr_10, r.recall_100, r.latency_ms.mean, r.latency_ms.p50, r.latency_ms.p99
         );
+    }
+    Ok(())
+}
+
+/// Several data sets: one table (per data set and mode), then each mode's mean over them.
+fn print_many(args: &EvalArgs, results: &[DirReport]) -> Result<()> {
+    let mut means: Vec<(String, [f64; 3])> = Vec::new();
+    for r in results {
+        for (mode, m) in &r.modes {
+            match means.iter_mut().find(|(n, _)| n == mode) {
+                Some((_, sums)) => {
+                    sums[0] += m.ndcg_10;
+                    sums[1] += m.mrr_10;
+                    sums[2] += m.recall_100;
+                }
+                None => means.push((mode.clone(), [m.ndcg_10, m.mrr_10, m.recall_100])),
+            }
+        }
+    }
+    let n = results.len() as f64;
+    if args.json {
+        let sets: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| serde_json::json!({"dataset": dataset_name(&r.dir), "queries": r.queries, "modes": modes_json(&r.modes)}))
+            .collect();
+        let mean: serde_json::Map<String, serde_json::Value> = means
+            .iter()
+            .map(|(m, s)| {
+                (m.clone(), serde_json::json!({"ndcg@10": s[0] / n, "mrr@10": s[1] / n, "recall@100": s[2] / n}))
+            })
+            .collect();
+        let v = serde_json::json!({"split": args.split, "datasets": sets, "mean": mean});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{} data sets, split {}", results.len(), args.split);
+    println!(
+        "{:<20} {:<16} {:>8} {:>8} {:>10} {:>8} {:>8}",
+        "data set", "mode", "nDCG@10", "MRR@10", "R@100", "p50 ms", "queries"
+    );
+    for r in results {
+        for (mode, m) in &r.modes {
+            println!(
+                "{:<20} {:<16} {:>8.4} {:>8.4} {:>10.4} {:>8.2} {:>8}",
+                dataset_name(&r.dir),
+                mode,
+                m.ndcg_10,
+                m.mrr_10,
+                m.recall_100,
+                m.latency_ms.p50,
+                r.queries
+            );
+        }
+    }
+    for (mode, s) in &means {
+        println!("{:<20} {:<16} {:>8.4} {:>8.4} {:>10.4}", "mean", mode, s[0] / n, s[1] / n, s[2] / n);
     }
     Ok(())
 }

@@ -190,3 +190,61 @@ fn random_weights_benchmark_compares_against_candle() {
         assert!(err.contains("CUDA") && !err.contains("panicked"), "{err}");
     }
 }
+
+/// A tiny BEIR data set: documents on distinct topics, one query per topic, each judging its
+/// own document relevant.
+fn tiny_beir(dir: &Path, topics: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    let mut corpus = String::new();
+    let mut queries = String::new();
+    let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
+    for (i, (doc, query)) in topics.iter().enumerate() {
+        corpus.push_str(&serde_json::json!({"_id": format!("d{i}"), "title": "", "text": doc}).to_string());
+        corpus.push('\n');
+        queries.push_str(&serde_json::json!({"_id": format!("q{i}"), "text": query}).to_string());
+        queries.push('\n');
+        qrels.push_str(&format!("q{i}\td{i}\t1\n"));
+    }
+    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
+    std::fs::write(dir.join("queries.jsonl"), queries).unwrap();
+    std::fs::write(dir.join("qrels/test.tsv"), qrels).unwrap();
+}
+
+#[test]
+fn eval_takes_several_data_sets_and_reports_their_mean() {
+    let h = home();
+    let (a, b) = (h.path().join("cooking"), h.path().join("space"));
+    tiny_beir(
+        &a,
+        &[
+            ("Knead the bread dough for ten minutes, then let it rise.", "how long to knead bread dough"),
+            ("Simmer the tomato sauce with garlic and basil.", "tomato sauce with basil"),
+            ("Whisk the eggs and sugar until pale for the sponge cake.", "sponge cake eggs and sugar"),
+        ],
+    );
+    tiny_beir(
+        &b,
+        &[
+            ("The rover landed in Jezero crater on Mars.", "which crater did the rover land in"),
+            ("Saturn's rings are made of ice and rock.", "what are saturn's rings made of"),
+        ],
+    );
+    let beir = format!("{},{}", a.display(), b.display());
+    let out = sousuo(h.path(), &["eval", "--beir", &beir, "--json"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let sets = v["datasets"].as_array().unwrap();
+    assert_eq!(sets.len(), 2);
+    assert_eq!(sets[0]["dataset"], "cooking");
+    assert_eq!(sets[1]["queries"], 2);
+    for mode in ["bm25", "dense", "hybrid"] {
+        let per: Vec<f64> = sets.iter().map(|s| s["modes"][mode]["ndcg@10"].as_f64().unwrap()).collect();
+        let mean = v["mean"][mode]["ndcg@10"].as_f64().unwrap();
+        assert!((mean - (per[0] + per[1]) / 2.0).abs() < 1e-9, "{mode}: {mean} vs {per:?}");
+        assert!(mean > 0.5, "{mode}: topics this distinct are found ({mean})");
+    }
+    // --collection names one collection, so it takes one data set.
+    let out = sousuo(h.path(), &["eval", "--beir", &beir, "--collection", "x"], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("one --beir"), "{}", text(&out.stderr));
+}
