@@ -29,4 +29,4 @@ pub use device::Device;
 pub use error::{Error, Result};
 pub use model_dir::{ModelDir, Pooling};
 pub use native::{Parallelism, Precision};
-pub use worker::{Embeddings, Encoder, EncoderOptions, EncoderStats};
+pub use worker::{Embeddings, Encoder, EncoderOptions, EncoderStats, Pending};

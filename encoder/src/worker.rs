@@ -118,6 +118,20 @@ struct Job {
     reply: Sender<Result<Vec<f32>>>,
 }
 
+/// Embeddings being computed by the encoder's worker ([`Encoder::submit`]).
+pub struct Pending {
+    dim: usize,
+    answer: Receiver<Result<Vec<f32>>>,
+}
+
+impl Pending {
+    /// Waits for the embeddings.
+    pub fn wait(self) -> Result<Embeddings> {
+        let data = self.answer.recv().map_err(|_| Error::WorkerGone)??;
+        Embeddings::new(self.dim, data)
+    }
+}
+
 /// A handle on one model. Clones share the model and its worker; the worker stops when the
 /// last clone is dropped.
 #[derive(Clone)]
@@ -171,13 +185,24 @@ impl Encoder {
 
     /// Embeds already tokenised sequences (each at most [`Self::max_len`] ids, specials included).
     pub fn encode_ids(&self, seqs: Vec<Vec<u32>>) -> Result<Embeddings> {
-        if seqs.is_empty() {
-            return Embeddings::new(self.inner.dim, Vec::new());
-        }
+        self.submit_ids(seqs)?.wait()
+    }
+
+    /// Hands `texts` to the encoder's worker and returns at once: the caller does other work
+    /// (a query's BM25 list) while the forward pass runs, then [`Pending::wait`]s.
+    pub fn submit(&self, texts: &[&str]) -> Result<Pending> {
+        let seqs = self.tokenize(texts)?;
+        self.submit_ids(seqs)
+    }
+
+    fn submit_ids(&self, seqs: Vec<Vec<u32>>) -> Result<Pending> {
         let (reply, answer) = bounded(1);
-        self.inner.worker.send(Job { seqs, reply }).map_err(|_| Error::WorkerGone)?;
-        let data = answer.recv().map_err(|_| Error::WorkerGone)??;
-        Embeddings::new(self.inner.dim, data)
+        if seqs.is_empty() {
+            let _ = reply.send(Ok(Vec::new()));
+        } else {
+            self.inner.worker.send(Job { seqs, reply }).map_err(|_| Error::WorkerGone)?;
+        }
+        Ok(Pending { dim: self.inner.dim, answer })
     }
 
     /// Token ids for each text, truncated to the model's maximum length.

@@ -17,8 +17,18 @@ pub use crate::types::{Fusion, Hit, Mode, RetrieverScore, SearchParams, SearchRe
 pub fn search(collection: &Collection, encoder: &Encoder, query: &str, p: &SearchParams) -> Result<SearchResults> {
     let started = Instant::now();
     check(query, p)?;
-    let vector = query_vector(encoder, query, p.mode)?;
-    let lists = shard::lists(collection, query, vector.as_deref(), None, p)?;
+    // The query's forward pass runs on the encoder's thread while the BM25 list is built here.
+    let pending = match p.mode {
+        Mode::Bm25 => None,
+        _ => Some(encoder.submit(&[query])?),
+    };
+    let vector = || -> Result<Option<Vec<f32>>> {
+        Ok(match pending {
+            Some(pending) => Some(pending.wait()?.row(0).to_vec()),
+            None => None,
+        })
+    };
+    let lists = shard::lists_then_vector(collection, query, vector, None, p)?;
     let (page, candidates) = lists.fuse_page(p);
     let bodies =
         shard::bodies(collection, query, p, &page.iter().map(|h| (h.doc_id.clone(), h.chunk_key)).collect::<Vec<_>>())?;

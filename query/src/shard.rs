@@ -158,13 +158,26 @@ pub fn lists(
     stats: Option<&TermStats>,
     p: &SearchParams,
 ) -> Result<Lists> {
+    lists_then_vector(collection, query, || Ok(vector.map(<[f32]>::to_vec)), stats, p)
+}
+
+/// [`lists`] with the query vector asked for only once the filter and the BM25 list are done,
+/// so that its forward pass (on the encoder's thread) overlaps them.
+pub fn lists_then_vector(
+    collection: &Collection,
+    query: &str,
+    vector: impl FnOnce() -> Result<Option<Vec<f32>>>,
+    stats: Option<&TermStats>,
+    p: &SearchParams,
+) -> Result<Lists> {
     let allowed = if p.filter.is_empty() { None } else { Some(p.filter.allowed_chunks(collection)?) };
     let depth = p.depth.max(p.offset + p.limit);
     let bm25 = match (p.mode, collection.bm25().query(query, p.syntax)?) {
         (Mode::Dense, _) | (_, None) => Vec::new(),
         (_, Some(q)) => bm25_docs(collection, &q, allowed.as_ref(), depth, stats)?,
     };
-    let dense = match (p.mode, vector) {
+    let vector = vector()?;
+    let dense = match (p.mode, vector.as_deref()) {
         (Mode::Bm25, _) | (_, None) => Vec::new(),
         (_, Some(v)) => dense_docs(collection, v, allowed.as_ref(), depth, p.ef)?,
     };
