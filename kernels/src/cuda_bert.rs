@@ -17,6 +17,15 @@ use std::sync::Arc;
 /// The CUDA C source of the BERT kernels, embedded in the binary.
 pub const BERT_SOURCE: &str = include_str!("../cuda/bert.cu");
 
+/// The kernels compiled for one model: the attention kernel keeps a head's query and
+/// accumulator in registers, so the head width is a compile-time constant of each build.
+fn compile_for_head_width(dh: usize) -> Result<cudarc::nvrtc::Ptx> {
+    if dh == 0 || dh > 128 {
+        return Err(Error::Cuda(format!("attention heads of {dh} dims (the CUDA kernel takes 1 to 128)")));
+    }
+    crate::cuda::compile(&format!("#define ATT_HEAD_DIM {dh}\n{BERT_SOURCE}"))
+}
+
 /// The shape of the model.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
@@ -181,13 +190,7 @@ impl CudaBert {
         let ctx = CudaContext::new(ordinal).map_err(cuda_err)?;
         let stream = ctx.new_stream().map_err(cuda_err)?;
         let blas = CudaBlas::new(stream.clone()).map_err(cuda_err)?;
-        // The attention kernel keeps a head's query and accumulator in registers, so the head
-        // width is a compile-time constant of this model's build of the source.
-        let dh = s.hidden / s.heads;
-        if dh == 0 || dh > 128 {
-            return Err(Error::Cuda(format!("attention heads of {dh} dims (the CUDA kernel takes 1 to 128)")));
-        }
-        let ptx = crate::cuda::compile(&format!("#define ATT_HEAD_DIM {dh}\n{BERT_SOURCE}"))?;
+        let ptx = compile_for_head_width(s.hidden / s.heads.max(1))?;
         let module = ctx.load_module(ptx).map_err(cuda_err)?;
         let load = |name: &str| module.load_function(name).map_err(cuda_err);
         let f = Functions {
