@@ -41,7 +41,7 @@ pub fn encode(g: &Global, args: BenchEncodeArgs) -> Result<()> {
         let Some(options) = encode_variant(name) else {
             bail!("unknown variant {name:?}: use naive, candle, fp32, fp32-matmul or int8, optionally with :THREADS and @TOKENS");
         };
-        let g = &Global { precision: options.precision, ..g.clone() };
+        let g = &Global { precision: Some(options.precision), ..g.clone() };
         let encoder = load_encoder(g, options)?;
         encoder.encode(&texts[..texts.len().min(8)].iter().map(String::as_str).collect::<Vec<_>>())?; // warm-up
         let before = encoder.stats();

@@ -15,8 +15,13 @@ use sousuo_indexer::vectors::{HnswParams, MemoryGraph};
 use std::path::Path;
 use std::time::Instant;
 
+/// One way to search the graph: (query, ef) -> ids.
+type SearchFn<'a> = dyn Fn(&[f32], usize) -> Vec<usize> + 'a;
+
 #[derive(Serialize)]
 struct Row {
+    /// `flat` (the walk queries take: int8 scores, f32 rescoring) or `hnsw_rs` (its own search).
+    search: &'static str,
     ef: usize,
     recall: f64,
     queries_per_s: f64,
@@ -49,7 +54,9 @@ pub fn run(g: &Global, args: BenchHnswArgs) -> Result<()> {
         args.copies,
         queries.len()
     );
-    if let Some(dir) = &args.export {
+    let scratch = tempfile::tempdir()?;
+    let export = args.export.clone().or_else(|| args.peer.then(|| scratch.path().to_path_buf()));
+    if let Some(dir) = &export {
         std::fs::create_dir_all(dir)?;
         write_npy(&dir.join("base.npy"), &data, dim)?;
         write_npy(&dir.join("queries.npy"), &queries, dim)?;
@@ -65,12 +72,15 @@ pub fn run(g: &Global, args: BenchHnswArgs) -> Result<()> {
     let graph = MemoryGraph::build(&data, params);
     let build_s = started.elapsed().as_secs_f64();
     let mut rows = Vec::new();
-    for &ef in &args.ef {
+    let searches: [(&'static str, &SearchFn); 2] =
+        [("flat", &|q, ef| graph.search(q, args.k, ef)), ("hnsw_rs", &|q, ef| graph.search_hnsw_rs(q, args.k, ef))];
+    for (&ef, (search, run)) in args.ef.iter().flat_map(|ef| searches.iter().map(move |s| (ef, s))) {
         let t = Instant::now();
-        let found: Vec<Vec<usize>> = queries.iter().map(|q| graph.search(q, args.k, ef)).collect();
+        let found: Vec<Vec<usize>> = queries.iter().map(|q| run(q, ef)).collect();
         let secs = t.elapsed().as_secs_f64();
         let hits: usize = found.iter().zip(&truth).map(|(f, t)| f.iter().filter(|i| t.contains(i)).count()).sum();
         rows.push(Row {
+            search,
             ef,
             recall: hits as f64 / (truth.len() * args.k).max(1) as f64,
             queries_per_s: queries.len() as f64 / secs,
@@ -90,9 +100,35 @@ pub fn run(g: &Global, args: BenchHnswArgs) -> Result<()> {
         args.ef_construction,
         rayon::current_num_threads()
     );
-    println!("{:>5} {:>10} {:>14} {:>12}", "ef", format!("recall@{}", args.k), "queries/s (1)", "ms/query");
+    println!(
+        "{:<8} {:>5} {:>10} {:>14} {:>12}",
+        "search",
+        "ef",
+        format!("recall@{}", args.k),
+        "queries/s (1)",
+        "ms/query"
+    );
     for r in rows {
-        println!("{:>5} {:>10.4} {:>14.0} {:>12.3}", r.ef, r.recall, r.queries_per_s, r.ms_per_query);
+        println!("{:<8} {:>5} {:>10.4} {:>14.0} {:>12.3}", r.search, r.ef, r.recall, r.queries_per_s, r.ms_per_query);
+    }
+    if let (true, Some(dir)) = (args.peer, &export) {
+        run_peer(&args, dir)?;
+    }
+    Ok(())
+}
+
+/// Runs scripts/hnsw-peer on the exported vectors; its table goes to standard output.
+fn run_peer(args: &BenchHnswArgs, dir: &Path) -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hnsw-peer");
+    let ef: Vec<String> = args.ef.iter().map(usize::to_string).collect();
+    let status = std::process::Command::new(&script)
+        .arg(dir)
+        .args(["--m", &args.m.to_string(), "--ef-construction", &args.ef_construction.to_string()])
+        .args(["--ef", &ef.join(","), "--k", &args.k.to_string()])
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", script.display()))?;
+    if !status.success() {
+        bail!("{} failed ({status})", script.display());
     }
     Ok(())
 }

@@ -54,7 +54,10 @@ pub fn run(g: &Global, args: BenchMemoryArgs) -> Result<()> {
     drop(encoder);
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--precision").arg(g.precision.to_string()).arg("--store-cache-mb").arg(g.store_cache_mb.to_string());
+    cmd.arg("--precision")
+        .arg(crate::paths::precision(g)?.to_string())
+        .arg("--store-cache-mb")
+        .arg(g.store_cache_mb.to_string());
     if let Some(home) = &g.home {
         cmd.arg("--home").arg(home);
     }

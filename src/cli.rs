@@ -33,11 +33,13 @@ pub struct Global {
     /// Threads for model inference (default: the physical cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
-    /// The encoder's dense-layer arithmetic: f32, or int8 (about twice as fast on CPUs with
-    /// VNNI, cosine >= 0.99 to f32). A collection records the precision it was built with and
-    /// is opened only with that precision.
-    #[arg(long, global = true, env = "SOUSUO_PRECISION", default_value = "f32")]
-    pub precision: Precision,
+    /// The encoder's dense-layer arithmetic: int8 (2-3x faster than f32 on CPUs with VNNI,
+    /// cosine >= 0.99 to f32) or f32. A collection records the precision it was built with and
+    /// is opened only with that precision. Default: the precision the data directory's
+    /// collections share; with none (or a mix), int8 for the default encoder on the CPU and
+    /// f32 otherwise (another `--encoder`, a GPU).
+    #[arg(long, global = true, env = "SOUSUO_PRECISION")]
+    pub precision: Option<Precision>,
     /// Where the encoder runs: auto, cpu, cuda or cuda:N.
     #[arg(long, global = true, default_value = "cpu")]
     pub device: Device,
@@ -404,6 +406,10 @@ pub struct BenchHnswArgs {
     /// Write base.npy and queries.npy here (for scripts/hnsw-peer).
     #[arg(long)]
     pub export: Option<PathBuf>,
+    /// Also run the peer (scripts/hnsw-peer: faiss's HNSW from PyPI, in a cached virtual
+    /// environment) on the same vectors, queries, M, ef_construction and ef values.
+    #[arg(long)]
+    pub peer: bool,
     #[arg(long)]
     pub json: bool,
 }

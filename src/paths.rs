@@ -6,7 +6,7 @@ use sousuo_common::models::{default_cache_root, ModelCache, PinnedModel};
 use sousuo_decoder::Decoder;
 use sousuo_decoder::SMOLLM2;
 use sousuo_encoder::models::MINILM;
-use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
+use sousuo_encoder::{Device, Encoder, EncoderOptions, ModelDir, Precision};
 use std::path::PathBuf;
 
 /// Every model the binary pins: the default encoder and the default decoder.
@@ -49,9 +49,32 @@ pub fn encoder_dir(g: &Global) -> Result<ModelDir> {
 /// Loads the encoder with the given options.
 pub fn load_encoder(g: &Global, mut options: EncoderOptions) -> Result<Encoder> {
     options.device = g.device;
-    options.precision = g.precision;
+    options.precision = precision(g)?;
     let dir = encoder_dir(g)?;
     Encoder::load(&dir, options).with_context(|| format!("cannot load the encoder from {}", dir.dir.display()))
+}
+
+/// The encoder precision: `--precision`, else the one every collection in the data directory
+/// was built with, else int8 for the default encoder on the CPU (f32 for another encoder, which
+/// may need candle's f32 forward pass, or a GPU).
+pub fn precision(g: &Global) -> Result<Precision> {
+    if let Some(p) = g.precision {
+        return Ok(p);
+    }
+    let dir = data_dir(g)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for name in sousuo_indexer::list_collections(&dir).unwrap_or_default() {
+        if let Ok(m) = sousuo_indexer::read_manifest(&dir, &name) {
+            seen.insert(m.encoder.precision);
+        }
+    }
+    if let (1, Some(p)) = (seen.len(), seen.first()) {
+        return Ok(p.parse()?);
+    }
+    Ok(match (&g.encoder, g.device) {
+        (None, Device::Cpu) => Precision::Int8,
+        _ => Precision::F32,
+    })
 }
 
 /// The GGUF file to run: `path`, or the default SmolLM2 from the cache (fetched if missing).

@@ -91,7 +91,9 @@ fn killed_index_runs_lose_nothing_and_resume_exactly() {
     let (corpus, n) = slice(tmp.path());
     let log = tmp.path().join("committed.log");
     let data = home.join("data");
-    let encoder = Encoder::load(&ModelDir::open(&model_dir()).unwrap(), EncoderOptions::default()).unwrap();
+    // The CLI's default precision for the default encoder on a CPU (no other collection here).
+    let options = EncoderOptions { precision: sousuo_encoder::Precision::Int8, ..EncoderOptions::default() };
+    let encoder = Encoder::load(&ModelDir::open(&model_dir()).unwrap(), options).unwrap();
     let info = EncoderInfo::of(&encoder).unwrap();
     let seed = std::env::var("SOUSUO_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1

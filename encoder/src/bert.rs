@@ -122,6 +122,11 @@ impl Model {
             return Err(Error::Model(format!("precision {precision} needs the native backend, not candle")));
         }
         if let crate::Device::Cuda(ordinal) = device {
+            if precision != Precision::F32 {
+                return Err(Error::Device(format!(
+                    "precision {precision} runs on the CPU only: pass --precision f32 with a GPU"
+                )));
+            }
             let shape =
                 shape.map_err(|why| Error::Device(format!("{}: the CUDA encoder does not support {why}", dir.name)))?;
             let weights = BertWeights::load(&dir.weights(), shape)?;

@@ -469,7 +469,7 @@ impl Collection {
 
     /// Every point id in the graph (tombstones included).
     pub fn vector_ids(&self) -> Result<Vec<u64>> {
-        Ok(self.vectors.read().map_err(|_| poisoned())?.all_ids())
+        self.vectors.read().map_err(|_| poisoned())?.all_ids()
     }
 
     /// Counts and sizes.

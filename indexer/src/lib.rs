@@ -16,6 +16,7 @@ mod collection;
 mod document;
 mod error;
 pub mod fields;
+pub mod flat;
 pub mod formats;
 mod live;
 mod pipeline;

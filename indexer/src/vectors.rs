@@ -1,11 +1,18 @@
 //! The vector index: an hnsw_rs graph over chunk vectors (dot product on unit vectors = cosine),
-//! with chunk keys as point ids.
+//! with chunk keys as point ids, and its flat searching copy ([`FlatGraph`]).
 //!
 //! hnsw_rs has no delete: a removed chunk stays in the graph as a tombstone and searches skip
 //! it through a filter (the caller's liveness check); `compact` rebuilds the graph without them.
-//! The graph is dumped to `hnsw/g-<seq>/` and `hnsw/CURRENT` (written atomically) names the dump
-//! and the sled sequence number it includes; the oplog after that is replayed on open.
+//! The graph is dumped to `hnsw/g-<seq>/`, its flat copy to `hnsw/f-<seq>/`, and `hnsw/CURRENT`
+//! (written atomically) names both and the sled sequence number they include; the oplog after
+//! that is replayed on open.
+//!
+//! Opening loads the flat copy only (its vectors mapped, not read): hnsw_rs's graph, which
+//! holds every vector and an `Arc` per link, is loaded from its dump on the first insert.
+//! Queries walk the flat copy while it holds every point, else (inserts not yet persisted)
+//! hnsw_rs's graph; each persist makes a new flat copy.
 
+use crate::flat::FlatGraph;
 use crate::store::{Op, Store};
 use crate::{Error, Result};
 use hnsw_rs::api::AnnT;
@@ -15,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sousuo_common::fs::atomic_write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Graph parameters.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +75,9 @@ struct Current {
     dir: String,
     seq: u64,
     points: usize,
+    /// The flat copy's directory (absent in collections written before it existed).
+    #[serde(default)]
+    flat: Option<String>,
 }
 
 /// A vector found by HNSW: chunk key and cosine similarity.
@@ -83,7 +94,10 @@ pub struct VectorIndex {
     dir: PathBuf,
     dim: usize,
     params: HnswParams,
-    graph: Holder,
+    /// hnsw_rs's graph, for inserts; `None` until the first insert after opening a dump.
+    graph: RwLock<Option<Holder>>,
+    /// The searching copy: current while it holds `points` points.
+    flat: RwLock<Option<Arc<FlatGraph>>>,
     /// The sled sequence number of the last operation inserted.
     seq: AtomicU64,
     /// The sequence number included in the dump on disk.
@@ -100,35 +114,64 @@ impl<F: Fn(u64) -> bool> FilterT for Live<'_, F> {
 }
 
 impl VectorIndex {
-    /// Opens the dump in `dir` if there is one, else starts an empty graph.
+    /// Opens the graph in `dir` if there is one (its flat copy; a collection without one, or
+    /// with a damaged one, gets it made from the dump), else starts an empty graph.
     pub fn open(dir: &Path, dim: usize, params: HnswParams) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let current: Option<Current> = match std::fs::read(dir.join("CURRENT")) {
-            Ok(b) => serde_json::from_slice(&b).ok(),
-            Err(_) => None,
-        };
-        let (graph, seq, points) = match current {
-            Some(c) if dir.join(&c.dir).is_dir() => {
-                let io = HnswIo::new(&dir.join(&c.dir), "graph");
-                let loaded = Loaded::try_new(io, |io| {
-                    io.load_hnsw_with_dist(DistDot).map_err(|e| Error::Vectors(format!("cannot reload the graph: {e}")))
-                })?;
-                (Holder::Loaded(loaded), c.seq, c.points)
-            }
-            _ => (Holder::Fresh(Box::new(new_graph(params, 10_000))), 0, 0),
-        };
-        let mut index = VectorIndex {
+        let current = read_current(dir).filter(|c| dir.join(&c.dir).is_dir());
+        let (seq, points) = current.as_ref().map_or((0, 0), |c| (c.seq, c.points));
+        let index = VectorIndex {
             dir: dir.to_path_buf(),
             dim,
             params,
-            graph,
+            graph: RwLock::new(None),
+            flat: RwLock::new(None),
             seq: AtomicU64::new(seq),
             dumped_seq: AtomicU64::new(seq),
             points: AtomicUsize::new(points),
         };
-        index.graph.with_mut(|g| g.set_searching_mode(true));
+        let Some(c) = current else {
+            *index.graph.write().map_err(|_| poisoned())? = Some(Holder::Fresh(Box::new(new_graph(params, 10_000))));
+            return Ok(index);
+        };
+        let loaded = c.flat.as_ref().map(|f| FlatGraph::load(&dir.join(f), dim));
+        match loaded {
+            Some(Ok(flat)) if flat.len() == c.points => {
+                *index.flat.write().map_err(|_| poisoned())? = Some(Arc::new(flat))
+            }
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::warn!("{e}; making it again from the graph's dump");
+                }
+                index.ensure_graph()?;
+                index.write_flat(&c.dir)?;
+            }
+        }
         index.remove_stale_dumps();
         Ok(index)
+    }
+
+    /// Loads hnsw_rs's graph from the dump `CURRENT` names, if not loaded yet.
+    fn ensure_graph(&self) -> Result<()> {
+        if self.graph.read().map_err(|_| poisoned())?.is_some() {
+            return Ok(());
+        }
+        let mut slot = self.graph.write().map_err(|_| poisoned())?;
+        if slot.is_some() {
+            return Ok(());
+        }
+        let mut holder = match read_current(&self.dir).filter(|c| self.dir.join(&c.dir).is_dir()) {
+            Some(c) => {
+                let io = HnswIo::new(&self.dir.join(&c.dir), "graph");
+                Holder::Loaded(Loaded::try_new(io, |io| {
+                    io.load_hnsw_with_dist(DistDot).map_err(|e| Error::Vectors(format!("cannot reload the graph: {e}")))
+                })?)
+            }
+            None => Holder::Fresh(Box::new(new_graph(self.params, 10_000))),
+        };
+        holder.with_mut(|g| g.set_searching_mode(true));
+        *slot = Some(holder);
+        Ok(())
     }
 
     /// The sequence number of the last operation in the graph.
@@ -156,13 +199,23 @@ impl VectorIndex {
         }
         let refs: Vec<(&Vec<f32>, usize)> = data.iter().map(|(v, k)| (v, *k)).collect();
         if !refs.is_empty() {
-            self.graph.with(|g| g.parallel_insert(&refs));
+            self.ensure_graph()?;
+            let graph = self.graph.read().map_err(|_| poisoned())?;
+            if let Some(g) = graph.as_ref() {
+                g.with(|g| g.parallel_insert(&refs));
+            }
             self.points.fetch_add(refs.len(), Ordering::SeqCst);
         }
         if let Some(last) = ops.last() {
             self.seq.fetch_max(last.seq, Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    /// The flat copy, if it holds every point.
+    fn current_flat(&self) -> Result<Option<Arc<FlatGraph>>> {
+        let flat = self.flat.read().map_err(|_| poisoned())?.clone();
+        Ok(flat.filter(|f| f.len() == self.points()))
     }
 
     /// The `k` nearest live chunks to `query`; `live: None` when every point of the graph is
@@ -180,47 +233,82 @@ impl VectorIndex {
         if self.points() == 0 || k == 0 {
             return Ok(Vec::new());
         }
+        if let Some(flat) = self.current_flat()? {
+            let found = flat.search(query, k, ef, live);
+            return Ok(found.into_iter().map(|(chunk_key, score)| VectorHit { chunk_key, score }).collect());
+        }
+        let graph = self.graph.read().map_err(|_| poisoned())?;
+        let Some(graph) = graph.as_ref() else { return Ok(Vec::new()) };
         let found = match live {
             Some(live) => {
                 let filter = Live(&live);
-                self.graph.with(|g| g.search_filter(query, k, ef.max(k), Some(&filter)))
+                graph.with(|g| g.search_filter(query, k, ef.max(k), Some(&filter)))
             }
-            None => self.graph.with(|g| g.search_filter(query, k, ef.max(k), None)),
+            None => graph.with(|g| g.search_filter(query, k, ef.max(k), None)),
         };
         Ok(found.into_iter().map(|n| VectorHit { chunk_key: n.d_id as u64, score: 1.0 - n.distance }).collect())
     }
 
     /// Every point id in the graph (tombstones included), for consistency checks.
-    pub fn all_ids(&self) -> Vec<u64> {
+    pub fn all_ids(&self) -> Result<Vec<u64>> {
         if self.points() == 0 {
-            return Vec::new(); // hnsw_rs's point iterator panics on an empty graph
+            return Ok(Vec::new()); // hnsw_rs's point iterator panics on an empty graph
         }
-        self.graph.with(|g| {
-            let mut ids = Vec::new();
-            for p in g.get_point_indexation().into_iter() {
-                ids.push(p.get_origin_id() as u64);
-            }
-            ids
-        })
+        if let Some(flat) = self.current_flat()? {
+            return Ok(flat.ids().to_vec());
+        }
+        let graph = self.graph.read().map_err(|_| poisoned())?;
+        Ok(graph.as_ref().map_or_else(Vec::new, |g| {
+            g.with(|g| g.get_point_indexation().into_iter().map(|p| p.get_origin_id() as u64).collect())
+        }))
     }
 
-    /// Writes the graph to disk if it changed since the last dump.
+    /// Writes the graph and its flat copy to disk if they changed since the last dump.
     pub fn persist(&self) -> Result<()> {
         let seq = self.seq();
         if seq == self.dumped_seq.load(Ordering::SeqCst) || self.points() == 0 {
             return Ok(());
         }
+        if self.current_flat()?.is_some() {
+            // Only deletions since: the files hold every point already; record the sequence.
+            if let Some(c) = read_current(&self.dir) {
+                return self.write_current(Current { seq, points: self.points(), ..c });
+            }
+        }
         let name = format!("g-{seq}");
         let target = self.dir.join(&name);
-        if target.exists() {
-            std::fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
-        }
-        std::fs::create_dir_all(&target).map_err(|e| Error::io(&target, e))?;
-        self.graph
+        fresh_dir(&target)?;
+        let graph = self.graph.read().map_err(|_| poisoned())?;
+        let Some(graph) = graph.as_ref() else { return Ok(()) };
+        graph
             .with(|g| g.file_dump(&target, "graph"))
             .map_err(|e| Error::Vectors(format!("cannot write the graph to {}: {e}", target.display())))?;
         sync_dir(&target)?;
-        let current = Current { dir: name, seq, points: self.points() };
+        self.write_flat(&name)
+    }
+
+    /// Makes the flat copy of the loaded graph, writes it to `f-<seq>/`, maps its vectors and
+    /// records both directories in `CURRENT`.
+    fn write_flat(&self, graph_dir: &str) -> Result<()> {
+        let seq = self.seq();
+        let name = format!("f-{seq}");
+        let target = self.dir.join(&name);
+        fresh_dir(&target)?;
+        let mut flat = {
+            let graph = self.graph.read().map_err(|_| poisoned())?;
+            let Some(graph) = graph.as_ref() else { return Ok(()) };
+            graph.with(|g| FlatGraph::from_hnsw(g, self.dim, seq))
+        };
+        flat.save(&target)?;
+        sousuo_common::fs::sync_dir(&target)?;
+        flat.map_rows(&target)?;
+        let points = flat.len();
+        *self.flat.write().map_err(|_| poisoned())? = Some(Arc::new(flat));
+        self.write_current(Current { dir: graph_dir.to_string(), seq, points, flat: Some(name) })
+    }
+
+    fn write_current(&self, current: Current) -> Result<()> {
+        let seq = current.seq;
         atomic_write(&self.dir.join("CURRENT"), &serde_json::to_vec(&current).unwrap_or_default())?;
         self.dumped_seq.store(seq, Ordering::SeqCst);
         self.remove_stale_dumps();
@@ -234,7 +322,8 @@ impl VectorIndex {
         let refs: Vec<(&Vec<f32>, usize)> = vectors.iter().map(|(k, v)| (v, *k as usize)).collect();
         graph.parallel_insert(&refs);
         graph.set_searching_mode(true);
-        self.graph = Holder::Fresh(Box::new(graph));
+        *self.graph.write().map_err(|_| poisoned())? = Some(Holder::Fresh(Box::new(graph)));
+        *self.flat.write().map_err(|_| poisoned())? = None;
         self.points.store(refs.len(), Ordering::SeqCst);
         self.seq.store(store.seq()?, Ordering::SeqCst);
         self.dumped_seq.store(u64::MAX, Ordering::SeqCst);
@@ -242,23 +331,40 @@ impl VectorIndex {
     }
 
     fn remove_stale_dumps(&self) {
-        let keep = std::fs::read(self.dir.join("CURRENT"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Current>(&b).ok())
-            .map(|c| c.dir);
+        let keep: Vec<String> =
+            read_current(&self.dir).map(|c| [Some(c.dir), c.flat].into_iter().flatten().collect()).unwrap_or_default();
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("g-") && Some(&name) != keep.as_ref() {
+            if (name.starts_with("g-") || name.starts_with("f-")) && !keep.contains(&name) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
 }
 
+fn read_current(dir: &Path) -> Option<Current> {
+    std::fs::read(dir.join("CURRENT")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// An empty directory at `path` (whatever was there removed).
+fn fresh_dir(path: &Path) -> Result<()> {
+    if path.exists() {
+        std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
+    }
+    std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))
+}
+
+fn poisoned() -> Error {
+    Error::Vectors("the vector index lock is poisoned (a thread panicked while holding it)".into())
+}
+
 /// A graph over plain vectors in memory (no store, no dump), built the way collections build
-/// theirs: for benchmarks of the graph itself (`sousuo bench hnsw`).
-pub struct MemoryGraph(Box<Graph<'static>>);
+/// theirs, with its flat copy: for benchmarks of the graph itself (`sousuo bench hnsw`).
+pub struct MemoryGraph {
+    graph: Box<Graph<'static>>,
+    flat: FlatGraph,
+}
 
 impl MemoryGraph {
     /// Inserts `vectors` (unit length, for the dot product) with ids 0.. in parallel.
@@ -267,12 +373,19 @@ impl MemoryGraph {
         let refs: Vec<(&Vec<f32>, usize)> = vectors.iter().enumerate().map(|(i, v)| (v, i)).collect();
         graph.parallel_insert(&refs);
         graph.set_searching_mode(true);
-        MemoryGraph(Box::new(graph))
+        let flat = FlatGraph::from_hnsw(&graph, vectors.first().map_or(0, Vec::len), 0);
+        MemoryGraph { graph: Box::new(graph), flat }
     }
 
-    /// The ids of the `k` nearest vectors to `query`, searching `ef` wide.
+    /// The ids of the `k` nearest vectors to `query`, searching `ef` wide: the walk queries
+    /// take (the flat copy, int8 scores, f32 rescoring).
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<usize> {
-        self.0.search_filter(query, k, ef.max(k), None).into_iter().map(|n| n.d_id).collect()
+        self.flat.search(query, k, ef, None).into_iter().map(|(id, _)| id as usize).collect()
+    }
+
+    /// The same through hnsw_rs's own search (f32 throughout), for comparison.
+    pub fn search_hnsw_rs(&self, query: &[f32], k: usize, ef: usize) -> Vec<usize> {
+        self.graph.search_filter(query, k, ef.max(k), None).into_iter().map(|n| n.d_id).collect()
     }
 }
 

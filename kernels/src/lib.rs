@@ -9,8 +9,10 @@
 
 pub mod attention;
 pub mod blockq;
+pub mod dot8;
 mod error;
 pub mod int8;
+pub mod mapped;
 pub mod matmul;
 pub mod ops;
 pub mod packed;
@@ -27,7 +29,7 @@ pub use error::{Error, Result};
 /// Every CUDA C source of the crate, by file name.
 #[cfg(feature = "cuda")]
 pub const CUDA_SOURCES: [(&str, &str); 2] = [("topk.cu", cuda::TOPK_SOURCE), ("bert.cu", cuda_bert::BERT_SOURCE)];
-pub use topk::{top_k_dot, top_k_dot_scalar, Hit, SimdLevel};
+pub use topk::{dot, top_k_dot, top_k_dot_scalar, Hit, SimdLevel};
 
 /// Whether this build carries the CUDA kernels (the `cuda` cargo feature).
 pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");

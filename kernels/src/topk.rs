@@ -115,6 +115,11 @@ fn check_shape(matrix: &[f32], dim: usize, query: &[f32]) -> Result<()> {
     Ok(())
 }
 
+/// The dot product of two equal-length vectors at the fastest level this CPU has.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_with(SimdLevel::detect(), a, b)
+}
+
 /// Dot product at a level the caller has checked the CPU supports.
 fn dot_with(level: SimdLevel, a: &[f32], b: &[f32]) -> f32 {
     match level {

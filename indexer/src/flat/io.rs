@@ -1,0 +1,217 @@
+//! Making the flat graph from hnsw_rs's, and its files: `meta.json` and little-endian arrays
+//! (`ids`, `links0`, `upper`, `codes`, `scales`, `vectors`; the last is memory-mapped on load).
+
+use super::{FlatGraph, Rows, UpperLayer, NONE};
+use crate::{Error, Result};
+use hnsw_rs::prelude::{DistDot, Hnsw};
+use serde::{Deserialize, Serialize};
+use sousuo_kernels::dot8::quantize_i8;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    version: u32,
+    dim: usize,
+    seq: u64,
+    nodes: usize,
+    m0: usize,
+    entry: u32,
+    /// Per upper layer: (nodes on it, links per node).
+    upper: Vec<(usize, usize)>,
+}
+
+impl FlatGraph {
+    /// The flat copy of an hnsw_rs graph of `dim`-wide vectors including operation `seq`.
+    pub fn from_hnsw(g: &Hnsw<'_, f32, DistDot>, dim: usize, seq: u64) -> FlatGraph {
+        let pi = g.get_point_indexation();
+        let counts: Vec<usize> = (0..16).map(|l| pi.get_layer_nb_point(l)).collect();
+        let offsets: Vec<usize> = counts.iter().scan(0, |acc, c| Some(std::mem::replace(acc, *acc + c))).collect();
+        let n: usize = counts.iter().sum();
+        let top = counts.iter().rposition(|&c| c > 0).unwrap_or(0);
+        let index = |layer: u8, rank: i32| (offsets[layer as usize] + rank.max(0) as usize) as u32;
+        let m0 = 2 * g.get_max_nb_connection() as usize;
+        let (mut ids, mut links0) = (vec![0u64; n], vec![NONE; n * m0]);
+        let (mut codes, mut scales, mut rows) = (vec![0i8; n * dim], vec![0f32; n], vec![0f32; n * dim]);
+        let mut uppers: Vec<Vec<(u32, Vec<u32>)>> = vec![Vec::new(); top];
+        if n > 0 {
+            for p in pi {
+                let (level, rank) = (p.get_point_id().0, p.get_point_id().1);
+                let node = index(level, rank) as usize;
+                ids[node] = p.get_origin_id() as u64;
+                let v = p.get_v();
+                if v.len() == dim {
+                    rows[node * dim..(node + 1) * dim].copy_from_slice(v);
+                    scales[node] = quantize_i8(v, &mut codes[node * dim..(node + 1) * dim]);
+                }
+                for (layer, list) in p.get_neighborhood_id().into_iter().enumerate() {
+                    let links = list.iter().map(|nb| index(nb.p_id.0, nb.p_id.1));
+                    if layer == 0 {
+                        for (slot, l) in links0[node * m0..(node + 1) * m0].iter_mut().zip(links) {
+                            *slot = l;
+                        }
+                    } else if layer <= top && !list.is_empty() {
+                        uppers[layer - 1].push((node as u32, links.collect()));
+                    }
+                }
+            }
+        }
+        let upper = uppers.into_iter().map(upper_layer).collect();
+        let entry = if n > 0 { index(top as u8, 0) } else { 0 };
+        FlatGraph { dim, seq, ids, m0, links0, upper, entry, codes, scales, rows: Rows::Owned(rows) }
+    }
+
+    /// Writes the graph's files into `dir` (which must exist), synced.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let meta = Meta {
+            version: VERSION,
+            dim: self.dim,
+            seq: self.seq,
+            nodes: self.ids.len(),
+            m0: self.m0,
+            entry: self.entry,
+            upper: self.upper.iter().map(|l| (l.slot.len(), l.stride)).collect(),
+        };
+        write(dir, "ids", self.ids.iter().flat_map(|v| v.to_le_bytes()))?;
+        write(dir, "links0", self.links0.iter().flat_map(|v| v.to_le_bytes()))?;
+        let upper = self.upper.iter().flat_map(|l| {
+            let mut nodes: Vec<(u32, u32)> = l.slot.iter().map(|(&n, &s)| (n, s)).collect();
+            nodes.sort_unstable();
+            let links =
+                nodes.iter().flat_map(|&(_, s)| l.links[s as usize * l.stride..(s as usize + 1) * l.stride].to_vec());
+            nodes.iter().map(|&(n, _)| n).chain(links).collect::<Vec<u32>>()
+        });
+        write(dir, "upper", upper.flat_map(|v| v.to_le_bytes()))?;
+        write(dir, "codes", self.codes.iter().map(|&c| c as u8))?;
+        write(dir, "scales", self.scales.iter().flat_map(|v| v.to_le_bytes()))?;
+        write(dir, "vectors", self.rows.all().iter().flat_map(|v| v.to_le_bytes()))?;
+        let meta = serde_json::to_vec(&meta).map_err(|e| Error::Vectors(e.to_string()))?;
+        std::fs::write(dir.join("meta.json"), meta).map_err(|e| Error::io(dir.join("meta.json"), e))
+    }
+
+    /// Serves the f32 vectors from `dir/vectors` (just saved there) instead of memory.
+    pub(crate) fn map_rows(&mut self, dir: &Path) -> Result<()> {
+        let path = dir.join("vectors");
+        let map = sousuo_kernels::mapped::MappedF32::open(&path).map_err(|e| Error::io(&path, e))?;
+        if map.as_slice().len() != self.rows.all().len() {
+            return Err(Error::Vectors(format!("{} does not hold the vectors just written", path.display())));
+        }
+        self.rows = Rows::Mapped(map);
+        Ok(())
+    }
+
+    /// Reads the graph in `dir`, checking every size and link; the vectors are mapped.
+    pub fn load(dir: &Path, dim: usize) -> Result<FlatGraph> {
+        let bad =
+            |reason: String| Error::Vectors(format!("the graph files in {} are damaged: {reason}", dir.display()));
+        let meta_path = dir.join("meta.json");
+        let meta: Meta = serde_json::from_slice(&std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?)
+            .map_err(|e| bad(format!("meta.json: {e}")))?;
+        if meta.version != VERSION || meta.dim != dim {
+            return Err(bad(format!("version {} dim {} (expected {VERSION}, {dim})", meta.version, meta.dim)));
+        }
+        let n = meta.nodes;
+        let ids: Vec<u64> = read(dir, "ids", 8, n)?.chunks_exact(8).map(|c| le(c, u64::from_le_bytes)).collect();
+        let links0 = read_u32(dir, "links0", n * meta.m0)?;
+        let upper_words: usize = meta.upper.iter().map(|&(nodes, stride)| nodes * (1 + stride)).sum();
+        let mut words = read_u32(dir, "upper", upper_words)?.into_iter();
+        let mut upper = Vec::new();
+        for &(nodes, stride) in &meta.upper {
+            let ids: Vec<u32> = words.by_ref().take(nodes).collect();
+            let links: Vec<u32> = words.by_ref().take(nodes * stride).collect();
+            upper.push(UpperLayer { slot: ids.into_iter().zip(0..).collect(), stride, links });
+        }
+        let codes: Vec<i8> = read(dir, "codes", 1, n * dim)?.into_iter().map(|b| b as i8).collect();
+        let scales = read(dir, "scales", 4, n)?.chunks_exact(4).map(|c| le(c, f32::from_le_bytes)).collect();
+        let path = dir.join("vectors");
+        // Written once before CURRENT named its directory, never modified after.
+        let map = sousuo_kernels::mapped::MappedF32::open(&path).map_err(|e| Error::io(&path, e))?;
+        if map.as_slice().len() != n * dim {
+            return Err(bad(format!("vectors holds {} values, expected {}", map.as_slice().len(), n * dim)));
+        }
+        let g = FlatGraph {
+            dim,
+            seq: meta.seq,
+            ids,
+            m0: meta.m0,
+            links0,
+            upper,
+            entry: meta.entry,
+            codes,
+            scales,
+            rows: Rows::Mapped(map),
+        };
+        g.check().map_err(bad)?;
+        Ok(g)
+    }
+
+    /// Every link and the entry name a node.
+    fn check(&self) -> std::result::Result<(), String> {
+        let n = self.ids.len() as u32;
+        let ok = |l: &u32| *l == NONE || *l < n;
+        if (n > 0 && self.entry >= n) || !self.links0.iter().all(ok) {
+            return Err("a link names no node".into());
+        }
+        for layer in &self.upper {
+            if !layer.links.iter().all(ok) || !layer.slot.keys().all(|k| *k < n) {
+                return Err("an upper-layer link names no node".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn upper_layer(nodes: Vec<(u32, Vec<u32>)>) -> UpperLayer {
+    let stride = nodes.iter().map(|(_, l)| l.len()).max().unwrap_or(0);
+    let mut links = vec![NONE; nodes.len() * stride];
+    let mut slot = HashMap::with_capacity(nodes.len());
+    for (i, (node, list)) in nodes.into_iter().enumerate() {
+        links[i * stride..i * stride + list.len()].copy_from_slice(&list);
+        slot.insert(node, i as u32);
+    }
+    UpperLayer { slot, stride, links }
+}
+
+fn le<T, const N: usize>(c: &[u8], f: fn([u8; N]) -> T) -> T {
+    let mut b = [0u8; N];
+    b.copy_from_slice(c);
+    f(b)
+}
+
+fn write(dir: &Path, name: &str, bytes: impl Iterator<Item = u8>) -> Result<()> {
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut buf = Vec::with_capacity(1 << 16);
+    for b in bytes {
+        buf.push(b);
+        if buf.len() == buf.capacity() {
+            out.write_all(&buf).map_err(|e| Error::io(&path, e))?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf).map_err(|e| Error::io(&path, e))?;
+    let file = out.into_inner().map_err(|e| Error::io(&path, e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(&path, e))
+}
+
+fn read(dir: &Path, name: &str, width: usize, count: usize) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    if bytes.len() != width * count {
+        return Err(Error::Vectors(format!(
+            "the graph file {} holds {} bytes, expected {}",
+            path.display(),
+            bytes.len(),
+            width * count
+        )));
+    }
+    Ok(bytes)
+}
+
+fn read_u32(dir: &Path, name: &str, count: usize) -> Result<Vec<u32>> {
+    Ok(read(dir, name, 4, count)?.chunks_exact(4).map(|c| le(c, u32::from_le_bytes)).collect())
+}
