@@ -517,6 +517,10 @@ pub struct BenchQueryArgs {
     /// in memory, dense recall@10 against exact search and latency per mode.
     #[arg(long)]
     pub synthetic: Option<usize>,
+    /// Also report this process's resident memory before opening the collection and after
+    /// the queries.
+    #[arg(long)]
+    pub rss: bool,
     #[arg(long)]
     pub json: bool,
 }

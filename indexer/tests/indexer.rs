@@ -298,3 +298,77 @@ fn reindex_swaps_in_vectors_from_another_encoder() {
     assert!(Collection::open(&data, "re", &EncoderInfo::of(encoder()).unwrap(), OpenMode::Existing).is_err());
     assert!(!data.join(".reindex/re").exists(), "the staging copy is gone");
 }
+
+/// A one-chunk document change with the encoder's vector of its text.
+fn upsert(id: &str, text: &str) -> sousuo_indexer::store::Change {
+    let doc = sousuo_indexer::store::DocRecord {
+        id: id.into(),
+        title: String::new(),
+        source: "test".into(),
+        metadata: Default::default(),
+        content_hash: id.into(),
+        chunk_keys: vec![],
+        seq: 0,
+    };
+    let chunk = sousuo_indexer::Chunk {
+        doc_id: id.into(),
+        ordinal: 0,
+        text: text.into(),
+        start: 0,
+        end: text.len(),
+        heading: None,
+        page: None,
+    };
+    let v = encoder().encode(&[text]).unwrap().row(0).to_vec();
+    sousuo_indexer::store::Change::Upsert { doc, chunks: vec![chunk], vectors: vec![v] }
+}
+
+fn finds(c: &Collection, text: &str, id: &str) -> bool {
+    let v = encoder().encode(&[text]).unwrap();
+    let hits = c.search_vectors(v.row(0), 3, 64).unwrap();
+    hits.first().is_some_and(|h| c.chunk_doc(h.chunk_key).as_deref() == Some(id))
+}
+
+fn current(data: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(data.join("flat/hnsw/CURRENT")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_flat_graph_is_searched_after_reopening_and_remade_when_missing_or_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let texts = ["Apples grow on trees in orchards.", "Boats float on the water of the harbour."];
+    drop({
+        let c = open(&data, "flat");
+        c.apply(&[upsert("a", texts[0]), upsert("b", texts[1])]).unwrap();
+        assert!(finds(&c, texts[1], "b"), "inserts are searched before any persist");
+        c.commit().unwrap();
+        c
+    });
+    let flat = current(&data)["flat"].as_str().expect("CURRENT names the flat copy").to_string();
+    assert!(data.join("flat/hnsw").join(&flat).join("vectors").is_file());
+    let c = open(&data, "flat");
+    assert!(finds(&c, texts[0], "a") && finds(&c, texts[1], "b"), "the reopened flat copy finds both");
+    // An insert after reopening (hnsw_rs's graph loads from its dump) is found before and after
+    // the next persist makes a new flat copy.
+    let third = "Comets trail ice and dust across the night sky.";
+    c.apply(&[upsert("c", third)]).unwrap();
+    assert!(finds(&c, third, "c") && finds(&c, texts[0], "a"));
+    c.commit().unwrap();
+    assert!(finds(&c, third, "c"));
+    assert_eq!(c.vector_ids().unwrap().len(), 3);
+    drop(c);
+    let flat = data.join("flat/hnsw").join(current(&data)["flat"].as_str().unwrap());
+    std::fs::write(flat.join("links0"), b"garbage").unwrap();
+    let c = open(&data, "flat");
+    assert!(finds(&c, third, "c"), "a damaged flat copy is made again from the dump");
+    drop(c);
+    // A collection written before flat copies existed: CURRENT without "flat".
+    let mut cur = current(&data);
+    std::fs::remove_dir_all(data.join("flat/hnsw").join(cur["flat"].as_str().unwrap())).unwrap();
+    cur.as_object_mut().unwrap().remove("flat");
+    std::fs::write(data.join("flat/hnsw/CURRENT"), serde_json::to_vec(&cur).unwrap()).unwrap();
+    let c = open(&data, "flat");
+    assert!(finds(&c, texts[1], "b") && finds(&c, third, "c"));
+    assert!(current(&data)["flat"].is_string(), "the flat copy was written on open");
+}
