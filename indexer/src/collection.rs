@@ -467,6 +467,25 @@ impl Collection {
         self.live.len()
     }
 
+    /// The vectors of the live chunks among `keys` (row-major, `dim` wide) and their keys, in
+    /// `keys`' order: from the vector index's mapped copy, or sled while that copy is stale.
+    pub fn vectors_of(&self, keys: &[u64]) -> Result<(Vec<u64>, Vec<f32>)> {
+        let (mut present, mut out) = (Vec::with_capacity(keys.len()), Vec::new());
+        let live: Vec<u64> =
+            self.live.with(|live| keys.iter().copied().filter(|&k| live.contains(k)).collect()).ok_or_else(poisoned)?;
+        let vectors = self.vectors.read().map_err(|_| poisoned())?;
+        if vectors.gather(&live, &mut present, &mut out)? {
+            return Ok((present, out));
+        }
+        for k in live {
+            if let Some(v) = self.store.get_vector(k)?.filter(|v| v.len() == self.manifest.encoder.dim) {
+                present.push(k);
+                out.extend_from_slice(&v);
+            }
+        }
+        Ok((present, out))
+    }
+
     /// Every point id in the graph (tombstones included).
     pub fn vector_ids(&self) -> Result<Vec<u64>> {
         self.vectors.read().map_err(|_| poisoned())?.all_ids()

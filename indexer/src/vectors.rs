@@ -249,6 +249,20 @@ impl VectorIndex {
         Ok(found.into_iter().map(|n| VectorHit { chunk_key: n.d_id as u64, score: 1.0 - n.distance }).collect())
     }
 
+    /// The vectors of those `keys` the flat copy holds, appended to `out` with their keys to
+    /// `present`; false (nothing appended) when the copy is stale or has no id table, so the
+    /// caller reads the store instead.
+    pub fn gather(&self, keys: &[u64], present: &mut Vec<u64>, out: &mut Vec<f32>) -> Result<bool> {
+        let Some(flat) = self.current_flat()?.filter(|f| !f.node_of.is_empty()) else { return Ok(false) };
+        for &k in keys {
+            if let Some(v) = flat.vector(k) {
+                present.push(k);
+                out.extend_from_slice(v);
+            }
+        }
+        Ok(true)
+    }
+
     /// Every point id in the graph (tombstones included), for consistency checks.
     pub fn all_ids(&self) -> Result<Vec<u64>> {
         if self.points() == 0 {

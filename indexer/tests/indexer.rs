@@ -354,9 +354,17 @@ fn the_flat_graph_is_searched_after_reopening_and_remade_when_missing_or_damaged
     let third = "Comets trail ice and dust across the night sky.";
     c.apply(&[upsert("c", third)]).unwrap();
     assert!(finds(&c, third, "c") && finds(&c, texts[0], "a"));
+    let keys = c.vector_ids().unwrap();
+    let stale = c.vectors_of(&keys).unwrap();
     c.commit().unwrap();
     assert!(finds(&c, third, "c"));
-    assert_eq!(c.vector_ids().unwrap().len(), 3);
+    assert_eq!(keys.len(), 3);
+    // A filter's exact scoring reads the mapped copy once it is current: the same vectors as sled's.
+    let (present, matrix) = c.vectors_of(&keys).unwrap();
+    assert_eq!((&present, &matrix), (&stale.0, &stale.1));
+    for (i, k) in present.iter().enumerate() {
+        assert_eq!(&matrix[i * 384..(i + 1) * 384], &c.store().get_vector(*k).unwrap().unwrap()[..]);
+    }
     drop(c);
     let flat = data.join("flat/hnsw").join(current(&data)["flat"].as_str().unwrap());
     std::fs::write(flat.join("links0"), b"garbage").unwrap();

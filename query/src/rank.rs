@@ -67,16 +67,7 @@ pub(crate) fn dense_docs(
 fn exact_scores(collection: &Collection, q: &[f32], keys: &HashSet<u64>, k: usize) -> Result<Vec<(u64, f32)>> {
     let mut order: Vec<u64> = keys.iter().copied().collect();
     order.sort_unstable();
-    let mut matrix = Vec::with_capacity(order.len() * q.len());
-    let mut present = Vec::with_capacity(order.len());
-    for key in order {
-        if let Some(v) = collection.store().get_vector(key)? {
-            if v.len() == q.len() {
-                matrix.extend_from_slice(&v);
-                present.push(key);
-            }
-        }
-    }
+    let (present, matrix) = collection.vectors_of(&order)?;
     let top = sousuo_kernels::top_k_dot(&matrix, q.len(), q, k)
         .map_err(|e| Error::BadParameter { name: "query vector", reason: e.to_string() })?;
     Ok(top.into_iter().map(|h| (present[h.index], h.score)).collect())

@@ -61,7 +61,8 @@ impl FlatGraph {
         }
         let upper = uppers.into_iter().map(upper_layer).collect();
         let entry = if n > 0 { index(top as u8, 0) } else { 0 };
-        FlatGraph { dim, seq, ids, m0, links0, upper, entry, codes, scales, rows: Rows::Owned(rows) }
+        let node_of = FlatGraph::node_table(&ids);
+        FlatGraph { dim, seq, ids, m0, links0, upper, entry, codes, scales, rows: Rows::Owned(rows), node_of }
     }
 
     /// Writes the graph's files into `dir` (which must exist), synced.
@@ -132,7 +133,9 @@ impl FlatGraph {
         if map.as_slice().len() != n * dim {
             return Err(bad(format!("vectors holds {} values, expected {}", map.as_slice().len(), n * dim)));
         }
+        let node_of = FlatGraph::node_table(&ids);
         let g = FlatGraph {
+            node_of,
             dim,
             seq: meta.seq,
             ids,

@@ -66,6 +66,9 @@ pub struct FlatGraph {
     pub(crate) codes: Vec<i8>,
     pub(crate) scales: Vec<f32>,
     pub(crate) rows: Rows,
+    /// Point id -> node ([`NONE`] where absent): ids are chunk keys, allocated in sequence, so
+    /// a table (4 bytes per key) serves; empty when the ids are too sparse for one.
+    pub(crate) node_of: Vec<u32>,
 }
 
 #[derive(Clone, Copy)]
@@ -146,6 +149,26 @@ impl FlatGraph {
     /// Every point id (tombstones included).
     pub fn ids(&self) -> &[u64] {
         &self.ids
+    }
+
+    /// The table from point id to node, or an empty one when the ids are sparse (more than 16
+    /// slots per node would be wasted).
+    pub(crate) fn node_table(ids: &[u64]) -> Vec<u32> {
+        let Some(&max) = ids.iter().max() else { return Vec::new() };
+        if max > 16 * ids.len() as u64 + 1024 {
+            return Vec::new();
+        }
+        let mut table = vec![NONE; max as usize + 1];
+        for (node, &id) in ids.iter().enumerate() {
+            table[id as usize] = node as u32;
+        }
+        table
+    }
+
+    /// The f32 vector of point `id`, if the graph holds it (and its id table was built).
+    pub fn vector(&self, id: u64) -> Option<&[f32]> {
+        let node = *self.node_of.get(usize::try_from(id).ok()?)?;
+        (node != NONE).then(|| self.row(node))
     }
 
     /// A node's f32 vector.
