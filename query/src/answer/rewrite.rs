@@ -27,23 +27,38 @@ Reply with the query only.",
         let prompt = d.chat_prompt(&msgs)?;
         let g = d.generate(prompt, &GenerateOptions { max_tokens: 32, ..Default::default() }, |_| true)?;
         let q = g.text.lines().next().unwrap_or("").trim().trim_matches('"').trim().to_string();
-        let words = q.split_whitespace().count();
-        // A usable rewrite is short, is not an answer (no citations, no lead-in), and keeps at
-        // least one term of the conversation's questions.
-        let asked: std::collections::HashSet<String> =
-            terms(question).into_iter().chain(terms(&last.question)).collect();
-        let on_topic = terms(&q).iter().any(|t| asked.contains(t));
-        if words > 0
-            && words <= question.split_whitespace().count() * 3 + 12
-            && g.stop != StopReason::MaxTokens
-            && !q.contains('[')
-            && !q.ends_with(':')
-            && on_topic
-        {
+        if usable(&q, question, last) && g.stop != StopReason::MaxTokens {
             return Ok(q);
         }
     }
     Ok(rule_rewrite(last, question))
+}
+
+/// A usable rewrite is short, is not an answer (no citations, no "A:" or other lead-in, not a
+/// repeat of the previous answer), keeps at least one term of the conversation's questions,
+/// and keeps the follow-up's own subject: one of its terms that the earlier question lacks
+/// ("deletions" in "and how does it handle deletions?"), when it has one.
+fn usable(q: &str, question: &str, last: &Turn) -> bool {
+    let words = q.split_whitespace().count();
+    if words == 0 || words > question.split_whitespace().count() * 3 + 12 {
+        return false;
+    }
+    let lead_in = q.split_once(':').is_some_and(|(head, _)| head.split_whitespace().count() <= 2);
+    if q.contains('[') || q.ends_with(':') || lead_in {
+        return false;
+    }
+    let (own, before) = (terms(question), terms(&last.question));
+    let mine: std::collections::HashSet<String> = terms(q).into_iter().collect();
+    let on_topic = own.iter().chain(&before).any(|t| mine.contains(t));
+    let new_terms: Vec<&String> = own.iter().filter(|t| !before.contains(t)).collect();
+    let keeps_subject = new_terms.is_empty() || new_terms.iter().any(|t| mine.contains(*t));
+    // Most of its terms found only in the previous answer (not the questions): a repeat.
+    let answer_only: std::collections::HashSet<String> =
+        terms(&last.answer).into_iter().filter(|t| !own.contains(t) && !before.contains(t)).collect();
+    let repeats = !mine.is_empty()
+        && mine.iter().filter(|t| answer_only.contains(*t)).count() * 4 >= mine.len() * 3
+        && !new_terms.iter().any(|t| mine.contains(*t));
+    on_topic && keeps_subject && !repeats
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -78,6 +93,29 @@ fn rule_rewrite(last: &Turn, question: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rewrite_that_repeats_the_answer_or_drops_the_subject_is_refused() {
+        let last = Turn {
+            question: "what is HNSW?".into(),
+            answer: "HNSW is a graph index for approximate nearest neighbour search.".into(),
+        };
+        let follow = "and how does it handle deletions?";
+        for bad in [
+            "A: HNSW is a graph index for approximate nearest neighbour search.",
+            "HNSW is a graph index for approximate nearest neighbour search.",
+            "HNSW graph index",
+            "Answer: HNSW deletions",
+            "see [1] for HNSW deletions",
+        ] {
+            assert!(!usable(bad, follow, &last), "{bad:?} was accepted");
+        }
+        for good in ["How does HNSW handle deletions?", "HNSW deletions"] {
+            assert!(usable(good, follow, &last), "{good:?} was refused");
+        }
+        // A follow-up with no term of its own ("and why?") may take the subject from before.
+        assert!(usable("why is HNSW a graph index", "and why?", &last));
+    }
 
     #[test]
     fn rule_rewrite_appends_salient_terms() {
