@@ -172,9 +172,12 @@ pub fn lists_then_vector(
 ) -> Result<Lists> {
     let allowed = if p.filter.is_empty() { None } else { Some(p.filter.allowed_chunks(collection)?) };
     let depth = p.depth.max(p.offset + p.limit);
+    // BM25 alone needs no list past the page: nothing is fused with it. (Dense alone keeps
+    // `depth`, which sets its search width.)
+    let bm25_depth = if p.mode == Mode::Bm25 { p.offset + p.limit } else { depth };
     let bm25 = match (p.mode, collection.bm25().query(query, p.syntax)?) {
         (Mode::Dense, _) | (_, None) => Vec::new(),
-        (_, Some(q)) => bm25_docs(collection, &q, allowed.as_ref(), depth, stats)?,
+        (_, Some(q)) => bm25_docs(collection, &q, allowed.as_ref(), bm25_depth.max(1), stats)?,
     };
     let vector = vector()?;
     let dense = match (p.mode, vector.as_deref()) {
