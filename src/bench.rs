@@ -200,7 +200,7 @@ pub fn query(g: &Global, args: crate::cli::BenchQueryArgs) -> Result<()> {
     if let Some(n) = args.synthetic {
         return crate::bench_synthetic::run(g, &args, n, &encoder, &queries);
     }
-    let rss_before = crate::bench_memory::rss_mib()?;
+    let rss_before = crate::bench_memory::rss_parts_mib()?;
     let collection = crate::collections::open(g, &args.collection, &encoder, None)?;
     let mut rows = vec![embed_queries(&encoder, &queries)?];
     for mode in [sousuo_query::Mode::Bm25, sousuo_query::Mode::Dense, sousuo_query::Mode::Hybrid] {
@@ -219,11 +219,15 @@ pub fn query(g: &Global, args: crate::cli::BenchQueryArgs) -> Result<()> {
         println!("{:<8} {:>8} {:>9.2} {:>9.2} {:>11.1}", r.mode, r.clients, r.p50_ms, r.p99_ms, r.queries_per_s);
     }
     if args.rss {
-        let mib = crate::bench_memory::rss_mib()? - rss_before;
-        let chunks = collection.live_chunks().max(1);
+        let (anon, file) = crate::bench_memory::rss_parts_mib()?;
+        let (anon, file) = (anon - rss_before.0, file - rss_before.1);
+        let chunks = collection.live_chunks().max(1) as f64;
         println!(
-            "resident: {mib:.1} MiB more than before opening the collection ({:.0} bytes per chunk, {chunks} chunks; mapped files' touched pages included)",
-            mib * 1048576.0 / chunks as f64
+            "resident over the process before opening the collection: {:.1} MiB anonymous ({:.0} bytes per chunk), {:.1} MiB of mapped files' pages ({:.0} bytes per chunk; page cache, which the kernel may drop), {chunks} chunks",
+            anon,
+            anon * 1048576.0 / chunks,
+            file,
+            file * 1048576.0 / chunks
         );
     }
     Ok(())

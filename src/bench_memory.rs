@@ -117,12 +117,22 @@ fn open_all(g: &Global, dir: &Path, n: usize, json: bool) -> Result<()> {
 
 /// This process's resident set size (Linux's /proc/self/status).
 pub(crate) fn rss_mib() -> Result<f64> {
+    status_mib("VmRSS")
+}
+
+/// Resident memory in two parts, MiB: anonymous (the heap: what the process holds) and
+/// file-backed (pages of mapped files: page cache the kernel may drop and read again).
+pub(crate) fn rss_parts_mib() -> Result<(f64, f64)> {
+    Ok((status_mib("RssAnon")?, status_mib("RssFile")? + status_mib("RssShmem")?))
+}
+
+fn status_mib(field: &str) -> Result<f64> {
     let status = std::fs::read_to_string("/proc/self/status").context("resident memory needs /proc (Linux)")?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("no VmRSS line in /proc/self/status")?;
+        .with_context(|| format!("no {field} line in /proc/self/status"))?;
     Ok(kib / 1024.0)
 }
