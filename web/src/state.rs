@@ -34,6 +34,9 @@ pub struct Config {
     pub cpu_workers: usize,
     /// CPU jobs that may wait; beyond it requests get 503 with `Retry-After`.
     pub cpu_queue: usize,
+    /// Without API keys, answer only requests whose `Host` is a loopback name (DNS rebinding);
+    /// off for a keyless server deliberately bound to another address (`--insecure-no-auth`).
+    pub loopback_hosts_only: bool,
 }
 
 impl Config {
@@ -47,6 +50,7 @@ impl Config {
             request_timeout: Duration::from_secs(120),
             cpu_workers: 8,
             cpu_queue: 64,
+            loopback_hosts_only: true,
         }
     }
 }

@@ -147,6 +147,7 @@ async fn collections_documents_search_and_ask() {
     // SSE framing without a decoder: sources then done.
     let req = Request::post("/collections/kb/ask")
         .header(header::ACCEPT, "text/event-stream")
+        .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(json!({"q": "HNSW graph"}).to_string()))
         .unwrap();
     let (st, v) = raw(&s, req).await;
@@ -429,4 +430,54 @@ fn refuses_open_non_loopback_binds() {
     assert!(sousuo_web::check_bind(any, true, false).is_ok());
     assert!(sousuo_web::check_bind(any, false, true).is_ok());
     assert!(sousuo_web::check_bind("127.0.0.1:7700".parse().unwrap(), false, false).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_server_refuses_other_sites_and_rebound_names() {
+    let s = server(false, |_| {});
+    let req = |method: &str, uri: &str, headers: &[(&str, &str)], body: &str| {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    };
+    let evil = ("origin", "http://evil.example.com");
+    let host = ("host", "127.0.0.1:7700");
+    // A cross-site "simple" request (no preflight): text/plain JSON creating a collection.
+    let body = r#"{"name": "pwned"}"#;
+    let (st, v) = raw(&s, req("POST", "/collections", &[host, evil, ("content-type", "text/plain")], body)).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "cross_origin"), "{v}");
+    // A cross-site multipart upload, by Fetch Metadata alone.
+    let multipart =
+        "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nhello\r\n--B--\r\n";
+    let headers = [host, ("sec-fetch-site", "cross-site"), ("content-type", "multipart/form-data; boundary=B")];
+    let (st, v) = raw(&s, req("POST", "/collections/pwned/documents", &headers, multipart)).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "cross_origin"), "{v}");
+    // DNS rebinding: a read under another host name.
+    let (st, v) = raw(&s, req("GET", "/collections", &[("host", "rebind.evil.example.com")], "")).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "host_not_allowed"), "{v}");
+    // JSON is parsed only with a JSON content type (curl's default form type included).
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let (st, v) = raw(&s, req("POST", "/collections", &[host, form], body)).await;
+    assert_eq!((st, code(&v)), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content_type"), "{v}");
+    let (st, v) =
+        raw(&s, req("POST", "/collections/pwned/documents", &[host, ("content-type", "text/plain")], "{}")).await;
+    assert_eq!((st, code(&v)), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content_type"), "{v}");
+    let (_, v) = raw(&s, req("GET", "/collections", &[host], "")).await;
+    assert!(!v.to_string().contains("pwned"), "nothing was created: {v}");
+    // The page itself (same origin) and clients without browser headers still write.
+    let json = ("content-type", "application/json");
+    let same = ("origin", "http://127.0.0.1:7700");
+    let (st, v) =
+        raw(&s, req("POST", "/collections", &[host, same, json, ("sec-fetch-site", "same-origin")], body)).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = raw(&s, req("POST", "/collections", &[("host", "localhost:7700"), json], r#"{"name": "ok2"}"#)).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // A server with keys is not limited to loopback names: the key decides.
+    let keyed = server(true, |_| {});
+    let auth = format!("Bearer {MASTER}");
+    let (st, _) =
+        raw(&keyed, req("GET", "/collections", &[("host", "search.example.com"), ("authorization", &auth)], "")).await;
+    assert_eq!(st, StatusCode::OK);
 }

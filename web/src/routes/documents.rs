@@ -32,6 +32,10 @@ pub(super) async fn add(
     let staged = if ct.starts_with("multipart/form-data") {
         multipart_files(req).await?
     } else {
+        if !crate::json::is_json(&ct) {
+            let got = (!ct.is_empty()).then_some(ct.as_str());
+            return Err(crate::json::unsupported(got, "application/json, application/x-ndjson or multipart/form-data"));
+        }
         let body = axum::body::to_bytes(req.into_body(), state.config.max_upload_bytes)
             .await
             .map_err(|_| ApiError::too_large("the request body is too large"))?;

@@ -2,7 +2,8 @@
 //!
 //! `collections`, `documents`, `tasks`, `search`, `ask`, `keys`, `openai` (`/v1/*`);
 //! `stream` runs an answer on a blocking thread for both `ask` and the OpenAI route;
-//! `middleware` checks keys and records metrics.
+//! `middleware` checks keys and records metrics; `origin` refuses what another site's page
+//! could make a browser send.
 
 mod ask;
 mod collections;
@@ -10,6 +11,7 @@ mod documents;
 mod keys;
 mod middleware;
 mod openai;
+mod origin;
 mod search;
 mod stream;
 mod tasks;
@@ -56,6 +58,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(documents)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), origin::guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
