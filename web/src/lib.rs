@@ -17,6 +17,7 @@ mod auth;
 mod cluster;
 mod error;
 mod json;
+mod listen;
 mod metrics;
 mod routes;
 mod state;
@@ -75,7 +76,17 @@ pub async fn serve(
     check_bind(addr, state.keys.enabled(), insecure)?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
     on_ready(listener.local_addr()?);
-    axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown_signal()).await?;
+    serve_on(listener, state, shutdown_signal()).await
+}
+
+/// Serves `state` on a bound `listener` until `shutdown` completes, then finishes the indexing
+/// tasks and commits the collections.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    listen::run(listener, app(state.clone()), state.config.header_read_timeout, shutdown).await?;
     tracing::info!("shutting down: finishing indexing tasks and committing collections");
     let s = state.clone();
     tokio::task::spawn_blocking(move || s.shutdown()).await.map_err(std::io::Error::other)?;

@@ -37,6 +37,9 @@ pub struct Config {
     /// Without API keys, answer only requests whose `Host` is a loopback name (DNS rebinding);
     /// off for a keyless server deliberately bound to another address (`--insecure-no-auth`).
     pub loopback_hosts_only: bool,
+    /// A connection that has not sent a request's whole header this long after opening (or
+    /// after its previous request) is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl Config {
@@ -51,6 +54,7 @@ impl Config {
             cpu_workers: 8,
             cpu_queue: 64,
             loopback_hosts_only: true,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

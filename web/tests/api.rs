@@ -481,3 +481,33 @@ async fn a_keyless_server_refuses_other_sites_and_rebound_names() {
         raw(&keyed, req("GET", "/collections", &[("host", "search.example.com"), ("authorization", &auth)], "")).await;
     assert_eq!(st, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_or_silent_clients_are_disconnected_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server(false, |c| c.header_read_timeout = Duration::from_millis(500));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(sousuo_web::serve_on(listener, s.state.clone(), async {
+        let _ = stopped.await;
+    }));
+    // Closed: the read ends (EOF or reset) well before the guard's 20 s.
+    let closed = |mut sock: tokio::net::TcpStream| async move {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "the server kept the connection open");
+    };
+    let mut partial = tokio::net::TcpStream::connect(addr).await.unwrap();
+    partial.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::join!(closed(partial), closed(silent));
+    // A client that sends its request answers normally.
+    let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+    ok.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut reply = String::new();
+    ok.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+}
