@@ -169,6 +169,16 @@ async fn collections_documents_search_and_ask() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["object"], "chat.completion");
     assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("[1]"), "{v}");
+    // A 900 KB question is refused as on /ask; a 900 KB earlier turn is clipped, not fatal.
+    let huge = "word ".repeat(180_000);
+    let req = json!({"model": "kb", "messages": [{"role": "user", "content": huge}]});
+    let (st, v) = call(&s, "POST", "/v1/chat/completions", None, Some(req)).await;
+    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "query_too_long"), "{v}");
+    let req = json!({"model": "kb", "messages": [
+        {"role": "user", "content": huge}, {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "What does BM25 rank documents by?"}]});
+    let (st, v) = call(&s, "POST", "/v1/chat/completions", None, Some(req)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
     let (st, v) = call(&s, "GET", "/v1/models", None, None).await;
     assert_eq!((st, v["data"][0]["id"].as_str()), (StatusCode::OK, Some("kb")));
 

@@ -15,7 +15,8 @@ pub fn rewrite(decoder: Option<&Decoder>, history: &[Turn], question: &str) -> R
     if let Some(d) = decoder {
         let mut convo = String::new();
         for t in history {
-            convo.push_str(&format!("Q: {}\nA: {}\n", defuse(&t.question), defuse(&clip(&t.answer, 300))));
+            // Clipped: one huge earlier turn must not overflow the decoder's context.
+            convo.push_str(&format!("Q: {}\nA: {}\n", defuse(&clip(&t.question, 300)), defuse(&clip(&t.answer, 300))));
         }
         let msgs = [
             Message::system(

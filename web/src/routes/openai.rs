@@ -107,6 +107,10 @@ pub(super) async fn chat_completions(
     if question.trim().is_empty() {
         return Err(ApiError::bad_request("empty_query", "the last user message is empty"));
     }
+    if question.len() > 4096 {
+        // As `/ask`: a longer question is a document, not a query.
+        return Err(ApiError::bad_request("query_too_long", "the last user message is longer than 4096 bytes"));
+    }
     let s = state.clone();
     let model = req.model.clone();
     state.blocking(move || s.retriever(&model).map(|_| ())).await?;
