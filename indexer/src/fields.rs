@@ -56,10 +56,59 @@ fn scalars(v: &Value) -> Vec<&Value> {
     }
 }
 
+/// The documents holding one value. Most values (every id, to begin with) belong to one
+/// document, kept inline: a set per value cost ~150 bytes per document at a million.
+#[derive(Debug)]
+enum Slots {
+    One(u32),
+    Many(HashSet<u32>),
+}
+
+impl Slots {
+    fn insert(&mut self, slot: u32) {
+        match self {
+            Slots::One(s) if *s == slot => {}
+            Slots::One(s) => *self = Slots::Many(HashSet::from([*s, slot])),
+            Slots::Many(set) => {
+                set.insert(slot);
+            }
+        }
+    }
+
+    /// Removes `slot`; true when no document is left.
+    fn remove(&mut self, slot: u32) -> bool {
+        match self {
+            Slots::One(s) => *s == slot,
+            Slots::Many(set) => {
+                set.remove(&slot);
+                set.is_empty()
+            }
+        }
+    }
+
+    fn add_to(&self, set: &mut DocSet) {
+        match self {
+            Slots::One(s) => set.insert(*s),
+            Slots::Many(slots) => slots.iter().for_each(|&s| set.insert(s)),
+        }
+    }
+}
+
+/// Adds `slot` to a value's documents; the new entry when the value had none.
+fn add_slot(slots: Option<&mut Slots>, slot: u32) -> Option<Slots> {
+    match slots {
+        Some(s) => {
+            s.insert(slot);
+            None
+        }
+        None => Some(Slots::One(slot)),
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct FieldIndex {
-    eq: HashMap<String, HashMap<Key, HashSet<u32>>>,
-    num: HashMap<String, BTreeMap<u64, HashSet<u32>>>,
+    eq: HashMap<String, HashMap<Key, Slots>>,
+    num: HashMap<String, BTreeMap<u64, Slots>>,
 }
 
 impl FieldIndex {
@@ -68,9 +117,16 @@ impl FieldIndex {
         let id = Value::String(id.to_string());
         for (field, value) in std::iter::once(("id", &id)).chain(metadata.iter().map(|(f, v)| (f.as_str(), v))) {
             for v in scalars(value) {
-                self.eq.entry(field.to_string()).or_default().entry(key(v)).or_default().insert(slot);
+                let values = self.eq.entry(field.to_string()).or_default();
+                let k = key(v);
+                if let Some(new) = add_slot(values.get_mut(&k), slot) {
+                    values.insert(k, new);
+                }
                 if let Some(x) = as_number(v) {
-                    self.num.entry(field.to_string()).or_default().entry(ordered(x)).or_default().insert(slot);
+                    let values = self.num.entry(field.to_string()).or_default();
+                    if let Some(new) = add_slot(values.get_mut(&ordered(x)), slot) {
+                        values.insert(ordered(x), new);
+                    }
                 }
             }
         }
@@ -83,19 +139,13 @@ impl FieldIndex {
             for v in scalars(value) {
                 if let Some(values) = self.eq.get_mut(field) {
                     let k = key(v);
-                    if let Some(slots) = values.get_mut(&k) {
-                        slots.remove(&slot);
-                        if slots.is_empty() {
-                            values.remove(&k);
-                        }
+                    if values.get_mut(&k).is_some_and(|slots| slots.remove(slot)) {
+                        values.remove(&k);
                     }
                 }
                 if let (Some(x), Some(values)) = (as_number(v), self.num.get_mut(field)) {
-                    if let Some(slots) = values.get_mut(&ordered(x)) {
-                        slots.remove(&slot);
-                        if slots.is_empty() {
-                            values.remove(&ordered(x));
-                        }
+                    if values.get_mut(&ordered(x)).is_some_and(|slots| slots.remove(slot)) {
+                        values.remove(&ordered(x));
                     }
                 }
             }
@@ -176,7 +226,7 @@ impl FieldView<'_> {
     pub fn eq(&self, field: &str, value: &Value) -> DocSet {
         let mut set = DocSet::with_len(self.slots);
         if let Some(slots) = self.index.eq.get(field).and_then(|m| m.get(&key(value))) {
-            slots.iter().for_each(|&s| set.insert(s));
+            slots.add_to(&mut set);
         }
         set
     }
@@ -211,7 +261,7 @@ impl FieldView<'_> {
             if k == ordered(f64::NAN) {
                 continue;
             }
-            slots.iter().for_each(|&s| set.insert(s));
+            slots.add_to(&mut set);
         }
         set
     }

@@ -29,8 +29,9 @@ pub(crate) struct Table {
     /// Chunk key -> document slot, or `NONE`.
     slot_of_key: Vec<u32>,
     /// Slot -> document id, its live chunks (a free slot has 0 and sits in `free`) and its
-    /// metadata.
-    docs: Vec<(Arc<str>, u32, Metadata)>,
+    /// metadata as JSON (empty for none), kept to take it out of the field index again: a
+    /// `Metadata` map cost ~600 bytes per document (a B-tree node) where its JSON costs ~30.
+    docs: Vec<(Arc<str>, u32, Box<str>)>,
     slot_of_doc: HashMap<Arc<str>, u32>,
     free: Vec<u32>,
     live: usize,
@@ -64,8 +65,8 @@ impl Table {
             Some(&s) => s,
             None => {
                 let id: Arc<str> = Arc::from(doc);
-                let meta = metadata.cloned().unwrap_or_default();
-                let entry = (id.clone(), 0, meta);
+                let meta = metadata.filter(|m| !m.is_empty()).and_then(|m| serde_json::to_string(m).ok());
+                let entry = (id.clone(), 0, meta.unwrap_or_default().into_boxed_str());
                 let s = match self.free.pop() {
                     Some(s) => {
                         self.docs[s as usize] = entry;
@@ -77,7 +78,7 @@ impl Table {
                     }
                 };
                 self.slot_of_doc.insert(id, s);
-                self.fields.add(s, doc, &self.docs[s as usize].2);
+                self.fields.add(s, doc, metadata.unwrap_or(&Metadata::new()));
                 self.used.insert(s);
                 s
             }
@@ -97,7 +98,9 @@ impl Table {
         let entry = &mut self.docs[slot as usize];
         entry.1 -= 1;
         if entry.1 == 0 {
-            let (id, _, meta) = std::mem::replace(entry, (Arc::from(""), 0, Metadata::new()));
+            let (id, _, meta) = std::mem::replace(entry, (Arc::from(""), 0, Box::from("")));
+            let meta: Metadata =
+                if meta.is_empty() { Metadata::new() } else { serde_json::from_str(&meta).unwrap_or_default() };
             self.fields.remove(slot, &id, &meta);
             self.used.remove(slot);
             self.slot_of_doc.remove(&id);

@@ -66,7 +66,7 @@ fn a_filter_is_walked_through_not_returned() {
     let data = unit_vectors(3000, 32, 3);
     let queries = unit_vectors(30, 32, 4);
     let flat = graph(&data);
-    let even = |id: u64| (id / 10) % 2 == 0;
+    let even = |id: u64| (id / 10).is_multiple_of(2);
     let r = recall(&flat, &data, &queries, Some(&even));
     assert!(r >= 0.9, "recall {r}");
     for q in &queries {
