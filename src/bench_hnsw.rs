@@ -33,6 +33,10 @@ pub fn run(g: &Global, args: BenchHnswArgs) -> Result<()> {
     let collection = crate::collections::open(g, &args.collection, &encoder, None)?;
     let base: Vec<Vec<f32>> =
         collection.store().vectors().map(|r| r.map(|(_, v)| v)).collect::<sousuo_indexer::Result<_>>()?;
+    let base = match args.base {
+        Some(n) => base.into_iter().take(n).collect(),
+        None => base,
+    };
     if base.is_empty() {
         bail!("collection {:?} holds no vectors", args.collection);
     }
@@ -67,7 +71,7 @@ pub fn run(g: &Global, args: BenchHnswArgs) -> Result<()> {
         .map(|q| sousuo_kernels::top_k_dot(&flat, dim, q, args.k).map(|h| h.into_iter().map(|h| h.index).collect()))
         .collect::<sousuo_kernels::Result<_>>()?;
     drop(flat);
-    let params = HnswParams { m: args.m, ef_construction: args.ef_construction };
+    let params = HnswParams { m: args.m, ef_construction: args.ef_construction, keep_pruned: args.keep_pruned };
     let started = Instant::now();
     let graph = MemoryGraph::build(&data, params);
     let build_s = started.elapsed().as_secs_f64();

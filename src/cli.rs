@@ -389,6 +389,13 @@ pub struct BenchHnswArgs {
     /// Noised copies of every vector added to the originals (9 makes SciFact's 10k chunks 100k).
     #[arg(long, default_value_t = 0)]
     pub copies: usize,
+    /// Use only the first N of the collection's vectors as originals (clusters of `copies + 1`
+    /// near-duplicates at a smaller scale).
+    #[arg(long)]
+    pub base: Option<usize>,
+    /// Build with hnsw_rs's keep_pruned (links filled up with pruned candidates).
+    #[arg(long)]
+    pub keep_pruned: bool,
     /// Standard deviation of the noise per coordinate (before re-normalising).
     #[arg(long, default_value_t = 0.015)]
     pub noise: f32,

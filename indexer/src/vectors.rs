@@ -31,11 +31,14 @@ pub struct HnswParams {
     pub m: usize,
     /// Search breadth while building.
     pub ef_construction: usize,
+    /// Fill each node's links up to `m` with the candidates the diversity heuristic pruned
+    /// (hnsw_rs's `keep_pruned`): denser links inside tight clusters of near-duplicates.
+    pub keep_pruned: bool,
 }
 
 impl Default for HnswParams {
     fn default() -> Self {
-        HnswParams { m: 16, ef_construction: 200 }
+        HnswParams { m: 16, ef_construction: 200, keep_pruned: false }
     }
 }
 
@@ -404,7 +407,9 @@ impl MemoryGraph {
 }
 
 fn new_graph(params: HnswParams, expected: usize) -> Graph<'static> {
-    Hnsw::new(params.m.min(256), expected, 16, params.ef_construction, DistDot)
+    let mut g = Hnsw::new(params.m.min(256), expected, 16, params.ef_construction, DistDot);
+    g.set_keeping_pruned(params.keep_pruned);
+    g
 }
 
 /// Makes the graph's files durable before `CURRENT` names them.
