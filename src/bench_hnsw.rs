@@ -97,28 +97,25 @@ pub fn run(g: &Global, args: BenchHnswArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
-        "hnsw_rs: {} points, M {}, ef_construction {}, built in {build_s:.1} s ({} threads)",
-        data.len(),
-        args.m,
-        args.ef_construction,
-        rayon::current_num_threads()
-    );
-    println!(
-        "{:<8} {:>5} {:>10} {:>14} {:>12}",
-        "search",
-        "ef",
-        format!("recall@{}", args.k),
-        "queries/s (1)",
-        "ms/query"
-    );
-    for r in rows {
-        println!("{:<8} {:>5} {:>10.4} {:>14.0} {:>12.3}", r.search, r.ef, r.recall, r.queries_per_s, r.ms_per_query);
-    }
+    print_rows(&args, data.len(), build_s, &rows);
     if let (true, Some(dir)) = (args.peer, &export) {
         run_peer(&args, dir)?;
     }
     Ok(())
+}
+
+fn print_rows(args: &BenchHnswArgs, points: usize, build_s: f64, rows: &[Row]) {
+    println!(
+        "hnsw_rs: {points} points, M {}, ef_construction {}, built in {build_s:.1} s ({} threads)",
+        args.m,
+        args.ef_construction,
+        rayon::current_num_threads()
+    );
+    let recall = format!("recall@{}", args.k);
+    println!("{:<8} {:>5} {:>10} {:>14} {:>12}", "search", "ef", recall, "queries/s (1)", "ms/query");
+    for r in rows {
+        println!("{:<8} {:>5} {:>10.4} {:>14.0} {:>12.3}", r.search, r.ef, r.recall, r.queries_per_s, r.ms_per_query);
+    }
 }
 
 /// Runs scripts/hnsw-peer on the exported vectors; its table goes to standard output.
