@@ -157,8 +157,18 @@ impl AppState {
                     self.tasks.progress(id, docs);
                 }
             };
-            sousuo_indexer::index_paths(&c, &self.encoder, &[dir], &IndexOptions::default(), &on)
-                .map_err(|e| e.to_string())
+            let done = sousuo_indexer::index_paths(
+                &c,
+                &self.encoder,
+                std::slice::from_ref(&dir),
+                &IndexOptions::default(),
+                &on,
+            )
+            .map_err(|e| e.to_string());
+            // The documents are in the store now (or the task failed for good): the upload
+            // would only be a second copy of them.
+            let _ = std::fs::remove_dir_all(&dir);
+            done
         })();
         if let Ok(s) = &result {
             self.metrics.documents_indexed.fetch_add(s.documents_indexed as u64, Ordering::Relaxed);

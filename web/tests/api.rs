@@ -93,6 +93,10 @@ async fn with_docs(s: &Server, key: Option<&str>) {
     let t = wait_task(s, t["id"].as_u64().unwrap(), key).await;
     assert_eq!(t["status"], "succeeded", "{t}");
     assert_eq!(t["documents_indexed"], 3);
+    // The staged upload goes once its task ends: the store holds the documents.
+    let uploads = s.dir.path().join("data/kb/uploads");
+    let left: Vec<_> = std::fs::read_dir(&uploads).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "uploads left behind: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
