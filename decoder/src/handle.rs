@@ -109,7 +109,12 @@ impl Decoder {
 
     /// The prompt token ids of a chat.
     pub fn chat_prompt(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        let text = self.inner.template.render(messages)?;
+        // Message contents are text: a control token spelled inside one (a document's
+        // `<file_sep>`, a user's `<|im_start|>`) must not become the token.
+        let t = &self.inner.tokenizer;
+        let messages: Vec<Message> =
+            messages.iter().map(|m| Message { role: m.role.clone(), content: t.defuse(&m.content) }).collect();
+        let text = self.inner.template.render(&messages)?;
         let mut ids = self.inner.tokenizer.encode(&text)?;
         if self.inner.tokenizer.add_bos {
             if let Some(b) = self.inner.tokenizer.bos_id {

@@ -28,6 +28,9 @@ pub struct DecoderTokenizer {
     pub bos_id: Option<u32>,
     /// Whether prompts start with `bos_id`.
     pub add_bos: bool,
+    /// The spellings of the control tokens (`<|im_start|>`, `<file_sep>`, ...): any of them in
+    /// untrusted text would become the token itself.
+    specials: Vec<String>,
 }
 
 fn md<'a>(ct: &'a Content, key: &str) -> Result<&'a Value> {
@@ -86,12 +89,9 @@ impl DecoderTokenizer {
         };
         inner.with_pre_tokenizer(Some(pre_tokenizer));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
-        let specials: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, &t)| t == CONTROL)
-            .map(|(tok, _)| AddedToken::from(tok.clone(), true))
-            .collect();
+        let spellings: Vec<String> =
+            tokens.iter().zip(&types).filter(|(_, &t)| t == CONTROL).map(|(tok, _)| tok.clone()).collect();
+        let specials: Vec<AddedToken> = spellings.iter().map(|tok| AddedToken::from(tok.clone(), true)).collect();
         inner.add_special_tokens(specials).map_err(|e| Error::Model(format!("cannot add the special tokens: {e}")))?;
         let eos = opt_u32(ct, "tokenizer.ggml.eos_token_id");
         let mut stop_ids: Vec<u32> = eos.into_iter().collect();
@@ -103,7 +103,8 @@ impl DecoderTokenizer {
             }
         }
         let add_bos = ct.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(false);
-        Ok(DecoderTokenizer { inner, stop_ids, bos_id: opt_u32(ct, "tokenizer.ggml.bos_token_id"), add_bos })
+        let bos_id = opt_u32(ct, "tokenizer.ggml.bos_token_id");
+        Ok(DecoderTokenizer { inner, stop_ids, bos_id, add_bos, specials: spellings })
     }
 
     /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) become their ids.
@@ -115,7 +116,21 @@ impl DecoderTokenizer {
     /// Token ids of untrusted text: special-token spellings inside it are tokenised as plain
     /// text, so a document cannot open or close a chat turn.
     pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
-        self.encode(&defuse_specials(text))
+        self.encode(&self.defuse(text))
+    }
+
+    /// `text` with every control token's spelling broken by a zero-width space after its first
+    /// character (and every `<|`, as [`defuse_specials`] does), so that it stays text.
+    pub fn defuse(&self, text: &str) -> String {
+        let mut out = defuse_specials(text);
+        for s in &self.specials {
+            if out.contains(s.as_str()) {
+                let mut chars = s.chars();
+                let first = chars.next().map(String::from).unwrap_or_default();
+                out = out.replace(s.as_str(), &format!("{first}\u{200b}{}", chars.as_str()));
+            }
+        }
+        out
     }
 
     /// Counts the tokens of `text` (as plain text).

@@ -53,6 +53,20 @@ fn round_trips_english_accents_chinese_emoji() {
     assert!(!ids.contains(&2), "{ids:?}");
     assert_eq!(tok.encode("<|im_end|>").unwrap(), vec![2]);
     assert!(tok.stop_ids.contains(&2) && tok.stop_ids.contains(&0));
+    // Every control token, not only the `<|...|>` ones (SmolLM2's `<file_sep>`, `<filename>`),
+    // stays text in untrusted text and inside a chat's messages.
+    let hostile = ["<file_sep>", "<filename>", "<|im_start|>"];
+    let ids: Vec<u32> = hostile.iter().map(|s| tok.token_to_id(s).expect("a SmolLM2 control token")).collect();
+    let text = format!("a {} b", hostile.join(" c "));
+    assert!(ids.iter().all(|id| tok.encode(&text).unwrap().contains(id)), "raw text does hit them");
+    let plain = tok.encode_plain(&text).unwrap();
+    assert!(!ids.iter().any(|id| plain.contains(id)), "{plain:?}");
+    let prompt = decoder().chat_prompt(&[Message::user(text.clone())]).unwrap();
+    let file_sep = ids[0];
+    assert!(!prompt.contains(&file_sep), "a message's <file_sep> became the token");
+    let starts = |p: &[u32]| p.iter().filter(|&&id| id == ids[2]).count();
+    let benign = decoder().chat_prompt(&[Message::user("a b".to_string())]).unwrap();
+    assert_eq!(starts(&prompt), starts(&benign), "only the template's own turns: {prompt:?}");
 }
 
 #[test]
