@@ -28,7 +28,7 @@ fn fields(args: &IndexArgs) -> JsonFields {
 
 pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
     sousuo_indexer::validate_name(&args.collection)?;
-    let options = IndexOptions { fields: fields(&args), sync: args.sync };
+    let options = IndexOptions { fields: fields(&args), sync: args.sync, ..Default::default() };
     if let Some(nats) = &args.nats {
         if args.sync || args.commit_log.is_some() {
             bail!("--sync and --commit-log are for local collections, not with --nats");

@@ -182,9 +182,13 @@ impl Bm25 {
     pub fn query(&self, text: &str, syntax: bool) -> Result<Option<Bm25Query>> {
         if syntax {
             let parser = QueryParser::for_index(&self.index, vec![self.fields.text]);
-            let q = parser
-                .parse_query(text)
-                .map_err(|e| Error::QuerySyntax { query: text.to_string(), reason: e.to_string() })?;
+            let syntax_error = |reason: String| Error::QuerySyntax { query: text.to_string(), reason };
+            let q = parser.parse_query(text).map_err(|e| syntax_error(e.to_string()))?;
+            // Parsed is not runnable: `doc_id:*` asks for a fast field the index lacks. Build
+            // the query's weight now so that such a query is the caller's error, not ours.
+            let searcher = self.reader.searcher();
+            q.weight(tantivy::query::EnableScoring::enabled_from_searcher(&searcher))
+                .map_err(|e| syntax_error(e.to_string()))?;
             return Ok(Some(Bm25Query(q)));
         }
         let terms = self.terms(text);

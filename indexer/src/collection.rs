@@ -129,8 +129,14 @@ pub fn validate_name(name: &str) -> Result<()> {
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
         return bad("use ASCII letters, digits, '-', '_' and '.'");
     }
+    if RESERVED.contains(&name) {
+        return bad("the server keeps a file of that name in the data directory");
+    }
     Ok(())
 }
+
+/// Names of what the server and cluster nodes keep beside the collections.
+const RESERVED: [&str; 3] = ["keys.json", "node-id", "cluster-uploads"];
 
 /// Whether collection `name` exists in `data_dir` (its manifest is there).
 pub fn collection_exists(data_dir: &Path, name: &str) -> bool {

@@ -23,6 +23,9 @@ pub struct IndexOptions {
     pub fields: JsonFields,
     /// Also delete documents whose source files under the given paths are gone.
     pub sync: bool,
+    /// Record sources (and name files in errors) relative to this directory instead of by
+    /// their absolute paths: a server's staged uploads, whose paths are the server's business.
+    pub source_base: Option<PathBuf>,
 }
 
 /// Events for progress display and for the crash-safety log.
@@ -243,11 +246,14 @@ fn read_documents(
     ps: &mut ParseSummary,
     on: &(dyn Fn(Progress) + Sync),
 ) -> Vec<Document> {
-    let source = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone()).to_string_lossy().into_owned();
+    let source = match &options.source_base {
+        Some(base) => file.path.strip_prefix(base).unwrap_or(&file.path).to_string_lossy().into_owned(),
+        None => std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone()).to_string_lossy().into_owned(),
+    };
     let bytes = match std::fs::read(&file.path) {
         Ok(b) => b,
         Err(e) => {
-            let msg = format!("{}: {e}", file.path.display());
+            let msg = format!("{source}: {e}");
             on(Progress::Error(msg.clone()));
             ps.errors.push(msg);
             return Vec::new();

@@ -144,7 +144,7 @@ impl AppState {
                         &*sink,
                         &self.encoder,
                         std::slice::from_ref(&dir),
-                        &IndexOptions::default(),
+                        &upload_options(&dir),
                         &on,
                     );
                     let _ = std::fs::remove_dir_all(&dir);
@@ -157,14 +157,9 @@ impl AppState {
                     self.tasks.progress(id, docs);
                 }
             };
-            let done = sousuo_indexer::index_paths(
-                &c,
-                &self.encoder,
-                std::slice::from_ref(&dir),
-                &IndexOptions::default(),
-                &on,
-            )
-            .map_err(|e| e.to_string());
+            let done =
+                sousuo_indexer::index_paths(&c, &self.encoder, std::slice::from_ref(&dir), &upload_options(&dir), &on)
+                    .map_err(|e| e.to_string());
             // The documents are in the store now (or the task failed for good): the upload
             // would only be a second copy of them.
             let _ = std::fs::remove_dir_all(&dir);
@@ -324,4 +319,10 @@ impl AppState {
 
 fn poisoned() -> ApiError {
     ApiError::internal("a lock was poisoned by a panic")
+}
+
+/// How a task indexes its staged upload: sources relative to it ("a.txt",
+/// "documents.jsonl#L2"), so that no client sees the server's paths.
+fn upload_options(dir: &std::path::Path) -> IndexOptions {
+    IndexOptions { source_base: Some(dir.to_path_buf()), ..IndexOptions::default() }
 }

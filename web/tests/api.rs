@@ -525,3 +525,37 @@ async fn slow_or_silent_clients_are_disconnected_after_the_header_timeout() {
     stop.send(()).unwrap();
     served.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_names_and_queries_get_4xx_without_server_paths() {
+    let s = server(false, |_| {});
+    with_docs(&s, None).await;
+    let data = s.dir.path().to_string_lossy().to_string();
+    let no_path = |v: &Value| assert!(!v.to_string().contains(&data), "a server path leaked: {v}");
+    // A collection named like the server's own files.
+    for name in ["keys.json", "node-id", "cluster-uploads"] {
+        let (st, v) = call(&s, "POST", "/collections", None, Some(json!({"name": name}))).await;
+        assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "bad_collection_name"), "{name}: {v}");
+        no_path(&v);
+    }
+    // A 300-character upload name is indexed under a shortened name.
+    let name = format!("{}.txt", "n".repeat(300));
+    let body = format!(
+        "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\nLong names are fine.\r\n--B--\r\n"
+    );
+    let req = Request::post("/collections/kb/documents")
+        .header(header::CONTENT_TYPE, "multipart/form-data; boundary=B")
+        .body(Body::from(body))
+        .unwrap();
+    let (st, v) = raw(&s, req).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let t = wait_task(&s, v["id"].as_u64().unwrap(), None).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    no_path(&t);
+    // Query syntax the parser cannot run is a 400.
+    for q in ["doc_id:*", "chunk_key:*", "title:*"] {
+        let (st, v) = call(&s, "POST", "/collections/kb/search", None, Some(json!({"q": q, "syntax": true}))).await;
+        assert!(st == StatusCode::OK || st == StatusCode::BAD_REQUEST, "{q}: {st} {v}");
+        no_path(&v);
+    }
+}

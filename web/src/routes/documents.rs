@@ -58,7 +58,8 @@ pub(super) async fn add(
             let n = staged.len();
             for (fname, data) in &staged {
                 let p = dir.join(fname);
-                std::fs::write(&p, data).map_err(|e| ApiError::internal(format!("{}: {e}", p.display())))?;
+                // The file's name, not the server's path to it.
+                std::fs::write(&p, data).map_err(|e| ApiError::internal(format!("cannot stage {fname}: {e}")))?;
             }
             s.tasks.enqueue(&name, dir, n)
         })
@@ -104,11 +105,16 @@ fn safe_file_name(name: &str) -> String {
     let cleaned: String =
         base.chars().map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
     let cleaned = cleaned.trim_start_matches('.').to_string();
-    if cleaned.is_empty() {
-        "upload".into()
-    } else {
-        cleaned
+    let cleaned = if cleaned.is_empty() { "upload".to_string() } else { cleaned };
+    // File systems take 255 bytes a name: keep 100 characters, the extension included.
+    if cleaned.chars().count() <= 100 {
+        return cleaned;
     }
+    let (stem, ext) = match cleaned.rsplit_once('.') {
+        Some((stem, ext)) if ext.chars().count() <= 10 => (stem.to_string(), format!(".{ext}")),
+        _ => (cleaned.clone(), String::new()),
+    };
+    stem.chars().take(100 - ext.chars().count()).collect::<String>() + &ext
 }
 
 /// The documents of a JSON array or NDJSON body.
