@@ -136,3 +136,31 @@ fn follow_ups_are_rewritten_with_the_conversation() {
     assert!(a.query.to_lowercase().contains("hnsw") || a.query.contains("ef"), "{}", a.query);
     assert!(a.sources.iter().take(3).any(|s| s.uri.ends_with("hnsw.md")), "{:#?}", a.sources);
 }
+
+#[test]
+fn a_cancelled_answer_stops_at_its_next_token() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let f = fixture();
+    let cancel = std::sync::Arc::new(AtomicBool::new(false));
+    let p = AnswerParams { cancel: Some(cancel.clone()), ..AnswerParams::default() };
+    let mut tokens = 0;
+    let r = answer(
+        &f.collection,
+        &f.encoder,
+        Some(&f.decoder),
+        "How does HNSW search for nearest neighbours?",
+        &p,
+        &mut |e| {
+            if let sousuo_query::AnswerEvent::Token(_) = e {
+                tokens += 1;
+                // The client goes away after the first token.
+                cancel.store(true, Ordering::Relaxed);
+            }
+        },
+    );
+    assert_eq!(tokens, 1, "generation went on after the cancel");
+    assert!(r.is_err(), "a cancelled answer is an error, not an answer from one token");
+    // The decoder is free for the next question.
+    let a = ask("What is retrieval-augmented generation?", Vec::new());
+    assert_ne!(a.kind, AnswerKind::InsufficientEvidence);
+}

@@ -75,6 +75,9 @@ pub struct AnswerParams {
     pub history: Vec<Turn>,
     /// Wait for a decoder queue slot (`false`: fail with `Busy` (decoder) when it is full).
     pub wait_for_decoder: bool,
+    /// Set (by anyone) to stop the generation at its next token: the client that asked has
+    /// gone. The answer then fails with the decoder's `Cancelled`.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for AnswerParams {
@@ -89,6 +92,7 @@ impl Default for AnswerParams {
             strong_evidence: STRONG_EVIDENCE,
             history: Vec::new(),
             wait_for_decoder: true,
+            cancel: None,
         }
     }
 }
@@ -323,7 +327,7 @@ fn generate(
     let g = stream.finish(|tok| {
         first.get_or_insert_with(|| ms(t));
         on(AnswerEvent::Token(tok));
-        true
+        !p.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     })?;
     timings.generation_ms = ms(t);
     timings.first_token_ms = first;

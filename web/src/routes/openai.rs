@@ -167,7 +167,14 @@ fn async_stream(
     tokio::spawn(async move {
         let _ = tx.send(Ok(chunk(&id, created, &model, serde_json::json!({"role": "assistant"}), None))).await;
         let mut text = None;
-        while let Some(m) = rx.recv().await {
+        loop {
+            // A client that left closes `out`: stop reading, so the answer's next token finds
+            // its channel closed and stops the decoder.
+            let m = tokio::select! {
+                m = rx.recv() => m,
+                () = tx.closed() => None,
+            };
+            let Some(m) = m else { break };
             match m {
                 Streamed::Done(a) => {
                     text = Some(reply(&a));

@@ -46,7 +46,7 @@ pub(super) fn start_answer(
     state: &Arc<AppState>,
     collection: String,
     question: String,
-    p: AnswerParams,
+    mut p: AnswerParams,
 ) -> ApiResult<tokio::sync::mpsc::Receiver<Streamed>> {
     if let Some(d) = &state.decoder {
         if d.stats().queued >= crate::DECODER_QUEUE {
@@ -54,6 +54,10 @@ pub(super) fn start_answer(
         }
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Streamed>(256);
+    // When the receiver is gone (the client disconnected), the next token stops the decoder
+    // instead of generating on to `max_tokens` for nobody.
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    p.cancel = Some(cancel.clone());
     let s = state.clone();
     let runner = state.clone();
     let job = async move {
@@ -67,7 +71,9 @@ pub(super) fn start_answer(
                         AnswerEvent::Sources(src) => Streamed::Sources(serde_json::to_value(src).unwrap_or_default()),
                         AnswerEvent::Token(t) => Streamed::Token(t.to_string()),
                     };
-                    let _ = tx2.blocking_send(msg);
+                    if tx2.blocking_send(msg).is_err() {
+                        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 })?;
                 Ok(a)
             })
