@@ -19,7 +19,8 @@ pub enum Action {
     /// Ask a question over a collection.
     #[serde(rename = "ask")]
     Ask,
-    /// Add or replace documents.
+    /// Add or replace documents (an existing id is replaced: in effect a delete of its old
+    /// content, which the README says).
     #[serde(rename = "documents.add")]
     DocumentsAdd,
     /// Delete documents.
