@@ -4,7 +4,6 @@
 use super::{authorize, St};
 use crate::auth::{Action, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::json::parse;
 use crate::tasks::TaskView;
 use axum::extract::{Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -39,7 +38,7 @@ pub(super) async fn add(
         let body = axum::body::to_bytes(req.into_body(), state.config.max_upload_bytes)
             .await
             .map_err(|_| ApiError::too_large("the request body is too large"))?;
-        vec![("documents.jsonl".to_string(), documents_to_ndjson(&body, &ct)?)]
+        vec![("documents.jsonl".to_string(), super::ndjson::documents_to_ndjson(&body, &ct)?)]
     };
     let s = state.clone();
     let task = state
@@ -115,61 +114,6 @@ fn safe_file_name(name: &str) -> String {
         _ => (cleaned.clone(), String::new()),
     };
     stem.chars().take(100 - ext.chars().count()).collect::<String>() + &ext
-}
-
-/// The documents of a JSON array or NDJSON body.
-fn parse_documents(body: &[u8], content_type: &str) -> ApiResult<Vec<serde_json::Value>> {
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("bad_json", "the body is not UTF-8"))?;
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('[') {
-        return parse(body);
-    }
-    if !(content_type.contains("ndjson") || content_type.contains("jsonl") || trimmed.starts_with('{')) {
-        return Err(ApiError::bad_request(
-            "bad_json",
-            "send a JSON array of documents, NDJSON, or multipart/form-data files",
-        ));
-    }
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| ApiError::bad_request("bad_json", format!("line {}: invalid JSON: {e}", i + 1)))
-        })
-        .collect()
-}
-
-/// Validates JSON documents (an array, or NDJSON) and writes them as NDJSON.
-fn documents_to_ndjson(body: &[u8], content_type: &str) -> ApiResult<Vec<u8>> {
-    let docs = parse_documents(body, content_type)?;
-    if docs.is_empty() {
-        return Err(ApiError::bad_request("no_documents", "the body holds no documents"));
-    }
-    let mut out = Vec::with_capacity(body.len());
-    for (i, d) in docs.iter().enumerate() {
-        let Some(obj) = d.as_object() else {
-            return Err(ApiError::bad_request("bad_document", format!("document {i} is not a JSON object")));
-        };
-        let id_ok = match obj.get("id").or_else(|| obj.get("_id")) {
-            Some(serde_json::Value::String(s)) => !s.trim().is_empty(),
-            Some(serde_json::Value::Number(_)) => true,
-            _ => false,
-        };
-        if !id_ok {
-            return Err(ApiError::bad_request(
-                "bad_document",
-                format!("document {i} has no \"id\" (string or number)"),
-            ));
-        }
-        let has_text = ["text", "body", "content"].iter().any(|k| obj.get(*k).is_some_and(|v| v.is_string()));
-        if !has_text {
-            return Err(ApiError::bad_request("bad_document", format!("document {i} has no \"text\" string")));
-        }
-        serde_json::to_writer(&mut out, d).map_err(|e| ApiError::internal(e.to_string()))?;
-        out.push(b'\n');
-    }
-    Ok(out)
 }
 
 #[derive(Serialize)]

@@ -10,6 +10,7 @@ mod collections;
 mod documents;
 mod keys;
 mod middleware;
+mod ndjson;
 mod openai;
 mod origin;
 mod search;
