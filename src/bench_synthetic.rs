@@ -105,25 +105,8 @@ fn build(
             let id = format!("s{j}");
             let metadata: BTreeMap<String, serde_json::Value> =
                 [("bucket".to_string(), serde_json::json!(j % 100))].into_iter().collect();
-            let doc = DocRecord {
-                id: id.clone(),
-                title: String::new(),
-                source: "synthetic".into(),
-                metadata,
-                content_hash: id.clone(),
-                chunk_keys: vec![],
-                seq: 0,
-            };
-            let chunk = sousuo_indexer::Chunk {
-                doc_id: id,
-                ordinal: 0,
-                text: text.clone(),
-                start: 0,
-                end: text.len(),
-                heading: None,
-                page: None,
-            };
-            changes.push(Change::Upsert { doc, chunks: vec![chunk], vectors: vec![v] });
+            let doc = DocRecord { metadata, ..DocRecord::new(id.clone(), "", "synthetic", id) };
+            changes.push(Change::one_chunk(doc, text.clone(), v));
         }
         c.apply(&changes)?;
         bar.inc((end - i) as u64);

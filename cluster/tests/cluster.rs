@@ -35,25 +35,8 @@ fn upsert(i: usize, v: u32) -> Change {
         format!("Note {i} (revision {v}) is about the {} and carries the word zq{i}x.", TOPICS[i % TOPICS.len()]);
     let vector = encoder().encode(&[text.as_str()]).unwrap().rows().next().unwrap().to_vec();
     let id = format!("doc-{i}");
-    let chunk = Chunk {
-        doc_id: id.clone(),
-        ordinal: 0,
-        text: text.clone(),
-        start: 0,
-        end: text.len(),
-        heading: None,
-        page: None,
-    };
-    let doc = DocRecord {
-        id: id.clone(),
-        title: format!("Note {i}"),
-        source: id,
-        metadata: BTreeMap::new(),
-        content_hash: format!("{i}-{v}"),
-        chunk_keys: Vec::new(),
-        seq: 0,
-    };
-    Change::Upsert { doc, chunks: vec![chunk], vectors: vec![vector] }
+    let doc = DocRecord::new(id.clone(), format!("Note {i}"), id, format!("{i}-{v}"));
+    Change::one_chunk(doc, text, vector)
 }
 
 fn spec(name: &str, shards: u32) -> CollectionSpec {

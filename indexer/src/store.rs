@@ -34,6 +34,26 @@ pub struct DocRecord {
     pub seq: u64,
 }
 
+impl DocRecord {
+    /// A record not yet stored: no metadata, no chunk keys, no sequence number.
+    pub fn new(
+        id: impl Into<String>,
+        title: impl Into<String>,
+        source: impl Into<String>,
+        content_hash: impl Into<String>,
+    ) -> Self {
+        DocRecord {
+            id: id.into(),
+            title: title.into(),
+            source: source.into(),
+            metadata: BTreeMap::new(),
+            content_hash: content_hash.into(),
+            chunk_keys: Vec::new(),
+            seq: 0,
+        }
+    }
+}
+
 /// One oplog entry: what a sequence number changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Op {
@@ -66,6 +86,15 @@ pub enum Change {
         /// The document's id.
         doc_id: String,
     },
+}
+
+impl Change {
+    /// Stores `doc` as one chunk holding all of `text`, with its `vector`.
+    pub fn one_chunk(doc: DocRecord, text: String, vector: Vec<f32>) -> Change {
+        let chunk =
+            Chunk { doc_id: doc.id.clone(), ordinal: 0, start: 0, end: text.len(), text, heading: None, page: None };
+        Change::Upsert { doc, chunks: vec![chunk], vectors: vec![vector] }
+    }
 }
 
 /// The sled store: documents, chunks, vectors and the operation log, the source of truth.

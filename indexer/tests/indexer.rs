@@ -301,26 +301,9 @@ fn reindex_swaps_in_vectors_from_another_encoder() {
 
 /// A one-chunk document change with the encoder's vector of its text.
 fn upsert(id: &str, text: &str) -> sousuo_indexer::store::Change {
-    let doc = sousuo_indexer::store::DocRecord {
-        id: id.into(),
-        title: String::new(),
-        source: "test".into(),
-        metadata: Default::default(),
-        content_hash: id.into(),
-        chunk_keys: vec![],
-        seq: 0,
-    };
-    let chunk = sousuo_indexer::Chunk {
-        doc_id: id.into(),
-        ordinal: 0,
-        text: text.into(),
-        start: 0,
-        end: text.len(),
-        heading: None,
-        page: None,
-    };
     let v = encoder().encode(&[text]).unwrap().row(0).to_vec();
-    sousuo_indexer::store::Change::Upsert { doc, chunks: vec![chunk], vectors: vec![v] }
+    let doc = sousuo_indexer::store::DocRecord::new(id, "", "test", id);
+    sousuo_indexer::store::Change::one_chunk(doc, text.into(), v)
 }
 
 fn finds(c: &Collection, text: &str, id: &str) -> bool {

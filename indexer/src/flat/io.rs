@@ -1,5 +1,9 @@
-//! Making the flat graph from hnsw_rs's, and its files: `meta.json` and little-endian arrays
-//! (`ids`, `links0`, `upper`, `codes`, `scales`, `vectors`; the last is memory-mapped on load).
+//! Making the flat graph from hnsw_rs's, and its files: `meta.json` and arrays in the host's
+//! byte order, little-endian (`ids`, `links0`, `upper`, `codes`, `scales`, `vectors`; the last
+//! is memory-mapped on load), written and read as whole slices.
+
+#[cfg(target_endian = "big")]
+compile_error!("the flat graph files are little-endian arrays read in place");
 
 use super::{FlatGraph, Rows, UpperLayer, NONE};
 use crate::{Error, Result};
@@ -76,19 +80,23 @@ impl FlatGraph {
             entry: self.entry,
             upper: self.upper.iter().map(|l| (l.slot.len(), l.stride)).collect(),
         };
-        write(dir, "ids", self.ids.iter().flat_map(|v| v.to_le_bytes()))?;
-        write(dir, "links0", self.links0.iter().flat_map(|v| v.to_le_bytes()))?;
-        let upper = self.upper.iter().flat_map(|l| {
-            let mut nodes: Vec<(u32, u32)> = l.slot.iter().map(|(&n, &s)| (n, s)).collect();
-            nodes.sort_unstable();
-            let links =
-                nodes.iter().flat_map(|&(_, s)| l.links[s as usize * l.stride..(s as usize + 1) * l.stride].to_vec());
-            nodes.iter().map(|&(n, _)| n).chain(links).collect::<Vec<u32>>()
-        });
-        write(dir, "upper", upper.flat_map(|v| v.to_le_bytes()))?;
-        write(dir, "codes", self.codes.iter().map(|&c| c as u8))?;
-        write(dir, "scales", self.scales.iter().flat_map(|v| v.to_le_bytes()))?;
-        write(dir, "vectors", self.rows.all().iter().flat_map(|v| v.to_le_bytes()))?;
+        write(dir, "ids", bytemuck::cast_slice(&self.ids))?;
+        write(dir, "links0", bytemuck::cast_slice(&self.links0))?;
+        let upper: Vec<u32> = self
+            .upper
+            .iter()
+            .flat_map(|l| {
+                let mut nodes: Vec<(u32, u32)> = l.slot.iter().map(|(&n, &s)| (n, s)).collect();
+                nodes.sort_unstable();
+                let links =
+                    nodes.iter().flat_map(|&(_, s)| &l.links[s as usize * l.stride..(s as usize + 1) * l.stride]);
+                nodes.iter().map(|&(n, _)| n).chain(links.copied()).collect::<Vec<u32>>()
+            })
+            .collect();
+        write(dir, "upper", bytemuck::cast_slice(&upper))?;
+        write(dir, "codes", bytemuck::cast_slice(&self.codes))?;
+        write(dir, "scales", bytemuck::cast_slice(&self.scales))?;
+        write(dir, "vectors", bytemuck::cast_slice(self.rows.all()))?;
         let meta = serde_json::to_vec(&meta).map_err(|e| Error::Vectors(e.to_string()))?;
         std::fs::write(dir.join("meta.json"), meta).map_err(|e| Error::io(dir.join("meta.json"), e))
     }
@@ -115,18 +123,18 @@ impl FlatGraph {
             return Err(bad(format!("version {} dim {} (expected {VERSION}, {dim})", meta.version, meta.dim)));
         }
         let n = meta.nodes;
-        let ids: Vec<u64> = read(dir, "ids", 8, n)?.chunks_exact(8).map(|c| le(c, u64::from_le_bytes)).collect();
-        let links0 = read_u32(dir, "links0", n * meta.m0)?;
+        let ids: Vec<u64> = read(dir, "ids", n)?;
+        let links0: Vec<u32> = read(dir, "links0", n * meta.m0)?;
         let upper_words: usize = meta.upper.iter().map(|&(nodes, stride)| nodes * (1 + stride)).sum();
-        let mut words = read_u32(dir, "upper", upper_words)?.into_iter();
+        let mut words = read::<u32>(dir, "upper", upper_words)?.into_iter();
         let mut upper = Vec::new();
         for &(nodes, stride) in &meta.upper {
             let ids: Vec<u32> = words.by_ref().take(nodes).collect();
             let links: Vec<u32> = words.by_ref().take(nodes * stride).collect();
             upper.push(UpperLayer { slot: ids.into_iter().zip(0..).collect(), stride, links });
         }
-        let codes: Vec<i8> = read(dir, "codes", 1, n * dim)?.into_iter().map(|b| b as i8).collect();
-        let scales = read(dir, "scales", 4, n)?.chunks_exact(4).map(|c| le(c, f32::from_le_bytes)).collect();
+        let codes: Vec<i8> = read(dir, "codes", n * dim)?;
+        let scales: Vec<f32> = read(dir, "scales", n)?;
         let path = dir.join("vectors");
         // Written once before CURRENT named its directory, never modified after.
         let map = sousuo_kernels::mapped::MappedF32::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -178,43 +186,24 @@ fn upper_layer(nodes: Vec<(u32, Vec<u32>)>) -> UpperLayer {
     UpperLayer { slot, stride, links }
 }
 
-fn le<T, const N: usize>(c: &[u8], f: fn([u8; N]) -> T) -> T {
-    let mut b = [0u8; N];
-    b.copy_from_slice(c);
-    f(b)
-}
-
-fn write(dir: &Path, name: &str, bytes: impl Iterator<Item = u8>) -> Result<()> {
+/// Writes `bytes` to `dir/name`, synced.
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let path = dir.join(name);
-    let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut buf = Vec::with_capacity(1 << 16);
-    for b in bytes {
-        buf.push(b);
-        if buf.len() == buf.capacity() {
-            out.write_all(&buf).map_err(|e| Error::io(&path, e))?;
-            buf.clear();
-        }
-    }
-    out.write_all(&buf).map_err(|e| Error::io(&path, e))?;
-    let file = out.into_inner().map_err(|e| Error::io(&path, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(&path, e))
+    let mut file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| Error::io(&path, e))
 }
 
-fn read(dir: &Path, name: &str, width: usize, count: usize) -> Result<Vec<u8>> {
+/// Reads `count` values of `T` from `dir/name`, which must hold exactly that many.
+fn read<T: bytemuck::Pod>(dir: &Path, name: &str, count: usize) -> Result<Vec<T>> {
     let path = dir.join(name);
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    if bytes.len() != width * count {
+    let want = count * std::mem::size_of::<T>();
+    if bytes.len() != want {
         return Err(Error::Vectors(format!(
-            "the graph file {} holds {} bytes, expected {}",
+            "the graph file {} holds {} bytes, expected {want}",
             path.display(),
-            bytes.len(),
-            width * count
+            bytes.len()
         )));
     }
-    Ok(bytes)
-}
-
-fn read_u32(dir: &Path, name: &str, count: usize) -> Result<Vec<u32>> {
-    Ok(read(dir, name, 4, count)?.chunks_exact(4).map(|c| le(c, u32::from_le_bytes)).collect())
+    Ok(bytemuck::pod_collect_to_vec(&bytes))
 }
