@@ -7,6 +7,7 @@
 use crate::bench_hnsw::noised;
 use crate::cli::{BenchQueryArgs, Global};
 use anyhow::{bail, Result};
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use sousuo_encoder::Encoder;
 use sousuo_indexer::store::{Change, DocRecord};
@@ -94,12 +95,15 @@ fn build(
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let bar = crate::util::progress(n as u64, "chunks");
     let mut all_vectors: Vec<f32> = Vec::with_capacity(n * info.dim);
+    // After one pass over the source, the copies come in a random order, not in sweeps.
+    let mut later: Vec<usize> = (chunks.len()..n.max(chunks.len())).map(|j| j % chunks.len()).collect();
+    later.shuffle(&mut rng);
     let mut i = 0;
     while i < n {
         let end = (i + BATCH).min(n);
         let mut changes = Vec::with_capacity(end - i);
         for j in i..end {
-            let (text, v) = &chunks[j % chunks.len()];
+            let (text, v) = &chunks[if j < chunks.len() { j } else { later[j - chunks.len()] }];
             let v = if j < chunks.len() { v.clone() } else { noised(v, 0.015, &mut rng) };
             all_vectors.extend_from_slice(&v);
             let id = format!("s{j}");
