@@ -143,6 +143,11 @@ struct CitationFigures {
 }
 
 pub fn bench(g: &Global, args: BenchAnswerArgs) -> Result<()> {
+    if let Some(dir) = &args.qa {
+        let encoder = load_encoder(g, EncoderOptions::default())?;
+        let decoder = load_decoder(g, &args.decoder, 4)?;
+        return crate::bench_qa::run(g, &args, dir, &encoder, &decoder);
+    }
     let questions: Vec<Question> = std::fs::read_to_string(&args.questions)
         .with_context(|| format!("cannot read {}", args.questions.display()))?
         .lines()

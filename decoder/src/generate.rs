@@ -1,6 +1,7 @@
 //! Generation: sampling and stopping options, the events a generation streams, and the loop
 //! the worker thread runs for each queued prompt.
 
+use crate::copy::{mask, CopyState};
 use crate::model::Model;
 use crate::tokenizer::{DecoderTokenizer, TokenStream};
 use crate::{Error, Result};
@@ -27,6 +28,9 @@ pub struct GenerateOptions {
     pub repeat_last_n: usize,
     /// Keep generating past end-of-turn tokens (benchmarks measure a fixed length).
     pub ignore_stop: bool,
+    /// When not empty, decoding may only copy: each token continues a contiguous run of one of
+    /// these token sequences, and the generation ends (end of turn) when no token can.
+    pub copy_from: Vec<Vec<u32>>,
 }
 
 impl Default for GenerateOptions {
@@ -39,6 +43,7 @@ impl Default for GenerateOptions {
             repeat_penalty: 1.1,
             repeat_last_n: 64,
             ignore_stop: false,
+            copy_from: Vec::new(),
         }
     }
 }
@@ -175,14 +180,29 @@ fn generate(model: &mut Model, tok: &DecoderTokenizer, job: &mut Job, counters: 
     let mut stop = StopReason::MaxTokens;
     let mut prefill_ms = 0.0;
     let mut decode_started = Instant::now();
+    let word_start = |t: u32| tok.decode(&[t]).is_ok_and(|s| s.starts_with(char::is_whitespace));
+    let mut copy = (!o.copy_from.is_empty()).then(|| CopyState::new(&o.copy_from, word_start));
     while generated.len() < o.max_tokens {
-        let l = if o.repeat_penalty != 1.0 && !generated.is_empty() {
+        let mut l = if o.repeat_penalty != 1.0 && !generated.is_empty() {
             let start = generated.len().saturating_sub(o.repeat_last_n);
             candle_transformers::utils::apply_repeat_penalty(&logits, o.repeat_penalty, &generated[start..])
                 .map_err(err)?
         } else {
             logits.clone()
         };
+        if let Some(c) = &copy {
+            let mut allowed = c.allowed();
+            if allowed.is_empty() {
+                stop = StopReason::EndOfTurn;
+                break;
+            }
+            if c.can_end() {
+                allowed.extend(tok.stop_ids.iter().copied());
+            }
+            let mut v = l.to_vec1::<f32>().map_err(err)?;
+            mask(&mut v, &allowed);
+            l = candle_core::Tensor::from_vec(v, l.dims(), l.device()).map_err(err)?;
+        }
         let next = sampler.sample(&l).map_err(err)?;
         if generated.is_empty() {
             prefill_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -191,6 +211,9 @@ fn generate(model: &mut Model, tok: &DecoderTokenizer, job: &mut Job, counters: 
         if !o.ignore_stop && tok.stop_ids.contains(&next) {
             stop = StopReason::EndOfTurn;
             break;
+        }
+        if let Some(c) = &mut copy {
+            c.push(next);
         }
         generated.push(next);
         counters.tokens.fetch_add(1, Ordering::Relaxed);

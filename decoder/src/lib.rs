@@ -11,10 +11,11 @@
 //! - `model`: loading (GGUF header, backend choice, requantised-weights cache).
 //! - `llama`: the native forward pass; `requant`: candle's Q8_0 conversion.
 //! - `tokenizer`, `template`: the tokenizer and chat template from the GGUF metadata.
-//! - `generate`: sampling, stopping, the worker loop; `handle`: the [`Decoder`] handle.
+//! - `generate`: sampling, stopping, the worker loop (`copy`: decoding constrained to copy); `handle`: the [`Decoder`] handle.
 
 #![warn(missing_docs)]
 
+mod copy;
 mod error;
 mod generate;
 mod handle;

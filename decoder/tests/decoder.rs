@@ -190,3 +190,29 @@ fn candle_backend_generates() {
     let g = d.generate(prompt, &GenerateOptions { max_tokens: 40, ..Default::default() }, |_| true).unwrap();
     assert!(g.text.contains("Paris"), "{:?}", g.text);
 }
+
+/// Decoding constrained to copy: the answer exists verbatim in the text it may copy from, even
+/// where the model would rather write something else.
+#[test]
+fn constrained_decoding_copies_from_the_source() {
+    let d = decoder();
+    let source = "Farel, a student of Lefevre, went on to lead the Swiss Reformation in 1523.";
+    let prompt = d
+        .chat_prompt(&[
+            Message::system("Answer with a few words copied from the text."),
+            Message::user(format!("Text: {source}\n\nQuestion: Who led the Swiss Reformation?")),
+        ])
+        .unwrap();
+    let copy_from = vec![d.tokenizer().encode_plain(&format!(" {source}")).unwrap()];
+    let options = GenerateOptions { max_tokens: 12, repeat_penalty: 1.0, copy_from, ..Default::default() };
+    let g = d.generate(prompt, &options, |_| true).unwrap();
+    let text = g.text.trim();
+    assert!(!text.is_empty() && source.contains(text), "{text:?} is not copied from the source");
+    // Nothing else is allowed: a source of one token ends the copy after it.
+    let one = vec![d.tokenizer().encode_plain(" Farel").unwrap()];
+    let prompt = d.chat_prompt(&[Message::user("Say hello.")]).unwrap();
+    let g = d
+        .generate(prompt, &GenerateOptions { max_tokens: 12, copy_from: one, ..Default::default() }, |_| true)
+        .unwrap();
+    assert_eq!(g.text.trim(), "Farel");
+}

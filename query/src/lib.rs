@@ -7,7 +7,8 @@
 //!   [`Retriever`]: a local collection or (the cluster crate) a sharded one.
 //! - [`answer()`]: retrieve -> generate (the decoder crate) -> verify -> decide.
 //! - [`beir`]: BEIR data sets (corpus, queries, judgements) read in one place.
-//! - [`eval`] and [`metrics`]: the evaluator and the trec_eval measures.
+//! - [`eval`] and [`metrics`]: the evaluator and the trec_eval measures; [`qa`]: SQuAD's
+//!   answer scoring.
 
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ mod error;
 pub mod eval;
 pub mod filter;
 pub mod metrics;
+pub mod qa;
 mod rank;
 pub mod retriever;
 pub mod search;

@@ -5,10 +5,14 @@
 //! sentences are quoted; otherwise the answer says the sources do not say.
 
 use super::passages::{dot, Passage};
+use super::short::{Expect, Ranked, Short};
 use super::verify::Verdict;
 use super::{AnswerKind, AnswerParams, Sentence};
 
 const NOT_SAID: &str = "The sources do not say.";
+/// A second sentence is quoted beside the short answer's own when its rank score is within
+/// this of the best.
+const QUOTE_MARGIN: f32 = 0.15;
 
 /// What the answer says and why.
 pub(crate) struct Decision {
@@ -28,6 +32,58 @@ impl Decision {
             sentences: Vec::new(),
             invalid_citations: Vec::new(),
             reason: format!("no passage is close enough to the question (best {evidence:.2} < {floor:.2})"),
+        }
+    }
+
+    /// The decoder's short answer, then the sentence it is copied from and the next
+    /// best-matching sentence (when about as close to the question), all cited.
+    pub fn direct(s: &Short, ranked: &[Ranked<'_>]) -> Self {
+        let sentence = |text: String, n: usize, support: f32| Sentence {
+            text,
+            citations: vec![n],
+            supported: true,
+            support,
+            citation_added: false,
+        };
+        let mut sentences = vec![sentence(s.text.clone(), s.n, 1.0)];
+        let best = ranked.first().map_or(0.0, |r| r.score);
+        let own = ranked.iter().find(|r| r.text == s.sentence);
+        let other = ranked
+            .iter()
+            .find(|r| r.text != s.sentence && r.score >= best - QUOTE_MARGIN && r.text.split_whitespace().count() >= 4);
+        for r in own.into_iter().chain(other) {
+            sentences.push(sentence(format!("“{}”", r.text.trim()), r.n, r.cosine));
+        }
+        let quotes: Vec<String> = sentences[1..].iter().map(|q| format!("{} [{}]", q.text, q.citations[0])).collect();
+        Decision {
+            kind: AnswerKind::Generated,
+            text: format!("{} [{}]. {}", s.text, s.n, quotes.join(" ")),
+            sentences,
+            invalid_citations: Vec::new(),
+            reason: format!("a short answer copied from source {}, and the sentences it rests on", s.n),
+        }
+    }
+
+    /// The short answer's sentence does not match the question's focus.
+    pub fn off_focus() -> Self {
+        Decision {
+            kind: AnswerKind::InsufficientEvidence,
+            text: NOT_SAID.into(),
+            sentences: Vec::new(),
+            invalid_citations: Vec::new(),
+            reason: "the sentences closest to the question do not match its focus".into(),
+        }
+    }
+
+    /// The question asks for a number or a name that the best-matching sentences lack.
+    pub fn none_of_kind(kind: Expect) -> Self {
+        let what = if kind == Expect::Number { "number or date" } else { "name" };
+        Decision {
+            kind: AnswerKind::InsufficientEvidence,
+            text: NOT_SAID.into(),
+            sentences: Vec::new(),
+            invalid_citations: Vec::new(),
+            reason: format!("the question asks for a {what} and the best-matching sentences hold none"),
         }
     }
 

@@ -15,13 +15,14 @@ mod decide;
 mod passages;
 mod prompt;
 mod rewrite;
+mod short;
 mod terms;
 mod verify;
 
 pub use passages::{looks_like_instruction, sentences};
 pub use rewrite::rewrite;
 pub use terms::lexical_overlap;
-pub use verify::{is_supported, numbers_grounded, support_score};
+pub use verify::{is_supported, names_grounded, numbers_grounded, support_score};
 
 use crate::retriever::Retriever;
 use crate::search::SearchParams;
@@ -29,6 +30,7 @@ use crate::{Error, Result};
 use decide::Decision;
 use passages::{select_passages, Passage};
 use serde::{Deserialize, Serialize};
+use short::Outcome;
 use sousuo_decoder::{Decoder, GenerateOptions, Generation};
 use sousuo_encoder::Encoder;
 use std::time::Instant;
@@ -75,6 +77,9 @@ pub struct AnswerParams {
     pub history: Vec<Turn>,
     /// Wait for a decoder queue slot (`false`: fail with `Busy` (decoder) when it is full).
     pub wait_for_decoder: bool,
+    /// Answer first with a few words copied from the best-matching source sentence (and quote
+    /// that sentence); `false`: the decoder writes the whole answer, then it is checked.
+    pub direct: bool,
     /// Set (by anyone) to stop the generation at its next token: the client that asked has
     /// gone. The answer then fails with the decoder's `Cancelled`.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -92,6 +97,7 @@ impl Default for AnswerParams {
             strong_evidence: STRONG_EVIDENCE,
             history: Vec::new(),
             wait_for_decoder: true,
+            direct: true,
             cancel: None,
         }
     }
@@ -192,6 +198,10 @@ pub struct Answer {
     pub text: String,
     /// The answer's sentences with their citations and support.
     pub sentences: Vec<Sentence>,
+    /// A few words that answer the question, copied from the cited source sentence (the
+    /// answer's first sentence), when the decoder found them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_answer: Option<String>,
     /// The numbered sources given to the model.
     pub sources: Vec<Source>,
     /// Citation numbers the model wrote that name no source (removed from the text).
@@ -242,18 +252,33 @@ pub fn answer(
     let sources: Vec<Source> = passages.iter().map(|x| x.source.clone()).collect();
     on(AnswerEvent::Sources(&sources));
     let covered = !passages.is_empty() && evidence >= p.evidence_floor;
+    let ranked = short::rank_sentences(&query, &qv, &passages);
+    let outcome = match decoder {
+        Some(d) if covered && p.direct => {
+            let t = Instant::now();
+            let s = short::short_answer(d, &query, &ranked, p, on)?;
+            timings.generation_ms = ms(t);
+            s
+        }
+        _ => Outcome::Unsure,
+    };
     let generation = match decoder {
-        Some(d) if covered => Some(generate(d, &query, &passages, p, &mut timings, on)?),
+        Some(d) if covered && matches!(outcome, Outcome::Unsure) => {
+            Some(generate(d, &query, &passages, p, &mut timings, on)?)
+        }
         _ => None,
     };
     let t = Instant::now();
-    let decision = match &generation {
+    let decision = match (&generation, &outcome) {
         _ if !covered => Decision::not_covered(evidence, p.evidence_floor),
-        Some(g) => {
-            let verdict = verify::verify(encoder, &g.text, &passages, p.support_threshold)?;
+        (_, Outcome::Found(s)) => Decision::direct(s, &ranked),
+        (_, Outcome::NoneOfKind(kind)) => Decision::none_of_kind(*kind),
+        (_, Outcome::OffFocus) => Decision::off_focus(),
+        (Some(g), _) => {
+            let verdict = verify::verify(encoder, &query, &g.text, &passages, p.support_threshold)?;
             Decision::from_verdict(verdict, evidence, &qv, &passages, p)
         }
-        None => Decision::without_decoder(&qv, &passages),
+        (None, _) => Decision::without_decoder(&qv, &passages),
     };
     timings.verify_ms = ms(t);
     timings.total_ms = ms(started);
@@ -263,6 +288,10 @@ pub fn answer(
         kind: decision.kind,
         text: decision.text,
         sentences: decision.sentences,
+        short_answer: match outcome {
+            Outcome::Found(s) => Some(s.text),
+            _ => None,
+        },
         sources,
         invalid_citations: decision.invalid_citations,
         generated_text: generation.as_ref().map(|g| g.text.clone()),

@@ -58,7 +58,13 @@ const ABSTAIN: &[&str] =
 
 /// Splits generated text into sentences, parses their citations, and checks each against the
 /// sentences of the sources it cites (all sources when it cites none).
-pub(crate) fn verify(encoder: &Encoder, text: &str, passages: &[Passage], threshold: f32) -> Result<Verdict> {
+pub(crate) fn verify(
+    encoder: &Encoder,
+    question: &str,
+    text: &str,
+    passages: &[Passage],
+    threshold: f32,
+) -> Result<Verdict> {
     let lower = text.to_lowercase();
     let abstained = ABSTAIN.iter().any(|a| lower.contains(a));
     // Citation markers that open a sentence belong to the one before it.
@@ -123,8 +129,12 @@ pub(crate) fn verify(encoder: &Encoder, text: &str, passages: &[Passage], thresh
         } else {
             (cites.iter().map(|&n| best_in(n)).fold(f32::MIN, f32::max), cites, false)
         };
-        // Small models invent numbers: every number must occur in a cited passage.
-        let grounded = citations.iter().any(|&n| numbers_grounded(&t, &passages[n - 1].source.passage));
+        // Small models invent numbers and names: every number, and every capitalised word the
+        // question does not supply, must occur in a cited passage.
+        let grounded = citations.iter().any(|&n| {
+            let passage = &passages[n - 1].source.passage;
+            numbers_grounded(&t, passage) && names_grounded(&t, passage, question)
+        });
         out.push(Sentence {
             supported: checkable && grounded && support >= threshold,
             support,
@@ -157,6 +167,20 @@ pub fn numbers_grounded(sentence: &str, passage: &str) -> bool {
     nums(sentence).iter().all(|n| have.contains(n))
 }
 
+/// Whether every name in `sentence` (a capitalised word after its first word, or a word with
+/// a capital inside: "Jean-Baptiste", "iPhone") occurs in `passage` or `question`.
+pub fn names_grounded(sentence: &str, passage: &str, question: &str) -> bool {
+    let known = format!("{} {}", passage.to_lowercase(), question.to_lowercase());
+    let known: std::collections::HashSet<&str> =
+        known.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    sentence
+        .split_whitespace()
+        .skip(1)
+        .flat_map(|w| w.split(|c: char| !c.is_alphanumeric()))
+        .filter(|w| w.chars().skip(1).any(char::is_uppercase) || w.chars().next().is_some_and(char::is_uppercase))
+        .all(|w| known.contains(w.to_lowercase().as_str()))
+}
+
 /// Checks one sentence against one passage text (for calibration and tests).
 pub fn support_score(encoder: &Encoder, sentence: &str, passage: &str) -> Result<f32> {
     let sents = sentences(passage);
@@ -182,6 +206,15 @@ mod tests {
         assert_eq!(strip_citations("A [1, 3] b [2][4]").1, vec![1, 3, 2, 4]);
         assert_eq!(strip_citations("arrays like [x] stay").0, "arrays like [x] stay");
         assert_eq!(strip_citations("unclosed [12").0, "unclosed [12");
+    }
+
+    #[test]
+    fn invented_names_are_caught() {
+        let p = "Farel, a student of Lefevre, went on to lead the Swiss Reformation.";
+        let q = "What leader of the Swiss reformation was a student of Lefevre?";
+        assert!(names_grounded("The leader was Farel.", p, q));
+        assert!(names_grounded("Farel studied under Lefevre.", p, q));
+        assert!(!names_grounded("It was translated by Jean-Baptiste Lully in 1523.", p, q));
     }
 
     #[test]

@@ -1,0 +1,292 @@
+//! The direct answer: the sources' sentences ranked against the question (encoder cosine plus
+//! the share of the question's content terms each holds), then the decoder picks a few words
+//! from the best two with decoding constrained to copy from them, so the short answer exists
+//! verbatim in a cited sentence by construction. Words the question itself supplies (or stop
+//! words alone) are not an answer.
+
+use super::passages::{dot, Passage};
+use super::prompt::defuse;
+use super::terms::terms;
+use super::{AnswerEvent, AnswerParams};
+use crate::Result;
+use sousuo_decoder::{Decoder, GenerateOptions, Message};
+use std::collections::HashSet;
+
+const SYSTEM: &str = "You answer a question with the shortest phrase from the text that answers it: \
+a name, a number, a date, or a few words. Copy the words exactly. Do not write a sentence.";
+
+/// How much a sentence's share of the question's terms adds to its cosine when ranking.
+const TERM_WEIGHT: f32 = 0.5;
+/// Below this share of the question's content terms (and below strong evidence in cosine) a
+/// sentence does not hold the question's focus.
+const FOCUS_SHARE: f32 = 0.5;
+/// Tokens of the short answer at most.
+const MAX_TOKENS: usize = 12;
+/// Sentences shown to the decoder (and copied from).
+const CONTEXT_SENTENCES: usize = 2;
+/// A worked example (text, question, answer), given as an earlier turn.
+const EXAMPLE: (&str, &str, &str) = (
+    "The bridge, designed by the engineer Maria Costa, opened to traffic in 1932 after six years of work.",
+    "Who designed the bridge?",
+    "Maria Costa",
+);
+
+/// A few words answering the question, and the source sentence they are copied from.
+#[derive(Debug, Clone)]
+pub(crate) struct Short {
+    pub text: String,
+    /// The source's number.
+    pub n: usize,
+    pub sentence: String,
+}
+
+/// What the short-answer step found.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Found(Short),
+    /// The question asks for a number or a name and the best sentences hold none.
+    NoneOfKind(Expect),
+    /// No span the question does not already hold.
+    Unsure,
+    /// None of the best sentences matches the question's focus.
+    OffFocus,
+}
+
+/// A source sentence scored against the question.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ranked<'a> {
+    /// Cosine plus [`TERM_WEIGHT`] times `share`.
+    pub score: f32,
+    pub cosine: f32,
+    /// Share of the question's content terms the sentence holds.
+    pub share: f32,
+    /// The source's number.
+    pub n: usize,
+    pub text: &'a str,
+}
+
+/// The sources' sentences, best match to the question first.
+pub(crate) fn rank_sentences<'a>(question: &str, qv: &[f32], passages: &'a [Passage]) -> Vec<Ranked<'a>> {
+    let q: HashSet<String> = terms(question).into_iter().collect();
+    let mut all = Vec::new();
+    for p in passages {
+        for (s, v) in p.sentences.iter().zip(&p.vectors) {
+            let have: HashSet<String> = terms(s).into_iter().collect();
+            let share =
+                if q.is_empty() { 0.0 } else { q.iter().filter(|t| have.contains(*t)).count() as f32 / q.len() as f32 };
+            let cosine = dot(v, qv);
+            all.push(Ranked { score: cosine + TERM_WEIGHT * share, cosine, share, n: p.source.n, text: s.as_str() });
+        }
+    }
+    all.sort_by(|a, b| b.score.total_cmp(&a.score));
+    all
+}
+
+/// The decoder's short answer copied from the best-ranked sentences, if it found words the
+/// question does not already hold. It may copy only runs of words between the question's own
+/// content words (an answer is what the question lacks), and a worked example shows the
+/// decoder what a short answer is.
+pub(crate) fn short_answer(
+    d: &Decoder,
+    question: &str,
+    ranked: &[Ranked<'_>],
+    p: &AnswerParams,
+    on: &mut dyn FnMut(AnswerEvent),
+) -> Result<Outcome> {
+    let top: Vec<&Ranked> = ranked.iter().take(CONTEXT_SENTENCES).collect();
+    if top.is_empty() {
+        return Ok(Outcome::Unsure);
+    }
+    let text = top.iter().map(|t| defuse(t.text)).collect::<Vec<_>>().join(" ");
+    let user = |text: &str, q: &str| format!("Text: {text}\n\nQuestion: {q}");
+    let prompt = d.chat_prompt(&[
+        Message::system(SYSTEM),
+        Message::user(user(EXAMPLE.0, EXAMPLE.1)),
+        Message::assistant(EXAMPLE.2),
+        Message::user(user(&text, &defuse(question))),
+    ])?;
+    let tok = d.tokenizer();
+    // A sentence holds the question's focus when it holds most of its content terms, or is
+    // close to it in meaning (cosine at strong evidence).
+    let on_focus = |r: &Ranked| r.share >= FOCUS_SHARE || r.cosine >= p.strong_evidence;
+    let q: HashSet<String> = terms(question).into_iter().collect();
+    let runs: Vec<String> = top.iter().flat_map(|t| candidate_runs(&defuse(t.text), &q)).collect();
+    // Runs of the kind the question asks for, when there are any.
+    let expect = expected(question);
+    let typed: Vec<&String> = runs.iter().filter(|r| fits(r, expect)).collect();
+    if runs.is_empty() {
+        // Nothing to copy (every word is the question's, or a script without spaces).
+        return Ok(Outcome::Unsure);
+    }
+    if typed.is_empty() {
+        // The best sentences hold nothing of the kind asked for (no number for "how many").
+        return Ok(Outcome::NoneOfKind(expect));
+    }
+    let mut copy_from = Vec::new();
+    for run in typed {
+        copy_from.push(tok.encode_plain(&format!(" {run}"))?);
+    }
+    if copy_from.is_empty() {
+        return Ok(Outcome::Unsure);
+    }
+    let options =
+        GenerateOptions { max_tokens: MAX_TOKENS, repeat_penalty: 1.0, copy_from, ..GenerateOptions::default() };
+    let stream = if p.wait_for_decoder { d.start(prompt, &options)? } else { d.try_start(prompt, &options)? };
+    let g = stream.finish(|tok| {
+        on(AnswerEvent::Token(tok));
+        !p.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    })?;
+    let span = clean(&g.text);
+    if !answers(&span, question) {
+        return Ok(Outcome::Unsure);
+    }
+    let Some(r) = top.iter().find(|t| t.text.contains(&span)) else {
+        return Ok(Outcome::Unsure);
+    };
+    if !on_focus(r) {
+        // The span's sentence answers another question on the topic: with the best sentence
+        // off the question's focus too, the sources do not answer it; otherwise let the
+        // decoder write the answer, checked as usual.
+        return Ok(if on_focus(top[0]) { Outcome::Unsure } else { Outcome::OffFocus });
+    }
+    Ok(Outcome::Found(Short { text: span, n: r.n, sentence: r.text.to_string() }))
+}
+
+/// Words that neither begin nor end a short answer.
+const EDGE_WORDS: &[&str] = &[
+    "the", "a", "an", "of", "in", "on", "at", "to", "for", "by", "with", "and", "or", "but", "is", "was", "were",
+    "are", "be", "been", "being", "as", "that", "which", "who", "whom", "whose", "it", "its", "their", "his", "her",
+    "from", "after", "before", "during", "this", "these", "those", "has", "had", "have", "than", "then", "also",
+    "into", "over", "under", "about", "such", "there", "they", "he", "she", "we", "not", "can", "could", "would",
+];
+
+/// The runs of `sentence`'s words a short answer may copy: broken at the question's own
+/// content terms and at clause punctuation (", ", ";", ":", brackets, quotes), with stop words
+/// trimmed from both ends.
+pub(crate) fn candidate_runs(sentence: &str, question: &HashSet<String>) -> Vec<String> {
+    let mut runs: Vec<Vec<&str>> = vec![Vec::new()];
+    for w in sentence.split_whitespace() {
+        let bare = w.trim_matches(|c: char| !c.is_alphanumeric());
+        if terms(bare).iter().any(|t| question.contains(t)) {
+            runs.push(Vec::new());
+            continue;
+        }
+        let opens = w.starts_with(['(', '"', '“', '‘', '\'', '[']);
+        if opens {
+            runs.push(Vec::new());
+        }
+        if let Some(run) = runs.last_mut() {
+            run.push(w);
+        }
+        if w.ends_with([',', ';', ':', ')', '"', '”', '’', ']', '.']) || w.ends_with("'") {
+            runs.push(Vec::new());
+        }
+    }
+    let edge = |w: &&str| {
+        let bare = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+        bare.is_empty() || EDGE_WORDS.contains(&bare.as_str())
+    };
+    runs.into_iter()
+        .filter_map(|run| {
+            let start = run.iter().position(|w| !edge(w))?;
+            let end = run.iter().rposition(|w| !edge(w))?;
+            Some(run[start..=end].join(" "))
+        })
+        .collect()
+}
+
+/// What kind of answer the question asks for, from its first words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// A number, a quantity or a date ("how many", "when", "what year").
+    Number,
+    /// A name ("who").
+    Name,
+    Any,
+}
+
+pub(crate) fn expected(question: &str) -> Expect {
+    let q = question.trim().to_lowercase();
+    let q = q.as_str();
+    const NUMBER: &[&str] = &[
+        "how many",
+        "how much",
+        "how long",
+        "how old",
+        "how far",
+        "how large",
+        "how big",
+        "when",
+        "what year",
+        "in what year",
+        "which year",
+        "what date",
+        "what percentage",
+        "what percent",
+    ];
+    if NUMBER.iter().any(|p| q.starts_with(p)) {
+        Expect::Number
+    } else if ["who ", "whom ", "whose "].iter().any(|p| q.starts_with(p)) {
+        Expect::Name
+    } else {
+        Expect::Any
+    }
+}
+
+/// Whether a run can be the kind of answer asked for.
+fn fits(run: &str, expect: Expect) -> bool {
+    const NUMBER_WORDS: &[&str] = &[
+        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "hundred",
+        "thousand", "million", "billion", "dozen", "several", "century", "decade",
+    ];
+    match expect {
+        Expect::Number => run.split_whitespace().any(|w| {
+            let w = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+            w.chars().any(|c| c.is_ascii_digit()) || NUMBER_WORDS.contains(&w.as_str())
+        }),
+        Expect::Name => run.split_whitespace().any(|w| w.chars().next().is_some_and(char::is_uppercase)),
+        Expect::Any => true,
+    }
+}
+
+/// The span without surrounding spaces and trailing punctuation.
+fn clean(text: &str) -> String {
+    let t = text.trim().trim_end_matches(['.', ',', ';', ':', '!', '?']).trim();
+    let t = t.strip_prefix([',', ';', ':', '.']).unwrap_or(t).trim();
+    t.to_string()
+}
+
+/// Whether a span says something the question does not: at least one of its content terms
+/// (or a number) is not among the question's.
+pub(crate) fn answers(span: &str, question: &str) -> bool {
+    let q: HashSet<String> = terms(question).into_iter().collect();
+    let s = terms(span);
+    !s.is_empty() && s.iter().any(|t| !q.contains(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_stop_at_the_question_terms_and_clauses() {
+        let q: HashSet<String> = terms("Who led the Swiss Reformation?").into_iter().collect();
+        assert_eq!(
+            candidate_runs("Farel, a student of Lefevre, went on to lead the Swiss Reformation in 1523.", &q),
+            vec!["Farel,", "student of Lefevre,", "went on to lead", "1523."]
+        );
+        assert_eq!(expected("How many items is the library home to?"), Expect::Number);
+        assert_eq!(expected("Who designed it?"), Expect::Name);
+        assert!(fits("over two million", Expect::Number) && !fits("student of Lefevre", Expect::Number));
+    }
+
+    #[test]
+    fn the_question_own_words_are_not_an_answer() {
+        let q = "Who led the Swiss Reformation?";
+        assert!(answers("William Farel", q));
+        assert!(!answers("the Swiss Reformation", q));
+        assert!(!answers("the", q));
+        assert!(answers("1523", q));
+        assert_eq!(clean(" William Farel. "), "William Farel");
+    }
+}

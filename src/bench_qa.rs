@@ -1,0 +1,181 @@
+//! `sousuo bench answer --qa DIR`: the answer pipeline over a question-answering set laid out
+//! as ../shared/corpora/squad2-qa (corpus.jsonl, questions.jsonl with `q`, `kind`, `doc`,
+//! `answers`), indexed into a temporary collection. Per question kind: the answer's text holds
+//! a gold answer (SQuAD normalisation), the short answer's exact match and token F1, the gold
+//! paragraph cited, abstention, answer kinds, answers shown as supported but wrong, and time
+//! per answer.
+
+use crate::cli::{BenchAnswerArgs, Global};
+use anyhow::{Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use sousuo_decoder::Decoder;
+use sousuo_encoder::Encoder;
+use sousuo_indexer::{index_paths, ChunkParams, Collection, EncoderInfo, IndexOptions, OpenMode};
+use sousuo_query::qa::{contains_answer, exact_match, f1};
+use sousuo_query::{answer, Answer, AnswerKind, AnswerParams};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Deserialize, Clone)]
+struct QaQuestion {
+    q: String,
+    kind: String,
+    doc: Option<String>,
+    #[serde(default)]
+    answers: Vec<String>,
+}
+
+/// The figures of one question kind.
+#[derive(Serialize, Default)]
+struct KindFigures {
+    questions: usize,
+    /// The answer's text contains a gold answer (answerable only).
+    contains_gold: f64,
+    /// Short answer against the gold answers (0 when there is none).
+    short_exact: f64,
+    short_f1: f64,
+    /// A short answer was given.
+    short_given: f64,
+    /// Some citation names the gold paragraph.
+    cites_gold: f64,
+    abstained: f64,
+    /// Answers (not abstaining) with a sentence shown as supported that do not contain a gold
+    /// answer; for questions without one, every such answer.
+    supported_but_wrong: f64,
+    kinds: BTreeMap<String, usize>,
+    mean_answer_ms: f64,
+}
+
+pub fn run(g: &Global, args: &BenchAnswerArgs, dir: &Path, encoder: &Encoder, decoder: &Decoder) -> Result<()> {
+    let path = dir.join("questions.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut questions: Vec<QaQuestion> = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        questions.push(serde_json::from_str(line).with_context(|| {
+            format!("{}:{}: expected {{\"q\", \"kind\", \"doc\", \"answers\"}}", path.display(), i + 1)
+        })?);
+    }
+    let sample = sample(questions, args.sample, args.seed);
+    let tmp = tempfile::Builder::new().prefix("sousuo-bench-qa-").tempdir()?;
+    let info = EncoderInfo::of(encoder)?;
+    let collection = Collection::open(tmp.path(), "qa", &info, OpenMode::Create(ChunkParams::for_encoder(encoder)))?;
+    let corpus = dir.join("corpus.jsonl");
+    index_paths(&collection, encoder, std::slice::from_ref(&corpus), &IndexOptions::default(), &|_| {})?;
+    let runs: &[(&str, bool)] =
+        if args.baseline { &[("baseline", false), ("direct", true)] } else { &[("direct", true)] };
+    let mut all = BTreeMap::new();
+    for &(name, direct) in runs {
+        let p = AnswerParams { direct, ..AnswerParams::default() };
+        let figures = ask_all(g, &collection, encoder, decoder, &sample, &p)?;
+        if !args.json {
+            println!(
+                "{name} ({} questions, {})",
+                sample.len(),
+                if direct { "direct short answer first" } else { "the decoder writes the answer" }
+            );
+            print(&figures);
+        }
+        all.insert(name, figures);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    }
+    Ok(())
+}
+
+/// Every question of the sample answered with `p`; the figures per kind.
+fn ask_all(
+    g: &Global,
+    collection: &Collection,
+    encoder: &Encoder,
+    decoder: &Decoder,
+    sample: &[QaQuestion],
+    p: &AnswerParams,
+) -> Result<BTreeMap<String, KindFigures>> {
+    let bar = crate::util::progress(sample.len() as u64, "questions");
+    let mut by_kind: BTreeMap<String, Vec<(QaQuestion, Answer)>> = BTreeMap::new();
+    for q in sample {
+        let a = answer(collection, encoder, Some(decoder), &q.q, p, &mut |_| {})?;
+        if g.verbose > 0 {
+            bar.suspend(|| eprintln!("{} {:?} {:?} -> {:?}: {}", q.kind, q.q, q.answers, a.kind, a.text));
+        }
+        bar.inc(1);
+        by_kind.entry(q.kind.clone()).or_default().push((q.clone(), a));
+    }
+    bar.finish_and_clear();
+    Ok(by_kind.iter().map(|(k, v)| (k.clone(), figures(v))).collect())
+}
+
+/// Up to `per_kind` questions of each kind, a seeded sample in the file's order (0: all).
+fn sample(questions: Vec<QaQuestion>, per_kind: usize, seed: u64) -> Vec<QaQuestion> {
+    if per_kind == 0 {
+        return questions;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut by_kind: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, q) in questions.iter().enumerate() {
+        by_kind.entry(q.kind.clone()).or_default().push(i);
+    }
+    let mut keep: Vec<usize> = Vec::new();
+    for (_, mut idx) in by_kind {
+        idx.shuffle(&mut rng);
+        keep.extend(idx.into_iter().take(per_kind));
+    }
+    keep.sort_unstable();
+    keep.into_iter().map(|i| questions[i].clone()).collect()
+}
+
+fn figures(answers: &[(QaQuestion, Answer)]) -> KindFigures {
+    let n = answers.len().max(1) as f64;
+    let share = |f: &dyn Fn(&QaQuestion, &Answer) -> bool| answers.iter().filter(|(q, a)| f(q, a)).count() as f64 / n;
+    let mean = |f: &dyn Fn(&QaQuestion, &Answer) -> f64| answers.iter().map(|(q, a)| f(q, a)).sum::<f64>() / n;
+    let short = |a: &Answer| a.short_answer.clone().unwrap_or_default();
+    let mut kinds = BTreeMap::new();
+    for (_, a) in answers {
+        *kinds.entry(format!("{:?}", a.kind)).or_insert(0) += 1;
+    }
+    KindFigures {
+        questions: answers.len(),
+        contains_gold: share(&|q, a| contains_answer(&a.text, &q.answers)),
+        short_exact: mean(&|q, a| if q.answers.is_empty() { 0.0 } else { exact_match(&short(a), &q.answers) }),
+        short_f1: mean(&|q, a| if q.answers.is_empty() { 0.0 } else { f1(&short(a), &q.answers) }),
+        short_given: share(&|_, a| a.short_answer.is_some()),
+        cites_gold: share(&|q, a| {
+            let cited = a.sentences.iter().flat_map(|s| s.citations.iter());
+            cited.filter_map(|&n| a.sources.get(n.wrapping_sub(1))).any(|s| Some(&s.doc_id) == q.doc.as_ref())
+        }),
+        abstained: share(&|_, a| a.kind == AnswerKind::InsufficientEvidence),
+        supported_but_wrong: share(&|q, a| {
+            a.kind != AnswerKind::InsufficientEvidence
+                && a.sentences.iter().any(|s| s.supported)
+                && !contains_answer(&a.text, &q.answers)
+        }),
+        kinds,
+        mean_answer_ms: mean(&|_, a| a.timings.total_ms),
+    }
+}
+
+fn print(figures: &BTreeMap<String, KindFigures>) {
+    println!(
+        "{:<12} {:>5} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>8}  kinds",
+        "kind", "n", "contains", "short", "EM", "F1", "cites", "abstain", "supp+wrong", "ms"
+    );
+    for (k, f) in figures {
+        println!(
+            "{:<12} {:>5} {:>8.1}% {:>7.1}% {:>8.3} {:>8.3} {:>8.1}% {:>8.1}% {:>9.1}% {:>8.0}  {:?}",
+            k,
+            f.questions,
+            f.contains_gold * 100.0,
+            f.short_given * 100.0,
+            f.short_exact,
+            f.short_f1,
+            f.cites_gold * 100.0,
+            f.abstained * 100.0,
+            f.supported_but_wrong * 100.0,
+            f.mean_answer_ms,
+            f.kinds
+        );
+    }
+}
