@@ -148,7 +148,7 @@ fn a_cancelled_answer_stops_at_its_next_token() {
         &f.collection,
         &f.encoder,
         Some(&f.decoder),
-        "How does HNSW search for nearest neighbours?",
+        "How many layers does the all-MiniLM-L6-v2 encoder have?",
         &p,
         &mut |e| {
             if let sousuo_query::AnswerEvent::Token(_) = e {

@@ -87,6 +87,11 @@ impl Decision {
         }
     }
 
+    /// The question asks for an explanation: quote the sentences that match it best.
+    pub fn described(qv: &[f32], passages: &[Passage]) -> Self {
+        Self::quoted("the question asks for an explanation".into(), Vec::new(), qv, passages)
+    }
+
     /// No decoder runs: quote the sources.
     pub fn without_decoder(qv: &[f32], passages: &[Passage]) -> Self {
         Self::quoted("no answer model is running".into(), Vec::new(), qv, passages)

@@ -274,6 +274,7 @@ pub fn answer(
         (_, Outcome::Found(s)) => Decision::direct(s, &ranked),
         (_, Outcome::NoneOfKind(kind)) => Decision::none_of_kind(*kind),
         (_, Outcome::OffFocus) => Decision::off_focus(),
+        (_, Outcome::Describe) => Decision::described(&qv, &passages),
         (Some(g), _) => {
             let verdict = verify::verify(encoder, &query, &g.text, &passages, p.support_threshold)?;
             Decision::from_verdict(verdict, evidence, &qv, &passages, p)

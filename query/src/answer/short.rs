@@ -50,6 +50,8 @@ pub(crate) enum Outcome {
     Unsure,
     /// None of the best sentences matches the question's focus.
     OffFocus,
+    /// The question asks for an explanation: the sentences are the answer.
+    Describe,
 }
 
 /// A source sentence scored against the question.
@@ -97,22 +99,16 @@ pub(crate) fn short_answer(
     if top.is_empty() {
         return Ok(Outcome::Unsure);
     }
-    let text = top.iter().map(|t| defuse(t.text)).collect::<Vec<_>>().join(" ");
-    let user = |text: &str, q: &str| format!("Text: {text}\n\nQuestion: {q}");
-    let prompt = d.chat_prompt(&[
-        Message::system(SYSTEM),
-        Message::user(user(EXAMPLE.0, EXAMPLE.1)),
-        Message::assistant(EXAMPLE.2),
-        Message::user(user(&text, &defuse(question))),
-    ])?;
-    let tok = d.tokenizer();
     // A sentence holds the question's focus when it holds most of its content terms, or is
     // close to it in meaning (cosine at strong evidence).
     let on_focus = |r: &Ranked| r.share >= FOCUS_SHARE || r.cosine >= p.strong_evidence;
+    let expect = expected(question);
+    if expect == Expect::Description {
+        return Ok(if on_focus(top[0]) { Outcome::Describe } else { Outcome::OffFocus });
+    }
     let q: HashSet<String> = terms(question).into_iter().collect();
     let runs: Vec<String> = top.iter().flat_map(|t| candidate_runs(&defuse(t.text), &q)).collect();
     // Runs of the kind the question asks for, when there are any.
-    let expect = expected(question);
     let typed: Vec<&String> = runs.iter().filter(|r| fits(r, expect)).collect();
     if runs.is_empty() {
         // Nothing to copy (every word is the question's, or a script without spaces).
@@ -122,6 +118,15 @@ pub(crate) fn short_answer(
         // The best sentences hold nothing of the kind asked for (no number for "how many").
         return Ok(Outcome::NoneOfKind(expect));
     }
+    let text = top.iter().map(|t| defuse(t.text)).collect::<Vec<_>>().join(" ");
+    let user = |text: &str, q: &str| format!("Text: {text}\n\nQuestion: {q}");
+    let prompt = d.chat_prompt(&[
+        Message::system(SYSTEM),
+        Message::user(user(EXAMPLE.0, EXAMPLE.1)),
+        Message::assistant(EXAMPLE.2),
+        Message::user(user(&text, &defuse(question))),
+    ])?;
+    let tok = d.tokenizer();
     let mut copy_from = Vec::new();
     for run in typed {
         copy_from.push(tok.encode_plain(&format!(" {run}"))?);
@@ -202,6 +207,8 @@ pub(crate) enum Expect {
     Number,
     /// A name ("who").
     Name,
+    /// An explanation, not a phrase: "what is X?", "how does ...", "why ...".
+    Description,
     Any,
 }
 
@@ -224,8 +231,15 @@ pub(crate) fn expected(question: &str) -> Expect {
         "what percentage",
         "what percent",
     ];
+    const DESCRIPTION: &[&str] = &["how does", "how do", "how is", "how are", "how can", "why", "explain", "describe"];
+    // "What is X?" with X a few words: a definition is asked for.
+    let definition = ["what is ", "what are ", "what's "].iter().any(|p| {
+        q.strip_prefix(p).is_some_and(|rest| rest.trim_end_matches(['?', ' ']).split_whitespace().count() <= 4)
+    });
     if NUMBER.iter().any(|p| q.starts_with(p)) {
         Expect::Number
+    } else if definition || DESCRIPTION.iter().any(|p| q.starts_with(p)) {
+        Expect::Description
     } else if ["who ", "whom ", "whose "].iter().any(|p| q.starts_with(p)) {
         Expect::Name
     } else {
@@ -245,7 +259,7 @@ fn fits(run: &str, expect: Expect) -> bool {
             w.chars().any(|c| c.is_ascii_digit()) || NUMBER_WORDS.contains(&w.as_str())
         }),
         Expect::Name => run.split_whitespace().any(|w| w.chars().next().is_some_and(char::is_uppercase)),
-        Expect::Any => true,
+        Expect::Description | Expect::Any => true,
     }
 }
 
@@ -277,6 +291,8 @@ mod tests {
         );
         assert_eq!(expected("How many items is the library home to?"), Expect::Number);
         assert_eq!(expected("Who designed it?"), Expect::Name);
+        assert_eq!(expected("What is HNSW?"), Expect::Description);
+        assert_eq!(expected("What is the Rankine cycle sometimes called?"), Expect::Any);
         assert!(fits("over two million", Expect::Number) && !fits("student of Lefevre", Expect::Number));
     }
 
