@@ -57,12 +57,15 @@ pub fn run(g: &Global, args: &BenchAnswerArgs, dir: &Path, encoder: &Encoder, de
             format!("{}:{}: expected {{\"q\", \"kind\", \"doc\", \"answers\"}}", path.display(), i + 1)
         })?);
     }
-    let sample = sample(questions, args.sample, args.seed);
     let tmp = tempfile::Builder::new().prefix("sousuo-bench-qa-").tempdir()?;
     let info = EncoderInfo::of(encoder)?;
     let collection = Collection::open(tmp.path(), "qa", &info, OpenMode::Create(ChunkParams::for_encoder(encoder)))?;
     let corpus = dir.join("corpus.jsonl");
     index_paths(&collection, encoder, std::slice::from_ref(&corpus), &IndexOptions::default(), &|_| {})?;
+    if args.follow_ups {
+        return follow_ups(g, args, &corpus, &questions, &collection, encoder, decoder);
+    }
+    let sample = sample(questions, args.sample, args.seed);
     let runs: &[(&str, bool)] =
         if args.baseline { &[("baseline", false), ("direct", true)] } else { &[("direct", true)] };
     let mut all = BTreeMap::new();
@@ -81,6 +84,54 @@ pub fn run(g: &Global, args: &BenchAnswerArgs, dir: &Path, encoder: &Encoder, de
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&all)?);
+    }
+    Ok(())
+}
+
+/// The follow-up measurement (`--follow-ups`, src/bench_followup.rs).
+fn follow_ups(
+    g: &Global,
+    args: &BenchAnswerArgs,
+    corpus: &Path,
+    questions: &[QaQuestion],
+    collection: &Collection,
+    encoder: &Encoder,
+    decoder: &Decoder,
+) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Paragraph {
+        id: String,
+        title: String,
+    }
+    let mut titles = BTreeMap::new();
+    let text = std::fs::read_to_string(corpus).with_context(|| format!("cannot read {}", corpus.display()))?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let p: Paragraph =
+            serde_json::from_str(line).with_context(|| format!("{}: a line without id and title", corpus.display()))?;
+        titles.insert(p.id, p.title);
+    }
+    let answerable: Vec<(String, String, Vec<String>)> = questions
+        .iter()
+        .filter(|q| !q.answers.is_empty())
+        .filter_map(|q| Some((q.q.clone(), q.doc.clone()?, q.answers.clone())))
+        .collect();
+    let convos = crate::bench_followup::build(&answerable, &titles, args.sample);
+    let [original, rewritten, pronoun] =
+        crate::bench_followup::measure(collection, encoder, decoder, &convos, g.verbose > 0)?;
+    let share = |n: usize| n as f64 / convos.len().max(1) as f64;
+    if args.json {
+        let v = serde_json::json!({"conversations": convos.len(), "original": share(original),
+            "rewritten": share(rewritten), "pronoun_only": share(pronoun)});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{} two-turn conversations: the gold paragraph in the top 5 for the original question {:.1}%, \
+             the rewritten follow-up {:.1}%, the pronoun question alone {:.1}%",
+            convos.len(),
+            share(original) * 100.0,
+            share(rewritten) * 100.0,
+            share(pronoun) * 100.0
+        );
     }
     Ok(())
 }

@@ -115,6 +115,10 @@ pub struct BenchAnswerArgs {
     /// the whole answer), on the same sample, for comparison.
     #[arg(long)]
     pub baseline: bool,
+    /// With --qa: measure follow-up rewrites instead, on two-turn conversations built from the
+    /// set (an article's name in a question replaced by a pronoun; --sample of them).
+    #[arg(long)]
+    pub follow_ups: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -5,6 +5,7 @@
 mod ask;
 mod bench;
 mod bench_cluster;
+mod bench_followup;
 mod bench_hnsw;
 mod bench_memory;
 mod bench_qa;
