@@ -6,7 +6,7 @@ use sousuo_query::Mode;
 use std::path::PathBuf;
 
 pub use crate::cli_bench::{
-    BenchAnswerArgs, BenchCommand, BenchEncodeArgs, BenchHnswArgs, BenchMemoryArgs, BenchQueryArgs,
+    BenchAnswerArgs, BenchCommand, BenchEncodeArgs, BenchHnswArgs, BenchMemoryArgs, BenchQueryArgs, BenchVerifierArgs,
 };
 pub use crate::cli_cluster::{BenchClusterArgs, ClusterCommand, NatsArgs, NodeArgs, WorkerArgs};
 

@@ -23,6 +23,22 @@ pub enum BenchCommand {
     /// The HNSW graph alone on a collection's vectors and seeded noised copies of them:
     /// build time, recall@k against exact search and one-thread queries/s per ef.
     Hnsw(BenchHnswArgs),
+    /// The answers' support check on real text: sentences as written and with a swapped
+    /// number, a swapped name or an added negation; precision and recall of `supported`.
+    Verifier(BenchVerifierArgs),
+}
+
+#[derive(Args)]
+pub struct BenchVerifierArgs {
+    /// Corpora (JSONL with a `text` field), e.g. ../shared/corpora/squad2-qa/corpus.jsonl
+    /// ../shared/corpora/scifact/corpus.jsonl.
+    #[arg(required = true)]
+    pub corpora: Vec<PathBuf>,
+    /// Paragraphs sampled from each corpus (one sentence each).
+    #[arg(long, default_value_t = 150)]
+    pub paragraphs: usize,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 #[derive(Args)]

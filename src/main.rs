@@ -10,6 +10,7 @@ mod bench_hnsw;
 mod bench_memory;
 mod bench_qa;
 mod bench_synthetic;
+mod bench_verifier;
 mod cli;
 mod cli_bench;
 mod cli_cluster;
@@ -75,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             BenchCommand::Answer(args) => ask::bench(g, args),
             BenchCommand::Memory(args) => bench_memory::run(g, args),
             BenchCommand::Hnsw(args) => bench_hnsw::run(g, args),
+            BenchCommand::Verifier(args) => bench_verifier::run(g, args),
         },
         Command::Cluster { command } => cluster::command(g, command),
         Command::Node(args) => cluster::node(g, args),

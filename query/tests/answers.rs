@@ -92,12 +92,12 @@ fn fabricated_sentences_are_flagged_and_copied_ones_supported() {
     let f = fixture();
     let passage = std::fs::read_to_string(sample().join("en/hnsw.md")).unwrap();
     let copied = "A search starts at the top, greedily walks towards the query, and descends layer by layer.";
-    assert!(is_supported(&f.encoder, copied, &passage).unwrap());
+    assert!(is_supported(&f.encoder, copied, &passage, "").unwrap());
     for fabricated in [
         "HNSW is a recipe for baking sourdough bread at high altitude.",
         "The French revolution began in 1789 with the storming of the Bastille.",
     ] {
-        assert!(!is_supported(&f.encoder, fabricated, &passage).unwrap(), "{fabricated}");
+        assert!(!is_supported(&f.encoder, fabricated, &passage, "").unwrap(), "{fabricated}");
     }
 }
 

@@ -22,7 +22,7 @@ mod verify;
 pub use passages::{looks_like_instruction, sentences};
 pub use rewrite::rewrite;
 pub use terms::lexical_overlap;
-pub use verify::{is_supported, names_grounded, numbers_grounded, support_score};
+pub use verify::{is_supported, names_grounded, negation_grounded, numbers_grounded, support_score};
 
 use crate::retriever::Retriever;
 use crate::search::SearchParams;

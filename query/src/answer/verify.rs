@@ -129,11 +129,14 @@ pub(crate) fn verify(
         } else {
             (cites.iter().map(|&n| best_in(n)).fold(f32::MIN, f32::max), cites, false)
         };
-        // Small models invent numbers and names: every number, and every capitalised word the
-        // question does not supply, must occur in a cited passage.
+        // Small models invent numbers and names and flip claims: every number, and every
+        // capitalised word the question does not supply, must occur in a cited passage, and a
+        // negation must be in the passage sentence the claim rests on.
         let grounded = citations.iter().any(|&n| {
-            let passage = &passages[n - 1].source.passage;
-            numbers_grounded(&t, passage) && names_grounded(&t, passage, question)
+            let p = &passages[n - 1];
+            numbers_grounded(&t, &p.source.passage)
+                && names_grounded(&t, &p.source.passage, question)
+                && negation_grounded(&t, &p.sentences)
         });
         out.push(Sentence {
             supported: checkable && grounded && support >= threshold,
@@ -191,9 +194,37 @@ pub fn support_score(encoder: &Encoder, sentence: &str, passage: &str) -> Result
     Ok(combine(cos, lexical_overlap(sentence, passage)))
 }
 
-/// Whether `sentence` is supported by `passage` at the calibrated threshold.
-pub fn is_supported(encoder: &Encoder, sentence: &str, passage: &str) -> Result<bool> {
-    Ok(sentence.split_whitespace().count() >= 3 && support_score(encoder, sentence, passage)? >= SUPPORT_THRESHOLD)
+/// Whether `sentence` is supported by `passage` at the calibrated threshold, with the checks
+/// a generated sentence gets: its numbers, its names (those not in `question`) and its
+/// negations must be the passage's.
+pub fn is_supported(encoder: &Encoder, sentence: &str, passage: &str, question: &str) -> Result<bool> {
+    Ok(sentence.split_whitespace().count() >= 3
+        && numbers_grounded(sentence, passage)
+        && names_grounded(sentence, passage, question)
+        && negation_grounded(sentence, &sentences(passage))
+        && support_score(encoder, sentence, passage)? >= SUPPORT_THRESHOLD)
+}
+
+const NEGATIONS: &[&str] = &["not", "no", "never", "none", "neither", "nor", "cannot", "without"];
+
+fn negations(text: &str) -> usize {
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .map(str::to_lowercase)
+        .filter(|w| NEGATIONS.contains(&w.as_str()) || w.ends_with("n't"))
+        .count()
+}
+
+/// Whether the sentence negates no more than the passage sentence closest to it in words does:
+/// "the engine was not patented" against "the engine was patented" fails.
+pub fn negation_grounded(sentence: &str, passage_sentences: &[String]) -> bool {
+    let own = negations(sentence);
+    if own == 0 {
+        return true;
+    }
+    let mine: std::collections::HashSet<String> = super::terms::terms(sentence).into_iter().collect();
+    let closest =
+        passage_sentences.iter().max_by_key(|p| super::terms::terms(p).iter().filter(|t| mine.contains(*t)).count());
+    closest.is_some_and(|p| negations(p) >= own)
 }
 
 #[cfg(test)]
@@ -206,6 +237,15 @@ mod tests {
         assert_eq!(strip_citations("A [1, 3] b [2][4]").1, vec![1, 3, 2, 4]);
         assert_eq!(strip_citations("arrays like [x] stay").0, "arrays like [x] stay");
         assert_eq!(strip_citations("unclosed [12").0, "unclosed [12");
+    }
+
+    #[test]
+    fn added_negations_are_caught() {
+        let p = vec!["The engine was patented in 1781.".to_string(), "It did not sell.".to_string()];
+        assert!(negation_grounded("The engine was patented.", &p));
+        assert!(!negation_grounded("The engine was not patented.", &p));
+        assert!(negation_grounded("It did not sell well.", &p));
+        assert!(!negation_grounded("The engine wasn't patented in 1781.", &p));
     }
 
     #[test]
