@@ -146,11 +146,11 @@ async fn upload_search_ask_stream_and_openai() {
         .unwrap();
     assert_eq!(r["hits"][0]["doc_id"], "hnsw.md", "{r}");
 
-    // Ask with Server-Sent Events: sources, at least one token, done.
+    // Ask with Server-Sent Events: sources, at least one token (the short answer's), done.
     let body = http
         .post(format!("{base}/collections/e2e/ask"))
         .header("accept", "text/event-stream")
-        .json(&json!({"q": "How does HNSW search for nearest neighbours?"}))
+        .json(&json!({"q": "What does HNSW stand for?"}))
         .send()
         .await
         .unwrap()
@@ -164,6 +164,10 @@ async fn upload_search_ask_stream_and_openai() {
     assert_eq!(names.last(), Some(&"done"), "{names:?}");
     let done: Value = serde_json::from_str(&f.last().unwrap().1).unwrap();
     assert_ne!(done["kind"], "insufficient_evidence", "{done}");
+    // The direct answer: a few words copied from the source, first in the text.
+    let short = done["short_answer"].as_str().unwrap_or_default();
+    assert!(short.contains("Navigable Small World"), "{done}");
+    assert!(done["text"].as_str().unwrap_or_default().starts_with(short), "{done}");
     assert!(done["sentences"].as_array().unwrap().iter().any(|s| !s["citations"].as_array().unwrap().is_empty()));
 
     // OpenAI-compatible, not streamed: the official request shape.

@@ -10,7 +10,8 @@
 //!
 //! - `model`: loading (GGUF header, backend choice, requantised-weights cache).
 //! - `llama`: the native forward pass; `requant`: candle's Q8_0 conversion.
-//! - `tokenizer`, `template`: the tokenizer and chat template from the GGUF metadata.
+//! - `tokenizer`, `template`: the tokenizer and chat template from the GGUF metadata
+//!   (`pretok`: the pre-tokenizers of the families Sousuo knows, by their GGUF name).
 //! - `generate`: sampling, stopping, the worker loop (`copy`: decoding constrained to copy); `handle`: the [`Decoder`] handle.
 
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ mod generate;
 mod handle;
 mod llama;
 mod model;
+mod pretok;
 mod requant;
 mod template;
 mod tokenizer;

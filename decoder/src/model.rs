@@ -95,7 +95,7 @@ pub(crate) fn load(path: &Path, backend: Backend, requant_dir: Option<&Path>) ->
         ct.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok().cloned()),
         name(tokenizer.bos_id),
         name(tokenizer.stop_ids.first().copied()),
-    );
+    )?;
     let context_length = ct.metadata.get("llama.context_length").and_then(|v| v.to_u32().ok()).unwrap_or(2048) as usize;
     let model = if native {
         let threads = sousuo_common::threads::resolve(0);

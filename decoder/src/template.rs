@@ -45,17 +45,15 @@ pub enum ChatTemplate {
 }
 
 impl ChatTemplate {
-    /// The template from the metadata, checked by rendering a sample; ChatML when absent or
-    /// when it does not render.
-    pub fn new(source: Option<String>, bos: String, eos: String) -> Self {
-        if let Some(source) = source {
-            let t = ChatTemplate::Jinja { source, bos, eos };
-            match t.render(&[Message::system("s"), Message::user("u")]) {
-                Ok(_) => return t,
-                Err(e) => tracing::warn!("the model's chat template does not render ({e}); using ChatML"),
-            }
-        }
-        ChatTemplate::ChatMl
+    /// The template from the metadata, checked by rendering a sample conversation; ChatML when
+    /// the file has none. A template that does not render is an error: prompting a model in
+    /// another format than it was trained on would answer badly, silently.
+    pub fn new(source: Option<String>, bos: String, eos: String) -> Result<Self> {
+        let Some(source) = source else { return Ok(ChatTemplate::ChatMl) };
+        let t = ChatTemplate::Jinja { source, bos, eos };
+        t.render(&[Message::system("s"), Message::user("u"), Message::assistant("a"), Message::user("u")])
+            .map_err(|e| Error::Template(format!("the model's chat template (tokenizer.chat_template) fails: {e}")))?;
+        Ok(t)
     }
 
     /// The prompt for `messages`, ending where the assistant's reply starts.
@@ -71,6 +69,12 @@ impl ChatTemplate {
             }
             ChatTemplate::Jinja { source, bos, eos } => {
                 let mut env = minijinja::Environment::new();
+                // Hugging Face templates are Jinja as Python runs it: string methods
+                // (`.strip()`, `.startswith()`...) and `raise_exception`.
+                env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+                env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+                    Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+                });
                 env.add_template("chat", source)
                     .map_err(|e| Error::Template(format!("the model's template does not parse: {e}")))?;
                 let t = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
@@ -95,14 +99,21 @@ mod tests {
     #[test]
     fn smollm_template_equals_chatml() {
         let msgs = [Message::system("Be brief."), Message::user("Hi")];
-        let j = ChatTemplate::new(Some(SMOL.into()), String::new(), String::new());
+        let j = ChatTemplate::new(Some(SMOL.into()), String::new(), String::new()).unwrap();
         assert!(matches!(j, ChatTemplate::Jinja { .. }));
         assert_eq!(j.render(&msgs).unwrap(), ChatTemplate::ChatMl.render(&msgs).unwrap());
     }
 
     #[test]
-    fn broken_template_falls_back_to_chatml() {
-        let t = ChatTemplate::new(Some("{% for %}".into()), String::new(), String::new());
-        assert!(matches!(t, ChatTemplate::ChatMl));
+    fn a_broken_template_is_an_error_and_none_is_chatml() {
+        let err = ChatTemplate::new(Some("{% for %}".into()), String::new(), String::new()).unwrap_err();
+        assert!(err.to_string().contains("chat template"), "{err}");
+        let raises = "{{ raise_exception('only user and assistant roles') }}";
+        assert!(ChatTemplate::new(Some(raises.into()), String::new(), String::new()).is_err());
+        assert!(matches!(ChatTemplate::new(None, String::new(), String::new()).unwrap(), ChatTemplate::ChatMl));
+        // Python string methods, as Qwen's and Llama's templates use them.
+        let py = "{% for m in messages %}{{ m.content.strip().upper() }}{% if m.content.startswith(' ') %}!{% endif %}{% endfor %}";
+        let t = ChatTemplate::new(Some(py.into()), String::new(), String::new()).unwrap();
+        assert_eq!(t.render(&[Message::user(" hi ")]).unwrap(), "HI!");
     }
 }

@@ -1,6 +1,7 @@
 //! The decoder's tokenizer, built from the GGUF metadata: byte-level BPE from
 //! `tokenizer.ggml.tokens` and `tokenizer.ggml.merges`, control tokens (token type 3) as
-//! special tokens, and the pre-tokenizer that `tokenizer.ggml.pre` names.
+//! special tokens, and the pre-tokenizer that `tokenizer.ggml.pre` names (`pretok`; an unknown
+//! one is an error).
 //!
 //! candle's own GGUF tokenizer maps `smollm` to plain GPT-2 and gives different ids (it misses
 //! SmolLM's one-digit split); this build follows the model's `tokenizer.json`.
@@ -9,10 +10,6 @@ use crate::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, Tokenizer};
 
 /// GGUF token type of control tokens (`<|im_start|>` and friends).
@@ -79,14 +76,10 @@ impl DecoderTokenizer {
             .build()
             .map_err(|e| Error::Model(format!("cannot build the BPE model: {e}")))?;
         let mut inner = Tokenizer::new(bpe);
-        let byte_level = ByteLevel::new(false, true, true);
-        let pre_tokenizer: PreTokenizerWrapper = match pre.as_str() {
-            // SmolLM splits every digit on its own before the GPT-2 regex.
-            "smollm" | "starcoder" | "refact" => {
-                Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()
-            }
-            _ => byte_level.into(),
-        };
+        let (pre_tokenizer, normalizer) = crate::pretok::for_name(&pre)?;
+        if let Some(n) = normalizer {
+            inner.with_normalizer(Some(n)).map_err(|e| Error::Model(format!("cannot set the normaliser: {e}")))?;
+        }
         inner.with_pre_tokenizer(Some(pre_tokenizer));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
         let spellings: Vec<String> =

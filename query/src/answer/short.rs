@@ -267,6 +267,8 @@ fn fits(run: &str, expect: Expect) -> bool {
 fn clean(text: &str) -> String {
     let t = text.trim().trim_end_matches(['.', ',', ';', ':', '!', '?']).trim();
     let t = t.strip_prefix([',', ';', ':', '.']).unwrap_or(t).trim();
+    // Brackets or quotes around the whole span go; unbalanced ones at one end too.
+    let t = t.trim_start_matches(['(', '[', '"', '“']).trim_end_matches([')', ']', '"', '”']).trim();
     t.to_string()
 }
 
@@ -304,5 +306,6 @@ mod tests {
         assert!(!answers("the", q));
         assert!(answers("1523", q));
         assert_eq!(clean(" William Farel. "), "William Farel");
+        assert_eq!(clean("(Hierarchical Navigable Small World)"), "Hierarchical Navigable Small World");
     }
 }
