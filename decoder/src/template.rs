@@ -69,6 +69,9 @@ impl ChatTemplate {
             }
             ChatTemplate::Jinja { source, bos, eos } => {
                 let mut env = minijinja::Environment::new();
+                // As `transformers` renders chat templates.
+                env.set_trim_blocks(true);
+                env.set_lstrip_blocks(true);
                 // Hugging Face templates are Jinja as Python runs it: string methods
                 // (`.strip()`, `.startswith()`...) and `raise_exception`.
                 env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
