@@ -218,6 +218,20 @@ fn the_cluster_survives_sigkills_of_a_replica_a_worker_and_a_nats_server() {
         }
         eprintln!("{what} killed at {:.1} s and restarted", ingest.elapsed().as_secs_f64());
     }
+    // Bounded: a cluster that never recovers fails the test instead of hanging CI.
+    let mut index = index;
+    while index.try_wait().unwrap().is_none() {
+        if ingest.elapsed() > Duration::from_secs(600) {
+            index.kill().unwrap();
+            let status = cmd(client.path(), &["cluster", "status", "--nats", &urls]).output().unwrap();
+            panic!(
+                "the ingest did not finish in 10 minutes; cluster status: {}{}",
+                String::from_utf8_lossy(&status.stdout),
+                String::from_utf8_lossy(&status.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let out = index.wait_with_output().unwrap();
     eprintln!("ingest done in {:.1} s", ingest.elapsed().as_secs_f64());
     assert!(out.status.success(), "the ingest was not acknowledged: {}", String::from_utf8_lossy(&out.stderr));
