@@ -17,6 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long the index client keeps asking a work queue that fails to answer before it gives up.
+const QUEUE_SILENCE: Duration = Duration::from_secs(120);
+
 /// A clustered collection opened from the command line, with the runtime its calls block on.
 pub struct Remote {
     pub js: Context,
@@ -120,12 +123,24 @@ impl Remote {
         let targets = self.rt.block_on(async {
             let started = Instant::now();
             let mut said = Instant::now();
+            let mut failing_since: Option<Instant> = None;
             loop {
-                // A server restarting or a stream electing its leader: ask again.
+                // A server restarting or a stream electing its leader: ask again, for a while.
                 let pending = match queue.pending().await {
                     Ok(0) => break,
-                    Ok(n) => n,
+                    Ok(n) => {
+                        failing_since = None;
+                        n
+                    }
                     Err(e) => {
+                        let since = *failing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > QUEUE_SILENCE {
+                            bail!(
+                                "the work queue has not answered for {} s ({e}): is JetStream up? \
+                                 (`sousuo cluster status`; a server whose disk is full stops answering)",
+                                QUEUE_SILENCE.as_secs()
+                            );
+                        }
                         tracing::warn!("reading the work queue failed: {e}; asking again");
                         u64::MAX
                     }
