@@ -224,10 +224,7 @@ fn citations(
     questions: &[Question],
     args: &BenchAnswerArgs,
 ) -> Result<CitationFigures> {
-    let tmp = tempfile::Builder::new().prefix("sousuo-bench-answer-").tempdir()?;
-    let info = EncoderInfo::of(encoder)?;
-    let collection = Collection::open(tmp.path(), "bench", &info, OpenMode::Create(ChunkParams::for_encoder(encoder)))?;
-    index_paths(&collection, encoder, std::slice::from_ref(&args.corpus), &IndexOptions::default(), &|_| {})?;
+    let (_tmp, collection) = temp_collection(encoder, &args.corpus)?;
     let mut kinds = std::collections::BTreeMap::new();
     let (mut with_cite, mut cites, mut good_cites, mut abstain_ok, mut false_abstain) = (0, 0, 0, 0, 0);
     let mut total_ms = 0.0;
@@ -295,6 +292,16 @@ fn print_figures(decoder: &Decoder, speed: &SpeedFigures, citations: &CitationFi
         c.mean_answer_ms,
         c.kinds
     );
+}
+
+/// `corpus` (a directory or file) indexed with the defaults into a collection in a temporary
+/// directory, which goes when the returned guard drops.
+pub(crate) fn temp_collection(encoder: &Encoder, corpus: &std::path::Path) -> Result<(tempfile::TempDir, Collection)> {
+    let tmp = tempfile::Builder::new().prefix("sousuo-bench-answer-").tempdir()?;
+    let info = EncoderInfo::of(encoder)?;
+    let collection = Collection::open(tmp.path(), "bench", &info, OpenMode::Create(ChunkParams::for_encoder(encoder)))?;
+    index_paths(&collection, encoder, &[corpus.to_path_buf()], &IndexOptions::default(), &|_| {})?;
+    Ok((tmp, collection))
 }
 
 /// The text of every .md/.txt file under `dir`, sorted by path (for a reproducible prompt).

@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use sousuo_decoder::Decoder;
 use sousuo_encoder::Encoder;
-use sousuo_indexer::{index_paths, ChunkParams, Collection, EncoderInfo, IndexOptions, OpenMode};
+use sousuo_indexer::Collection;
 use sousuo_query::qa::{contains_answer, exact_match, f1};
 use sousuo_query::{answer, Answer, AnswerKind, AnswerParams};
 use std::collections::BTreeMap;
@@ -57,11 +57,8 @@ pub fn run(g: &Global, args: &BenchAnswerArgs, dir: &Path, encoder: &Encoder, de
             format!("{}:{}: expected {{\"q\", \"kind\", \"doc\", \"answers\"}}", path.display(), i + 1)
         })?);
     }
-    let tmp = tempfile::Builder::new().prefix("sousuo-bench-qa-").tempdir()?;
-    let info = EncoderInfo::of(encoder)?;
-    let collection = Collection::open(tmp.path(), "qa", &info, OpenMode::Create(ChunkParams::for_encoder(encoder)))?;
     let corpus = dir.join("corpus.jsonl");
-    index_paths(&collection, encoder, std::slice::from_ref(&corpus), &IndexOptions::default(), &|_| {})?;
+    let (_tmp, collection) = crate::ask::temp_collection(encoder, &corpus)?;
     if args.follow_ups {
         return follow_ups(g, args, &corpus, &questions, &collection, encoder, decoder);
     }

@@ -56,13 +56,15 @@ impl<'a> CopyState<'a> {
     }
 }
 
-/// Sets every logit outside `allowed` to minus infinity.
-pub(crate) fn mask(logits: &mut [f32], allowed: &HashSet<u32>) {
-    for (t, l) in logits.iter_mut().enumerate() {
-        if !allowed.contains(&(t as u32)) {
-            *l = f32::NEG_INFINITY;
+/// The logits with every one outside `allowed` at minus infinity.
+pub(crate) fn mask(logits: &[f32], allowed: &HashSet<u32>) -> Vec<f32> {
+    let mut out = vec![f32::NEG_INFINITY; logits.len()];
+    for &t in allowed {
+        if let Some(&l) = logits.get(t as usize) {
+            out[t as usize] = l;
         }
     }
+    out
 }
 
 #[cfg(test)]
@@ -81,8 +83,8 @@ mod tests {
         assert!(c.can_end());
         c.push(4);
         assert!(c.allowed().is_empty());
-        let mut logits = vec![0.0; 6];
-        mask(&mut logits, &[1, 3].into_iter().collect());
+        let logits = mask(&[0.5; 6], &[1, 3, 9].into_iter().collect());
         assert_eq!(logits.iter().filter(|l| l.is_finite()).count(), 2);
+        assert_eq!((logits[1], logits[3]), (0.5, 0.5));
     }
 }

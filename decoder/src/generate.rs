@@ -199,8 +199,7 @@ fn generate(model: &mut Model, tok: &DecoderTokenizer, job: &mut Job, counters: 
             if c.can_end() {
                 allowed.extend(tok.stop_ids.iter().copied());
             }
-            let mut v = l.to_vec1::<f32>().map_err(err)?;
-            mask(&mut v, &allowed);
+            let v = mask(&l.to_vec1::<f32>().map_err(err)?, &allowed);
             l = candle_core::Tensor::from_vec(v, l.dims(), l.device()).map_err(err)?;
         }
         let next = sampler.sample(&l).map_err(err)?;

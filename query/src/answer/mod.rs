@@ -252,9 +252,10 @@ pub fn answer(
     let sources: Vec<Source> = passages.iter().map(|x| x.source.clone()).collect();
     on(AnswerEvent::Sources(&sources));
     let covered = !passages.is_empty() && evidence >= p.evidence_floor;
-    let ranked = short::rank_sentences(&query, &qv, &passages);
+    let direct = covered && p.direct && decoder.is_some();
+    let ranked = if direct { short::rank_sentences(&query, &qv, &passages) } else { Vec::new() };
     let outcome = match decoder {
-        Some(d) if covered && p.direct => {
+        Some(d) if direct => {
             let t = Instant::now();
             let s = short::short_answer(d, &query, &ranked, p, on)?;
             timings.generation_ms = ms(t);
