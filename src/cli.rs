@@ -290,7 +290,7 @@ pub struct DemoArgs {
 #[derive(Args, Clone, Debug)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:7700")]
+    #[arg(long, default_value = "127.0.0.1:7373")]
     pub bind: std::net::SocketAddr,
     #[command(flatten)]
     pub options: ServeOptions,

@@ -199,6 +199,7 @@ async fn upload_search_ask_stream_and_openai() {
         }
     }
     assert!(text.contains("Sources:") && text.contains("bm25.md"), "{text}");
+    openai_python_client(base, "e2e");
     // Graceful shutdown commits and leaves a collection the CLI can open.
     let pid = s.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -209,6 +210,33 @@ async fn upload_search_ask_stream_and_openai() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let st: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["documents"], 3);
+}
+
+/// OpenAI's official Python client (`openai` from PyPI, fetched by `scripts/openai-client`)
+/// against the server: models, chat plain and streamed, embeddings, errors
+/// (tests/openai_client.py).
+fn openai_python_client(base: &str, collection: &str) {
+    let fetch = Command::new(repo().join("scripts/openai-client")).output().unwrap();
+    assert!(
+        fetch.status.success(),
+        "scripts/openai-client could not fetch the `openai` package from PyPI (it needs python3 with pip): {}",
+        String::from_utf8_lossy(&fetch.stderr)
+    );
+    let path = String::from_utf8_lossy(&fetch.stdout).trim().to_string();
+    let python = std::env::var("SOUSUO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .arg(repo().join("tests/openai_client.py"))
+        .args([base, collection])
+        .arg(repo().join("encoder/tests/fixtures/golden.json"))
+        .env("PYTHONPATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the openai client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

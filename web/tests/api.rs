@@ -185,6 +185,24 @@ async fn collections_documents_search_and_ask() {
     assert_eq!(st, StatusCode::OK, "{v}");
     let (st, v) = call(&s, "GET", "/v1/models", None, None).await;
     assert_eq!((st, v["data"][0]["id"].as_str()), (StatusCode::OK, Some("kb")));
+    // Embeddings, OpenAI's shape: the collection's encoder, unit vectors, in input order.
+    let req = json!({"model": "kb", "input": ["nearest neighbour graph", "term frequency saturation"]});
+    let (st, v) = call(&s, "POST", "/v1/embeddings", None, Some(req)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!((data.len(), data[1]["index"].as_u64()), (2, Some(1)), "{v}");
+    let e: Vec<f32> = serde_json::from_value(data[0]["embedding"].clone()).unwrap();
+    assert_eq!(e.len(), 384);
+    assert!((e.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-3);
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() >= 6, "{v}");
+    // The same text as base64 (little-endian f32) is the same vector.
+    let req = json!({"model": "kb", "input": "nearest neighbour graph", "encoding_format": "base64"});
+    let (st, v) = call(&s, "POST", "/v1/embeddings", None, Some(req)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(v["data"][0]["embedding"].as_str().unwrap()).unwrap();
+    let b: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!(b, e);
 
     let (st, v) = call(&s, "GET", "/openapi.json", None, None).await;
     assert_eq!(st, StatusCode::OK);
@@ -264,6 +282,51 @@ async fn bad_requests_get_clear_4xx() {
             "bad_model",
         ),
         ("POST", "/v1/chat/completions", Some(r#"{"messages": 3}"#), StatusCode::BAD_REQUEST, "bad_json"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            Some(
+                r#"{"model": "kb", "messages": [{"role": "tool", "content": "{}"}, {"role": "user", "content": "q"}]}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_messages",
+        ),
+        (
+            "POST",
+            "/v1/embeddings",
+            Some(r#"{"model": "nope", "input": "x"}"#),
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+        ),
+        (
+            "POST",
+            "/v1/embeddings",
+            Some(r#"{"model": "kb", "input": [101, 102]}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_input",
+        ),
+        ("POST", "/v1/embeddings", Some(r#"{"model": "kb", "input": []}"#), StatusCode::BAD_REQUEST, "bad_input"),
+        (
+            "POST",
+            "/v1/embeddings",
+            Some(r#"{"model": "kb", "input": ["a", " "]}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_input",
+        ),
+        (
+            "POST",
+            "/v1/embeddings",
+            Some(r#"{"model": "kb", "input": "x", "encoding_format": "int8"}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_encoding_format",
+        ),
+        (
+            "POST",
+            "/v1/embeddings",
+            Some(r#"{"model": "kb", "input": "x", "dimensions": 256}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_dimensions",
+        ),
     ];
     for (method, uri, body, want, want_code) in cases {
         let mut b = Request::builder().method(method).uri(uri);
@@ -274,6 +337,12 @@ async fn bad_requests_get_clear_4xx() {
         let (st, v) = raw(&s, req).await;
         assert_eq!((st, code(&v)), (want, want_code), "{method} {uri}: {v}");
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+        if uri.starts_with("/v1/") {
+            // OpenAI's error shape: its type names and a `param`.
+            let kind = if st == StatusCode::NOT_FOUND { "not_found_error" } else { "invalid_request_error" };
+            assert_eq!(v["error"]["type"], kind, "{uri}: {v}");
+            assert!(v["error"].get("param").is_some(), "{uri}: {v}");
+        }
     }
     // Oversized bodies: 413 for uploads and for other routes.
     let big = json!([{"id": "big", "text": "x".repeat(10_000)}]);
@@ -438,12 +507,12 @@ async fn a_full_queue_sheds_load_with_503() {
 
 #[test]
 fn refuses_open_non_loopback_binds() {
-    let any: std::net::SocketAddr = "0.0.0.0:7700".parse().unwrap();
+    let any: std::net::SocketAddr = "0.0.0.0:7373".parse().unwrap();
     let err = sousuo_web::check_bind(any, false, false).unwrap_err().to_string();
     assert!(err.contains("--master-key") && err.contains("--insecure-no-auth"), "{err}");
     assert!(sousuo_web::check_bind(any, true, false).is_ok());
     assert!(sousuo_web::check_bind(any, false, true).is_ok());
-    assert!(sousuo_web::check_bind("127.0.0.1:7700".parse().unwrap(), false, false).is_ok());
+    assert!(sousuo_web::check_bind("127.0.0.1:7373".parse().unwrap(), false, false).is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,7 +526,7 @@ async fn a_keyless_server_refuses_other_sites_and_rebound_names() {
         b.body(Body::from(body.to_string())).unwrap()
     };
     let evil = ("origin", "http://evil.example.com");
-    let host = ("host", "127.0.0.1:7700");
+    let host = ("host", "127.0.0.1:7373");
     // A cross-site "simple" request (no preflight): text/plain JSON creating a collection.
     let body = r#"{"name": "pwned"}"#;
     let (st, v) = raw(&s, req("POST", "/collections", &[host, evil, ("content-type", "text/plain")], body)).await;
@@ -482,11 +551,11 @@ async fn a_keyless_server_refuses_other_sites_and_rebound_names() {
     assert!(!v.to_string().contains("pwned"), "nothing was created: {v}");
     // The page itself (same origin) and clients without browser headers still write.
     let json = ("content-type", "application/json");
-    let same = ("origin", "http://127.0.0.1:7700");
+    let same = ("origin", "http://127.0.0.1:7373");
     let (st, v) =
         raw(&s, req("POST", "/collections", &[host, same, json, ("sec-fetch-site", "same-origin")], body)).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    let (st, v) = raw(&s, req("POST", "/collections", &[("host", "localhost:7700"), json], r#"{"name": "ok2"}"#)).await;
+    let (st, v) = raw(&s, req("POST", "/collections", &[("host", "localhost:7373"), json], r#"{"name": "ok2"}"#)).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     // A server with keys is not limited to loopback names: the key decides.
     let keyed = server(true, |_| {});

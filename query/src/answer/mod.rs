@@ -83,6 +83,9 @@ pub struct AnswerParams {
     /// Set (by anyone) to stop the generation at its next token: the client that asked has
     /// gone. The answer then fails with the decoder's `Cancelled`.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The caller's own instructions (an OpenAI client's system message), added to the
+    /// decoder's system turn after Sousuo's rules.
+    pub instructions: Option<String>,
 }
 
 impl Default for AnswerParams {
@@ -99,6 +102,7 @@ impl Default for AnswerParams {
             wait_for_decoder: true,
             direct: true,
             cancel: None,
+            instructions: None,
         }
     }
 }
@@ -352,7 +356,7 @@ fn generate(
     on: &mut dyn FnMut(AnswerEvent),
 ) -> Result<Generation> {
     let t = Instant::now();
-    let prompt = d.chat_prompt(&prompt::prompt_messages(query, passages))?;
+    let prompt = d.chat_prompt(&prompt::prompt_messages(query, passages, p.instructions.as_deref()))?;
     let mut first = None;
     let stream = if p.wait_for_decoder { d.start(prompt, &p.generate)? } else { d.try_start(prompt, &p.generate)? };
     let g = stream.finish(|tok| {

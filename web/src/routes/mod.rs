@@ -1,6 +1,6 @@
 //! The routes, by resource, and the router that stacks them with the middleware.
 //!
-//! `collections`, `documents`, `tasks`, `search`, `ask`, `keys`, `openai` (`/v1/*`);
+//! `collections`, `documents`, `tasks`, `search`, `ask`, `keys`, `openai` and `embeddings` (`/v1/*`);
 //! `stream` runs an answer on a blocking thread for both `ask` and the OpenAI route;
 //! `middleware` checks keys and records metrics; `origin` refuses what another site's page
 //! could make a browser send.
@@ -8,6 +8,7 @@
 mod ask;
 mod collections;
 mod documents;
+mod embeddings;
 mod keys;
 mod middleware;
 mod ndjson;
@@ -56,10 +57,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/keys/{uid}", delete(keys::delete))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .merge(documents)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin::guard))
+        .layer(axum::middleware::from_fn(openai::error_shape))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -140,7 +143,8 @@ async fn metrics(State(state): St, Extension(caller): Extension<Caller>) -> ApiR
         keys::create,
         keys::delete,
         openai::chat_completions,
-        openai::models
+        openai::models,
+        embeddings::embeddings
     ),
     components(schemas(
         ErrorBody,
@@ -155,7 +159,8 @@ async fn metrics(State(state): St, Extension(caller): Extension<Caller>) -> ApiR
         collections::CollectionInfo,
         collections::NewCollection,
         Health,
-        openai::ChatRequest
+        openai::ChatRequest,
+        embeddings::EmbeddingsRequest
     ))
 )]
 pub struct ApiDoc;

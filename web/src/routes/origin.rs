@@ -76,12 +76,12 @@ mod tests {
     #[test]
     fn loopback_names_with_and_without_ports() {
         for ok in
-            ["localhost", "localhost:7700", "127.0.0.1:80", "127.9.9.9", "[::1]:7700", "[::1]", "app.localhost:3000"]
+            ["localhost", "localhost:7373", "127.0.0.1:80", "127.9.9.9", "[::1]:7373", "[::1]", "app.localhost:3000"]
         {
             assert!(is_loopback_host(ok), "{ok}");
         }
         for bad in
-            ["rebind.evil.example.com", "evil.example.com:7700", "10.0.0.1:7700", "localhost.evil.com", "[::2]:80"]
+            ["rebind.evil.example.com", "evil.example.com:7373", "10.0.0.1:7373", "localhost.evil.com", "[::2]:80"]
         {
             assert!(!is_loopback_host(bad), "{bad}");
         }
@@ -96,13 +96,13 @@ mod tests {
             }
             h
         };
-        let host = Some("127.0.0.1:7700");
+        let host = Some("127.0.0.1:7373");
         assert!(!cross_site(&with(&[]), host), "no browser headers: a CLI or script");
-        assert!(!cross_site(&with(&[("origin", "http://127.0.0.1:7700")]), host));
+        assert!(!cross_site(&with(&[("origin", "http://127.0.0.1:7373")]), host));
         assert!(cross_site(&with(&[("origin", "http://evil.example.com")]), host));
         assert!(cross_site(&with(&[("origin", "null")]), host));
         assert!(cross_site(&with(&[("sec-fetch-site", "cross-site")]), host));
         assert!(cross_site(&with(&[("sec-fetch-site", "same-site")]), host));
-        assert!(!cross_site(&with(&[("sec-fetch-site", "same-origin"), ("origin", "http://127.0.0.1:7700")]), host));
+        assert!(!cross_site(&with(&[("sec-fetch-site", "same-origin"), ("origin", "http://127.0.0.1:7373")]), host));
     }
 }
