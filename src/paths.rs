@@ -16,7 +16,30 @@ pub const PINNED: &[PinnedModel] = &[MINILM, SMOLLM2];
 pub fn model_cache(g: &Global) -> Result<ModelCache> {
     let root = default_cache_root(g.home.as_deref(), dirs::cache_dir().as_deref())
         .context("no cache directory for this user: set SOUSUO_HOME")?;
-    Ok(ModelCache::new(root).with_python(g.python.clone()))
+    Ok(ModelCache::new(root).with_index(g.index_url.clone()).with_progress(download_bar()))
+}
+
+/// A progress bar per model download, on standard error.
+fn download_bar() -> sousuo_common::models::ProgressFn {
+    let bar: std::sync::Mutex<Option<(String, indicatif::ProgressBar)>> = std::sync::Mutex::new(None);
+    std::sync::Arc::new(move |name: &str, done: u64, total: Option<u64>| {
+        let Ok(mut slot) = bar.lock() else { return };
+        if slot.as_ref().is_none_or(|(n, _)| n != name) {
+            let b = indicatif::ProgressBar::new(total.unwrap_or(0));
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_message(name.to_string());
+            *slot = Some((name.to_string(), b));
+        }
+        if let Some((_, b)) = slot.as_ref() {
+            b.set_position(done);
+            if total == Some(done) {
+                b.finish();
+            }
+        }
+    })
 }
 
 /// Where collections live: `HOME/data`, or the user's data directory.

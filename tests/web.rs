@@ -219,7 +219,7 @@ fn openai_python_client(base: &str, collection: &str) {
     let fetch = Command::new(repo().join("scripts/openai-client")).output().unwrap();
     assert!(
         fetch.status.success(),
-        "scripts/openai-client could not fetch the `openai` package from PyPI (it needs python3 with pip): {}",
+        "scripts/openai-client could not fetch the `openai` package from PyPI (it needs python3 and PyPI, or HTTPS_PROXY behind a proxy): {}",
         String::from_utf8_lossy(&fetch.stderr)
     );
     let path = String::from_utf8_lossy(&fetch.stdout).trim().to_string();

