@@ -191,7 +191,8 @@ fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
     assert_eq!(kb["documents"].as_u64(), Some(stat(writer.path(), "local", "documents")), "{list:#}");
     let (_, metrics) = get("/metrics");
     assert!(metrics.contains("sousuo_cluster_replica_lag{collection=\"kb\",shard=\"0\",node=\"n2\"} 0"), "{metrics}");
-    assert!(metrics.contains("sousuo_cluster_fanout_seconds_count"), "{metrics}");
+    assert!(metrics.contains("sousuo_cluster_fanout_rounds_total "), "{metrics}");
+    assert!(metrics.contains("# TYPE sousuo_cluster_replica_lag gauge"), "{metrics}");
 
     // Documents added, read and deleted through the coordinator's API go through the logs.
     let http = reqwest::Client::new();

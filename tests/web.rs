@@ -349,7 +349,8 @@ async fn the_page_in_headless_chromium() {
         );
         let mut client = None;
         for _ in 0..50 {
-            match ClientBuilder::rustls().unwrap().capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+            let plain_http = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(plain_http).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
                 Ok(c) => {
                     client = Some(c);
                     break;

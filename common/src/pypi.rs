@@ -39,7 +39,12 @@ fn agent() -> ureq::Agent {
         .timeout_per_read(Some(Duration::from_secs(60)))
         .user_agent(concat!("sousuo/", env!("CARGO_PKG_VERSION")))
         // The system's trust store (a company's TLS-inspecting proxy has its CA there).
-        .tls_config(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build())
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .unversioned_rustls_crypto_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .build(),
+        )
         .build()
         .new_agent()
 }

@@ -212,39 +212,14 @@ fn collect_html_text(node: ego_tree::NodeRef<'_, scraper::Node>, out: &mut Strin
                 if matches!(name, "script" | "style" | "noscript" | "template" | "head" | "svg" | "iframe") {
                     continue;
                 }
-                let block = matches!(
-                    name,
-                    "p" | "div"
-                        | "section"
-                        | "article"
-                        | "main"
-                        | "header"
-                        | "footer"
-                        | "aside"
-                        | "nav"
-                        | "li"
-                        | "ul"
-                        | "ol"
-                        | "table"
-                        | "tr"
-                        | "h1"
-                        | "h2"
-                        | "h3"
-                        | "h4"
-                        | "h5"
-                        | "h6"
-                        | "pre"
-                        | "blockquote"
-                        | "br"
-                        | "hr"
-                        | "dd"
-                        | "dt"
-                        | "figure"
-                        | "figcaption"
-                );
+                // As a browser lays text out: blocks (and line breaks) separate, table cells
+                // are apart, inline elements (`b`, `sub`, `a`, `span`...) join their text to
+                // the words around them with nothing added (`H<sub>2</sub>O` is "H2O", and
+                // Chinese split by markup stays unsplit).
+                let block = is_block(name);
                 if block {
                     out.push_str("\n\n");
-                } else {
+                } else if matches!(name, "td" | "th") {
                     out.push(' ');
                 }
                 collect_html_text(child, out);
@@ -255,6 +230,48 @@ fn collect_html_text(node: ego_tree::NodeRef<'_, scraper::Node>, out: &mut Strin
             _ => {}
         }
     }
+}
+
+/// Elements a browser lays out as blocks (or that break the line), as far as text goes.
+fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "p" | "div"
+            | "section"
+            | "article"
+            | "main"
+            | "header"
+            | "footer"
+            | "aside"
+            | "nav"
+            | "li"
+            | "ul"
+            | "ol"
+            | "dl"
+            | "dd"
+            | "dt"
+            | "table"
+            | "caption"
+            | "tr"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "pre"
+            | "blockquote"
+            | "br"
+            | "hr"
+            | "figure"
+            | "figcaption"
+            | "details"
+            | "summary"
+            | "address"
+            | "fieldset"
+            | "form"
+            | "center"
+    )
 }
 
 /// PDF: one part per page, with its page number (1-based) for citations.
@@ -443,6 +460,21 @@ mod tests {
         assert!(t.contains("Hello world .") || t.contains("Hello world."), "{t}");
         assert!(t.contains("Second."));
         assert!(!t.contains("alert") && !t.contains("color") && !t.contains("menu"), "{t}");
+    }
+
+    #[test]
+    fn inline_markup_adds_no_spaces_and_blocks_still_separate() {
+        let d = one(
+            Format::Html,
+            "<body><p>H<sub>2</sub>O and E=mc<sup>2</sup>, <a href=x>li</a>nk</p><p>中文<b>分词</b>测试</p>\
+             <ul><li>one</li><li>two</li></ul><table><tr><td>a</td><td>b</td></tr><tr><td>c</td></tr></table>\
+             <p>x<br>y</p></body>",
+        );
+        let t = &d.parts[0].text;
+        assert!(t.contains("H2O and E=mc2, link"), "{t}");
+        assert!(t.contains("中文分词测试"), "{t}");
+        assert!(t.contains("one\n\ntwo") && t.contains("a b") && t.contains("b\n\nc"), "{t}");
+        assert!(t.contains("x\n\ny"), "{t}");
     }
 
     #[test]

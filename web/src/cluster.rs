@@ -3,19 +3,31 @@
 //! collection as before.
 
 use crate::error::{ApiError, ApiResult};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
 use sousuo_cluster::sink::{LogSink, WorkSink};
 use sousuo_cluster::work::WorkQueue;
 use sousuo_cluster::{ClusterCollection, ClusterCount, CollectionSpec, FanoutMetrics, Meta, ShardLog};
 use sousuo_indexer::store::Change;
 use sousuo_indexer::{EncoderInfo, Sink};
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A collection's spec is read again after this long (a dropped and recreated collection).
 const SPEC_TTL: Duration = Duration::from_secs(10);
+
+/// A replica's place, labelling its lag.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    collection: String,
+    shard: String,
+    node: String,
+}
 
 /// The cluster as the API sees it.
 pub struct ClusterView {
@@ -134,37 +146,49 @@ impl ClusterView {
         Ok(out)
     }
 
-    /// Prometheus lines: fan-out rounds and their time, shards missing, retries, and each
-    /// replica's lag (changes stored in its shard's log that it has not applied).
-    pub async fn metrics_text(&self) -> String {
+    /// The cluster's metrics, into a scrape's registry: fan-out rounds and their time, shards
+    /// missing, retries, and each replica's lag (changes stored in its shard's log that it has
+    /// not applied).
+    pub async fn register_metrics(&self, root: &mut Registry) {
         let m = &self.metrics;
-        let mut out = String::new();
-        let _ = writeln!(out, "# TYPE sousuo_cluster_fanout_seconds summary");
-        let _ = writeln!(out, "sousuo_cluster_fanout_seconds_count {}", m.rounds.load(Ordering::Relaxed));
-        let _ = writeln!(out, "sousuo_cluster_fanout_seconds_sum {}", m.micros.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "# TYPE sousuo_cluster_shard_missing_total counter");
-        let _ = writeln!(out, "sousuo_cluster_shard_missing_total {}", m.missing.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# TYPE sousuo_cluster_shard_retries_total counter");
-        let _ = writeln!(out, "sousuo_cluster_shard_retries_total {}", m.retries.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# TYPE sousuo_cluster_replica_lag gauge");
-        let Ok(specs) = self.meta.collections().await else { return out };
-        for spec in specs {
-            let Ok(log) = ShardLog::open(&self.js, &spec).await else { continue };
-            for shard in 0..spec.shards {
-                let Ok(stored) = log.last_seq(shard).await else { continue };
-                for node in self.meta.replicas_of(&spec.name, shard).await.unwrap_or_default() {
-                    if let Ok(Some(applied)) = log.acknowledged(shard, &node).await {
-                        let lag = stored.saturating_sub(applied);
-                        let _ = writeln!(
-                            out,
-                            "sousuo_cluster_replica_lag{{collection=\"{}\",shard=\"{shard}\",node=\"{node}\"}} {lag}",
-                            spec.name
-                        );
+        let r = root.sub_registry_with_prefix("sousuo_cluster");
+        r.register_with_unit(
+            "fanout",
+            "Time in scatter-gather rounds to the shards.",
+            Unit::Seconds,
+            ConstCounter::new(m.micros.load(Ordering::Relaxed) as f64 / 1e6),
+        );
+        r.register(
+            "fanout_rounds",
+            "Scatter-gather rounds to the shards.",
+            ConstCounter::new(m.rounds.load(Ordering::Relaxed)),
+        );
+        r.register(
+            "shard_missing",
+            "Shards that no replica answered in a round.",
+            ConstCounter::new(m.missing.load(Ordering::Relaxed)),
+        );
+        r.register(
+            "shard_retries",
+            "Second tries of a shard within a round.",
+            ConstCounter::new(m.retries.load(Ordering::Relaxed)),
+        );
+        let lag: Family<LagLabels, Gauge> = Family::default();
+        if let Ok(specs) = self.meta.collections().await {
+            for spec in specs {
+                let Ok(log) = ShardLog::open(&self.js, &spec).await else { continue };
+                for shard in 0..spec.shards {
+                    let Ok(stored) = log.last_seq(shard).await else { continue };
+                    for node in self.meta.replicas_of(&spec.name, shard).await.unwrap_or_default() {
+                        if let Ok(Some(applied)) = log.acknowledged(shard, &node).await {
+                            let labels = LagLabels { collection: spec.name.clone(), shard: shard.to_string(), node };
+                            lag.get_or_create(&labels).set(stored.saturating_sub(applied) as i64);
+                        }
                     }
                 }
             }
         }
-        out
+        r.register("replica_lag", "Changes in a shard's log that a replica has not applied.", lag);
     }
 }
 

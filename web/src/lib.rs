@@ -19,6 +19,7 @@ mod error;
 mod json;
 mod listen;
 mod metrics;
+mod process_metrics;
 mod routes;
 mod state;
 mod tasks;

@@ -12,7 +12,6 @@ use sousuo_indexer::{ChunkParams, Collection, EncoderInfo, IndexOptions, IndexSu
 use sousuo_query::Retriever;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -166,7 +165,7 @@ impl AppState {
             done
         })();
         if let Ok(s) = &result {
-            self.metrics.documents_indexed.fetch_add(s.documents_indexed as u64, Ordering::Relaxed);
+            self.metrics.documents_indexed.inc_by(s.documents_indexed as u64);
         }
         self.tasks.finish(id, result);
     }

@@ -215,6 +215,14 @@ async fn collections_documents_search_and_ask() {
         "{m}"
     );
     assert!(m.contains("sousuo_documents_indexed_total 3"), "{m}");
+    // Typed by the book: counters as counters, latency as a histogram, the process's own.
+    assert!(m.contains("# TYPE sousuo_http_requests counter"), "{m}");
+    assert!(m.contains("# TYPE sousuo_http_request_duration_seconds histogram"), "{m}");
+    assert!(m.contains("# TYPE sousuo_encoder_tokens counter") && m.contains("sousuo_encoder_tokens_total "), "{m}");
+    assert!(m.contains("# TYPE sousuo_cpu_queue_depth gauge"), "{m}");
+    let rss = m.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes ")).unwrap_or_else(|| panic!("{m}"));
+    assert!(rss.parse::<f64>().unwrap() > 1e6, "{rss}");
+    assert!(m.trim_end().ends_with("# EOF"), "{m}");
 
     let (st, _) = call(&s, "DELETE", "/collections/kb", None, None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
