@@ -362,6 +362,14 @@ async fn the_page_in_headless_chromium() {
         c.goto(&format!("{}/", s.base)).await.unwrap();
         // The collection picker fills in.
         wait_js(&c, "return document.querySelector('#collection').value === 'demo'", 30).await;
+        // Count what the live region says: the answer is announced once, when done.
+        c.execute(
+            "window.__said = []; new MutationObserver(() => window.__said.push(document.querySelector('#announce').textContent)) \
+             .observe(document.querySelector('#announce'), {childList: true, characterData: true, subtree: true})",
+            vec![],
+        )
+        .await
+        .unwrap();
         // Type a question, press Enter (the `/` shortcut focuses the box).
         c.find(Locator::Css("body")).await.unwrap().send_keys("/").await.unwrap();
         let q = c.find(Locator::Css("#q")).await.unwrap();
@@ -371,6 +379,34 @@ async fn the_page_in_headless_chromium() {
         wait_js(&c, "const k = document.querySelector('#answer-kind').textContent; return k !== '' && k !== 'writing…'", 300).await;
         let kind: String = c.execute("return document.querySelector('#answer-kind').textContent", vec![]).await.unwrap().as_str().unwrap().into();
         assert!(kind.contains("checked") || kind.contains("quoted"), "answer kind: {kind}");
+        wait_js(&c, "return window.__said.length > 0", 10).await;
+        let said = c.execute("return window.__said", vec![]).await.unwrap();
+        let said = said.as_array().unwrap();
+        assert_eq!(said.len(), 1, "announced once: {said:?}");
+        assert!(said[0].as_str().unwrap().starts_with("Answer: "), "{said:?}");
+        let live = c.execute("return document.querySelector('#answer').getAttribute('aria-live')", vec![]).await.unwrap();
+        assert_eq!(live, Value::Null, "the streamed tokens are not a live region");
+        // The query and the collection are in the URL.
+        let search = c.execute("return location.search", vec![]).await.unwrap();
+        let search = search.as_str().unwrap();
+        assert!(search.contains("q=How+does+HNSW") && search.contains("c=demo"), "{search}");
+        // Upload is reachable by keyboard: a focusable button opens the file picker.
+        let focused = c
+            .execute("const b = document.querySelector('#choose'); b.focus(); return document.activeElement === b && b.tabIndex >= 0", vec![])
+            .await
+            .unwrap();
+        assert_eq!(focused, json!(true));
+        // axe-core finds no serious or critical accessibility violation.
+        let axe = axe_violations(&c).await;
+        assert!(axe.is_empty(), "axe-core: {axe:#?}");
+        c.set_window_size(1280, 900).await.unwrap();
+        c.execute("document.activeElement.blur(); window.scrollTo(0, 0)", vec![]).await.unwrap();
+        c.screenshot().await.map(|png| std::fs::write(shots.join("desktop.png"), png).unwrap()).unwrap();
+        c.set_window_size(390, 844).await.unwrap();
+        c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
+        c.screenshot().await.map(|png| std::fs::write(shots.join("phone.png"), png).unwrap()).unwrap();
+        let axe = axe_violations(&c).await;
+        assert!(axe.is_empty(), "axe-core on a phone-sized window: {axe:#?}");
         // Scroll the cited card out of view, then click the citation: the page brings it back.
         c.set_window_size(1280, 600).await.unwrap();
         let out_of_view = c
@@ -436,6 +472,9 @@ async fn the_page_in_headless_chromium() {
             .unwrap()
             .into();
         assert!(text.contains("<img") || text.contains("<script>"), "markup shows as text: {text}");
+        // Back returns to the first question, from the URL.
+        c.back().await.unwrap();
+        wait_js(&c, "return document.querySelector('#q').value.startsWith('How does HNSW')", 30).await;
         c.screenshot().await.map(|png| std::fs::write(shots.join("upload.png"), png).unwrap()).unwrap();
         c.close().await.unwrap();
     }
@@ -443,6 +482,30 @@ async fn the_page_in_headless_chromium() {
     let _ = driver.kill();
     let _ = driver.wait();
     result
+}
+
+/// axe-core's serious and critical violations on the page (axe from npm: scripts/axe-core).
+async fn axe_violations(c: &fantoccini::Client) -> Vec<Value> {
+    let fetch = Command::new(repo().join("scripts/axe-core")).output().unwrap();
+    assert!(
+        fetch.status.success(),
+        "scripts/axe-core could not fetch axe-core from the npm registry (it needs npm): {}",
+        String::from_utf8_lossy(&fetch.stderr)
+    );
+    let src = std::fs::read_to_string(String::from_utf8_lossy(&fetch.stdout).trim()).unwrap();
+    c.execute(&src, vec![]).await.unwrap();
+    let v = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             axe.run(document).then(r => done({passes: r.passes.length, violations: r.violations.filter(v => \
+               v.impact === 'serious' || v.impact === 'critical').map(v => ({id: v.id, impact: v.impact, help: v.help, \
+               nodes: v.nodes.map(n => n.html)}))}), e => done({error: String(e)}))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(v["passes"].as_u64().unwrap_or(0) > 10, "axe-core did not run: {v}");
+    v["violations"].as_array().cloned().unwrap_or_else(|| panic!("axe-core: {v}"))
 }
 
 async fn wait_js(c: &fantoccini::Client, script: &str, secs: u64) {

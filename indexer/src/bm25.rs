@@ -299,9 +299,29 @@ impl Bm25 {
     /// A highlighter for `query`'s words in passages, cutting snippets at `max_chars`.
     pub fn snippets(&self, query: &Bm25Query, max_chars: usize) -> Result<Snippets> {
         let searcher = self.reader.searcher();
-        let mut g = SnippetGenerator::create(&searcher, &*query.0, self.fields.text)?;
-        g.set_max_num_chars(max_chars);
-        Ok(Snippets(g))
+        // As tantivy's `SnippetGenerator::create`, but only the query's meaningful words are
+        // marked: stop words ("the", "and", "do") would be highlighted in every snippet.
+        let mut terms = std::collections::BTreeSet::new();
+        query.0.query_terms(&mut |term, _| {
+            if term.field() == self.fields.text {
+                terms.insert(term.clone());
+            }
+        });
+        let mut all = std::collections::BTreeMap::new();
+        for term in &terms {
+            let value = term.value();
+            let Some(text) = value.as_str() else { continue };
+            let df = searcher.doc_freq(term)?;
+            if df > 0 {
+                all.insert(text.to_string(), 1.0 / (1.0 + df as Score));
+            }
+        }
+        let meaningful: std::collections::BTreeMap<String, Score> =
+            all.iter().filter(|(t, _)| !is_stop_word(t)).map(|(t, s)| (t.clone(), *s)).collect();
+        // A query of stop words only ("to be or not to be") still marks them.
+        let chosen = if meaningful.is_empty() { all } else { meaningful };
+        let tokenizer = searcher.index().tokenizer_for_field(self.fields.text)?;
+        Ok(Snippets(SnippetGenerator::new(chosen, tokenizer, self.fields.text, max_chars)))
     }
 
     /// Every chunk key in the committed index, with repetitions (for consistency checks).
@@ -320,6 +340,19 @@ impl Bm25 {
         }
         Ok(keys)
     }
+}
+
+/// English function words, as the analyzer leaves them (lower case, stemmed: "does" is "doe").
+const STOP_WORDS: &[&str] = &[
+    "a", "about", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "do", "doe", "did", "for", "from",
+    "had", "ha", "has", "have", "how", "i", "if", "in", "into", "is", "it", "it'", "its", "of", "on", "or", "so",
+    "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "thi", "this", "those", "to",
+    "wa", "was", "we", "were", "what", "when", "where", "which", "who", "whi", "why", "will", "with", "would", "you",
+    "your",
+];
+
+fn is_stop_word(term: &str) -> bool {
+    STOP_WORDS.contains(&term)
 }
 
 fn poisoned() -> Error {

@@ -139,6 +139,15 @@ fn modes_paging_snippets_and_explain() {
     let h = &r.hits[0];
     assert!(h.bm25.is_some() && h.dense.is_some(), "both retrievers found it");
     assert!(h.snippet.contains("<b>"), "query words are highlighted: {}", h.snippet);
+    // Stop words are not: they would be marked in every snippet.
+    let r2 = search(&f.collection, &f.encoder, &format!("what is the role of {}", doc.title), &p).unwrap();
+    assert!(r2.hits.iter().any(|h| h.snippet.contains("<b>")), "meaningful words still are");
+    for h in &r2.hits {
+        let s = h.snippet.to_lowercase();
+        for w in ["what", "is", "the", "of", "and", "in", "a"] {
+            assert!(!s.contains(&format!("<b>{w}</b>")), "stop word {w:?} marked: {s}");
+        }
+    }
     let page2 =
         search(&f.collection, &f.encoder, &doc.title, &SearchParams { limit: 5, offset: 5, ..SearchParams::default() })
             .unwrap();
