@@ -1,9 +1,11 @@
 //! The real binary serving on loopback: uploads through the API, tasks, search, SSE answers,
 //! the OpenAI-compatible endpoint, 20 concurrent clients while documents are added, and the
-//! page in headless Chromium (fantoccini + chromedriver).
+//! page in headless Chromium (fantoccini + chromedriver), and HTML pages' text against what
+//! Chromium shows.
 
 use serde_json::{json, Value};
 use sousuo_encoder::models::default_cache_root;
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -321,44 +323,16 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_in_headless_chromium() {
-    use fantoccini::{ClientBuilder, Locator};
-    assert!(
-        Path::new(CHROMEDRIVER).exists(),
-        "the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver \
-         (.ci/run installs them)"
-    );
+    use fantoccini::Locator;
     let s = start(&[]).await;
     // The sample corpus, as the demo serves it.
     let out =
         sousuo(s.home.path(), &["index", repo().join("corpora/sample").to_str().unwrap(), "--collection", "demo"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let port = free_port();
-    let mut driver = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web");
     std::fs::create_dir_all(&shots).unwrap();
+    let (mut driver, c) = chromium().await;
     let result = async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100"]}),
-        );
-        let mut client = None;
-        for _ in 0..50 {
-            let plain_http = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(plain_http).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
-                Ok(c) => {
-                    client = Some(c);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-        let c = client.expect("chromedriver did not start");
         c.goto(&format!("{}/", s.base)).await.unwrap();
         // The collection picker fills in.
         wait_js(&c, "return document.querySelector('#collection').value === 'demo'", 30).await;
@@ -482,6 +456,115 @@ async fn the_page_in_headless_chromium() {
     let _ = driver.kill();
     let _ = driver.wait();
     result
+}
+
+/// chromedriver on a free port and a headless Chromium session through it (plain HTTP).
+async fn chromium() -> (Child, fantoccini::Client) {
+    assert!(
+        Path::new(CHROMEDRIVER).exists(),
+        "the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver \
+         (.ci/run installs them)"
+    );
+    let port = free_port();
+    let driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100"]}),
+    );
+    for _ in 0..50 {
+        let plain_http = hyper_util::client::legacy::connect::HttpConnector::new();
+        match fantoccini::ClientBuilder::new(plain_http)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => return (driver, c),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    panic!("chromedriver did not start");
+}
+
+/// Words of a text for comparison: whitespace-separated, CJK characters one by one.
+fn words(text: &str) -> HashMap<String, usize> {
+    let cjk = |c: char| matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xff00..=0xffef);
+    let mut out = HashMap::new();
+    for w in text.split_whitespace() {
+        let mut run = String::new();
+        for ch in w.chars() {
+            if cjk(ch) {
+                if !run.is_empty() {
+                    *out.entry(std::mem::take(&mut run)).or_default() += 1;
+                }
+                *out.entry(ch.to_string()).or_default() += 1;
+            } else {
+                run.push(ch);
+            }
+        }
+        if !run.is_empty() {
+            *out.entry(run).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// F1 of two word multisets.
+fn agreement(a: &HashMap<String, usize>, b: &HashMap<String, usize>) -> f64 {
+    let common: usize = a.iter().map(|(w, n)| (*n).min(b.get(w).copied().unwrap_or(0))).sum();
+    let (na, nb): (usize, usize) = (a.values().sum(), b.values().sum());
+    if common == 0 {
+        return 0.0;
+    }
+    let (p, r) = (common as f64 / na as f64, common as f64 / nb as f64);
+    2.0 * p * r / (p + r)
+}
+
+/// Pages saved from real sites (tests/fixtures/html): the indexer's text agrees word for word
+/// with what Chromium shows of the same element (`innerText`), Chinese and Japanese included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_text_is_what_chromium_shows() {
+    use sousuo_indexer::formats::{parse, Format, JsonFields};
+    let (mut driver, c) = chromium().await;
+    let dir = repo().join("tests/fixtures/html");
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "html"))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 4, "{pages:?}");
+    let mut low = Vec::new();
+    for page in &pages {
+        let bytes = std::fs::read(page).unwrap();
+        let name = page.file_name().unwrap().to_str().unwrap();
+        let ours = parse(Format::Html, &bytes, name, name, &JsonFields::default()).unwrap();
+        let ours: String = ours.docs[0].parts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n");
+        c.goto(&format!("file://{}", page.display())).await.unwrap();
+        let shown = c
+            .execute(
+                "const e = document.querySelector('main') || document.querySelector('article') || document.body; \
+                 return e.innerText",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let shown = shown.as_str().unwrap_or_default();
+        let f1 = agreement(&words(&ours), &words(shown));
+        eprintln!("{name}: word agreement with Chromium's innerText {f1:.4}");
+        if f1 < 0.97 {
+            low.push(format!("{name}: {f1:.4}"));
+        }
+    }
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+    assert!(low.is_empty(), "pages whose text differs from what the browser shows: {low:?}");
 }
 
 /// axe-core's serious and critical violations on the page (axe from npm: scripts/axe-core).
