@@ -315,6 +315,10 @@ pub struct ServeOptions {
     /// Largest upload in MiB.
     #[arg(long, default_value_t = 100)]
     pub max_upload_mb: usize,
+    /// Let pages of this origin (`https://app.example.com`, repeatable) call the API from a
+    /// browser (CORS, and writes past the cross-site guard). Default: none.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub decoder: DecoderArgs,
 }
@@ -410,4 +414,30 @@ pub struct AskArgs {
     /// A clustered collection on these NATS servers (retrieval by scatter-gather).
     #[arg(long)]
     pub nats: Option<String>,
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, no path; `*` is refused (name them).
+fn parse_origin(s: &str) -> Result<String, String> {
+    let (scheme, rest) =
+        s.split_once("://").ok_or_else(|| format!("{s:?} is not an origin like https://app.example.com"))?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '?', '#', '*', ' ']) {
+        return Err(format!(
+            "{s:?} is not an origin like https://app.example.com (scheme, host, optional port; no path or wildcard)"
+        ));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_origin;
+
+    #[test]
+    fn cors_origins_are_origins() {
+        assert_eq!(parse_origin("https://App.example.com:8443").unwrap(), "https://app.example.com:8443");
+        for bad in ["*", "app.example.com", "https://app.example.com/", "https://*.example.com", "ftp://x", "https://"]
+        {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -44,5 +44,6 @@ pub fn state(
     config.master_key = args.master_key.clone().filter(|k| !k.is_empty());
     config.max_upload_bytes = args.max_upload_mb.max(1) << 20;
     config.loopback_hosts_only = bind.ip().is_loopback();
+    config.cors_origins = args.cors_origins.clone();
     AppState::with_cluster(config, encoder, decoder, cluster).map_err(|e| anyhow::anyhow!("{e}"))
 }

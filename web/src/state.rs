@@ -39,6 +39,10 @@ pub struct Config {
     /// A connection that has not sent a request's whole header this long after opening (or
     /// after its previous request) is closed.
     pub header_read_timeout: Duration,
+    /// Origins (`https://app.example.com`) whose pages may call the API from a browser: CORS
+    /// answers for them, and their writes pass the cross-site guard. Empty (the default): no
+    /// CORS, so other sites' pages can neither read answers nor write.
+    pub cors_origins: Vec<String>,
 }
 
 impl Config {
@@ -54,6 +58,7 @@ impl Config {
             cpu_queue: 64,
             loopback_hosts_only: true,
             header_read_timeout: Duration::from_secs(10),
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -636,3 +636,45 @@ async fn odd_names_and_queries_get_4xx_without_server_paths() {
         no_path(&v);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_only_the_origins_named() {
+    let app_origin = "https://app.example.com";
+    let send = |s: &Server, method: &str, uri: &str, headers: Vec<(&'static str, String)>, body: &str| {
+        let mut b = Request::builder().method(method).uri(uri).header("host", "127.0.0.1:7373");
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        let req = b.body(Body::from(body.to_string())).unwrap();
+        s.app.clone().oneshot(req)
+    };
+    let acao = |r: &axum::response::Response| {
+        r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_string())
+    };
+    // Off by default: no CORS header for anyone.
+    let plain = server(false, |_| {});
+    let r = send(&plain, "GET", "/collections", vec![("origin", app_origin.into())], "").await.unwrap();
+    assert_eq!((r.status(), acao(&r)), (StatusCode::OK, None));
+    // With --cors-origin: the preflight is answered, reads carry the header, writes pass.
+    let s = server(false, |c| c.cors_origins = vec![app_origin.to_string()]);
+    let preflight = vec![
+        ("origin", app_origin.to_string()),
+        ("access-control-request-method", "POST".to_string()),
+        ("access-control-request-headers", "content-type,authorization".to_string()),
+    ];
+    let r = send(&s, "OPTIONS", "/collections", preflight, "").await.unwrap();
+    assert!(r.status().is_success(), "{:?}", r.status());
+    assert_eq!(acao(&r).as_deref(), Some(app_origin));
+    let methods = r.headers().get("access-control-allow-methods").unwrap().to_str().unwrap().to_string();
+    assert!(methods.contains("POST"), "{methods}");
+    let json = ("content-type", "application/json".to_string());
+    let headers = vec![("origin", app_origin.to_string()), ("sec-fetch-site", "cross-site".into()), json.clone()];
+    let r = send(&s, "POST", "/collections", headers, r#"{"name": "fromapp"}"#).await.unwrap();
+    assert_eq!((r.status(), acao(&r).as_deref()), (StatusCode::CREATED, Some(app_origin)));
+    // Another origin: no CORS header, and its writes are still refused.
+    let evil = vec![("origin", "https://evil.example.com".to_string()), json];
+    let r = send(&s, "POST", "/collections", evil.clone(), r#"{"name": "pwned"}"#).await.unwrap();
+    assert_eq!((r.status(), acao(&r)), (StatusCode::FORBIDDEN, None));
+    let r = send(&s, "GET", "/collections", evil, "").await.unwrap();
+    assert_eq!(acao(&r), None);
+}

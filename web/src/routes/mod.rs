@@ -38,6 +38,7 @@ type St = State<Arc<AppState>>;
 /// The router: API, page, middleware. Tests call it without a socket.
 pub fn app(state: Arc<AppState>) -> Router {
     let upload_limit = state.config.max_upload_bytes;
+    let cors = cors(&state.config.cors_origins);
     let documents = Router::new()
         .route("/collections/{name}/documents", post(documents::add))
         .layer(DefaultBodyLimit::max(upload_limit));
@@ -69,7 +70,22 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.config.request_timeout,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost: a preflight is answered before the key check (it carries no key).
+        .layer(tower::util::option_layer(cors))
         .with_state(state)
+}
+
+/// CORS for the configured origins only; none configured, none answered.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderValue, Method};
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    (!list.is_empty()).then(|| {
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(list)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .max_age(std::time::Duration::from_secs(600))
+    })
 }
 
 /// Checks the name and the caller's right before looking the collection up, so a key learns

@@ -9,7 +9,8 @@
 //!   multipart) needs no CORS preflight, so the browser sends it. A write (any method but
 //!   GET/HEAD/OPTIONS) is refused when `Sec-Fetch-Site` says it comes from another site, or its
 //!   `Origin` names another host than the request's `Host`. Clients other than browsers send
-//!   neither header and are unaffected; the page itself is same-origin.
+//!   neither header and are unaffected; the page itself is same-origin. Origins named with
+//!   `--cors-origin` (`Config::cors_origins`) are trusted: their writes pass.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -32,7 +33,11 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
         }
     }
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if write && cross_site(headers, host) {
+    let allowed = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| state.config.cors_origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
+    if write && !allowed && cross_site(headers, host) {
         let message = "a write from a page on another site is refused (Origin / Sec-Fetch-Site)";
         return ApiError::new(StatusCode::FORBIDDEN, "cross_origin", message).into_response();
     }
