@@ -86,7 +86,7 @@ async fn wait_task(http: &reqwest::Client, base: &str, task: &Value) -> Value {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let t: Value = http.get(format!("{base}/tasks/{id}")).send().await.unwrap().json().await.unwrap();
-        if t["status"] == "succeeded" || t["status"] == "failed" {
+        if t["status"] == "succeeded" || t["status"] == "failed" || t["status"] == "canceled" {
             return t;
         }
         assert!(Instant::now() < deadline, "task {id} did not finish: {t}");

@@ -26,6 +26,9 @@ pub struct IndexOptions {
     /// Record sources (and name files in errors) relative to this directory instead of by
     /// their absolute paths: a server's staged uploads, whose paths are the server's business.
     pub source_base: Option<PathBuf>,
+    /// Set (by anyone) to stop the run before its next document: it ends with
+    /// [`Error::Cancelled`]; documents already stored stay (each is whole).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Events for progress display and for the crash-safety log.
@@ -215,6 +218,9 @@ fn parse_stage(
     let mut batch: Vec<Prepared> = Vec::new();
     for file in files {
         for doc in read_documents(file, options, &mut ps, on) {
+            if options.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Err(Error::Cancelled);
+            }
             if doc.is_empty() {
                 *ps.skipped.entry("empty".into()).or_default() += 1;
                 continue;

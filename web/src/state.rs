@@ -133,7 +133,7 @@ impl AppState {
 
     /// Runs task `id`: indexes its staged files into its collection.
     fn run_task(&self, id: u64) {
-        let Some((collection, dir)) = self.tasks.start(id) else { return };
+        let Some((collection, dir, cancel)) = self.tasks.start(id) else { return };
         let result = (|| -> Result<IndexSummary, String> {
             if let Some(cluster) = &self.cluster {
                 // A clustered collection: succeeded once JetStream stored the documents.
@@ -148,7 +148,7 @@ impl AppState {
                         &*sink,
                         &self.encoder,
                         std::slice::from_ref(&dir),
-                        &upload_options(&dir),
+                        &upload_options(&dir, &cancel),
                         &on,
                     );
                     let _ = std::fs::remove_dir_all(&dir);
@@ -161,9 +161,14 @@ impl AppState {
                     self.tasks.progress(id, docs);
                 }
             };
-            let done =
-                sousuo_indexer::index_paths(&c, &self.encoder, std::slice::from_ref(&dir), &upload_options(&dir), &on)
-                    .map_err(|e| e.to_string());
+            let done = sousuo_indexer::index_paths(
+                &c,
+                &self.encoder,
+                std::slice::from_ref(&dir),
+                &upload_options(&dir, &cancel),
+                &on,
+            )
+            .map_err(|e| e.to_string());
             // The documents are in the store now (or the task failed for good): the upload
             // would only be a second copy of them.
             let _ = std::fs::remove_dir_all(&dir);
@@ -327,6 +332,6 @@ fn poisoned() -> ApiError {
 
 /// How a task indexes its staged upload: sources relative to it ("a.txt",
 /// "documents.jsonl#L2"), so that no client sees the server's paths.
-fn upload_options(dir: &std::path::Path) -> IndexOptions {
-    IndexOptions { source_base: Some(dir.to_path_buf()), ..IndexOptions::default() }
+fn upload_options(dir: &std::path::Path, cancel: &Arc<std::sync::atomic::AtomicBool>) -> IndexOptions {
+    IndexOptions { source_base: Some(dir.to_path_buf()), cancel: Some(cancel.clone()), ..IndexOptions::default() }
 }

@@ -1,6 +1,7 @@
 //! Indexing tasks: uploads are staged, queued as tasks with ids and states (enqueued,
-//! processing, succeeded, failed), and indexed one at a time on the `sousuo-index-tasks`
-//! thread.
+//! processing, succeeded, failed, canceled), and indexed one at a time on the
+//! `sousuo-index-tasks` thread. A task can be cancelled: an enqueued one never runs (its upload
+//! is deleted), a running one stops before its next document.
 
 use crate::error::{ApiError, ApiResult};
 use serde::Serialize;
@@ -8,8 +9,8 @@ use sousuo_common::{now_secs, Worker};
 use sousuo_indexer::IndexSummary;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The state of an indexing task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -23,6 +24,8 @@ pub enum TaskStatus {
     Succeeded,
     /// Nothing could be indexed.
     Failed,
+    /// Cancelled on request (documents indexed before it stopped stay).
+    Canceled,
 }
 
 /// A task as the API shows it.
@@ -64,6 +67,7 @@ pub struct TaskView {
 struct Task {
     view: TaskView,
     dir: PathBuf,
+    cancel: Arc<AtomicBool>,
 }
 
 /// Indexing tasks, kept in memory (the last 10,000), and the thread that runs them one at a
@@ -126,7 +130,7 @@ impl Tasks {
             replicated: None,
         };
         if let Ok(mut m) = self.map.lock() {
-            m.insert(id, Task { view, dir });
+            m.insert(id, Task { view, dir, cancel: Arc::new(AtomicBool::new(false)) });
             while m.len() > 10_000 {
                 m.pop_first();
             }
@@ -134,12 +138,37 @@ impl Tasks {
         id
     }
 
-    pub(crate) fn start(&self, id: u64) -> Option<(String, PathBuf)> {
+    /// Marks the task running and hands out its collection, upload and cancel flag; `None`
+    /// when it is gone or was cancelled while it waited.
+    pub(crate) fn start(&self, id: u64) -> Option<(String, PathBuf, Arc<AtomicBool>)> {
         let mut m = self.map.lock().ok()?;
         let t = m.get_mut(&id)?;
+        if t.view.status != TaskStatus::Enqueued {
+            return None;
+        }
         t.view.status = TaskStatus::Processing;
         t.view.started_at = Some(now_secs());
-        Some((t.view.collection.clone(), t.dir.clone()))
+        Some((t.view.collection.clone(), t.dir.clone(), t.cancel.clone()))
+    }
+
+    /// Cancels a task: an enqueued one at once (its upload deleted), a running one before its
+    /// next document (it then ends `canceled`). A finished task is left as it is.
+    pub fn cancel(&self, id: u64) -> Option<TaskView> {
+        let (view, upload) = {
+            let mut m = self.map.lock().ok()?;
+            let t = m.get_mut(&id)?;
+            t.cancel.store(true, Ordering::Relaxed);
+            let upload = (t.view.status == TaskStatus::Enqueued).then(|| {
+                t.view.status = TaskStatus::Canceled;
+                t.view.finished_at = Some(now_secs());
+                t.dir.clone()
+            });
+            (t.view.clone(), upload)
+        };
+        if let Some(dir) = upload {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Some(view)
     }
 
     pub(crate) fn progress(&self, id: u64, docs: usize) {
@@ -167,6 +196,13 @@ impl Tasks {
                         } else {
                             TaskStatus::Succeeded
                         };
+                    }
+                    Err(_) if t.cancel.load(Ordering::Relaxed) => {
+                        t.view.status = TaskStatus::Canceled;
+                        t.view.errors.push(format!(
+                            "canceled after {} documents; those indexed before the cancel stay",
+                            t.view.documents_seen
+                        ));
                     }
                     Err(e) => {
                         t.view.status = TaskStatus::Failed;

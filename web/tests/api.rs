@@ -74,7 +74,7 @@ async fn wait_task(s: &Server, id: u64, key: Option<&str>) -> Value {
     for _ in 0..600 {
         let (st, t) = call(s, "GET", &format!("/tasks/{id}"), key, None).await;
         assert_eq!(st, StatusCode::OK, "{t}");
-        if t["status"] == "succeeded" || t["status"] == "failed" {
+        if t["status"] == "succeeded" || t["status"] == "failed" || t["status"] == "canceled" {
             return t;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -677,4 +677,44 @@ async fn cors_answers_only_the_origins_named() {
     assert_eq!((r.status(), acao(&r)), (StatusCode::FORBIDDEN, None));
     let r = send(&s, "GET", "/collections", evil, "").await.unwrap();
     assert_eq!(acao(&r), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_cancelled_waiting_or_running() {
+    let s = server(false, |_| {});
+    let (st, _) = call(&s, "POST", "/collections", None, Some(json!({"name": "big"}))).await;
+    assert_eq!(st, StatusCode::CREATED);
+    // A long task keeps the indexing thread busy; a second one waits behind it.
+    let docs: Vec<Value> = (0..6000)
+        .map(|i| json!({"id": format!("d{i}"), "text": format!("document {i} about graphs, ranking and retrieval number {i}")}))
+        .collect();
+    let (st, long) = call(&s, "POST", "/collections/big/documents", None, Some(json!(docs))).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{long}");
+    let small = json!([{"id": "late", "text": "a document that must never be indexed: zanzibarquokka"}]);
+    let (_, waiting) = call(&s, "POST", "/collections/big/documents", None, Some(small)).await;
+    let (long_id, waiting_id) = (long["id"].as_u64().unwrap(), waiting["id"].as_u64().unwrap());
+    // The waiting one is cancelled at once.
+    let (st, t) = call(&s, "POST", &format!("/tasks/{waiting_id}/cancel"), None, None).await;
+    assert_eq!((st, t["status"].as_str()), (StatusCode::OK, Some("canceled")), "{t}");
+    // The running one stops before its next document, once it has started.
+    for _ in 0..600 {
+        let (_, t) = call(&s, "GET", &format!("/tasks/{long_id}"), None, None).await;
+        if t["documents_seen"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (st, _) = call(&s, "POST", &format!("/tasks/{long_id}/cancel"), None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let t = wait_task(&s, long_id, None).await;
+    assert_eq!(t["status"], "canceled", "{t}");
+    assert!(t["documents_seen"].as_u64().unwrap() < 6000, "it stopped early: {t}");
+    let w = wait_task(&s, waiting_id, None).await;
+    assert_eq!(w["status"], "canceled", "a cancelled task never runs: {w}");
+    // The collection still answers, and the cancelled upload's document is not in it.
+    let (st, v) = call(&s, "GET", "/collections/big/search?q=zanzibarquokka&mode=keyword", None, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["hits"].as_array().unwrap().is_empty(), "{v}");
+    let (st, v) = call(&s, "POST", "/tasks/999999/cancel", None, None).await;
+    assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "task_not_found"));
 }

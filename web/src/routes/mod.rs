@@ -54,6 +54,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/collections/{name}/search", get(search::search_get).post(search::search_post))
         .route("/collections/{name}/ask", post(ask::ask))
         .route("/tasks/{id}", get(tasks::get))
+        .route("/tasks/{id}/cancel", post(tasks::cancel))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{uid}", delete(keys::delete))
         .route("/v1/models", get(openai::models))
@@ -150,6 +151,7 @@ async fn metrics(State(state): St, Extension(caller): Extension<Caller>) -> ApiR
         search::search_post,
         ask::ask,
         tasks::get,
+        tasks::cancel,
         keys::list,
         keys::create,
         keys::delete,

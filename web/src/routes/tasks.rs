@@ -1,7 +1,7 @@
-//! `/tasks/{id}`: an indexing task's state.
+//! `/tasks/{id}`: an indexing task's state; `POST /tasks/{id}/cancel` stops it.
 
 use super::St;
-use crate::auth::Caller;
+use crate::auth::{Action, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::tasks::{TaskStatus, TaskView};
 use axum::extract::{Path, State};
@@ -28,4 +28,21 @@ pub(super) async fn get(
         }
     }
     Ok(Json(task))
+}
+
+#[utoipa::path(post, path = "/tasks/{id}/cancel",
+    responses((status = 200, body = TaskView, description = "canceled, or still processing until its next document"),
+              (status = 404, body = ErrorBody)))]
+pub(super) async fn cancel(
+    State(state): St,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    let missing = || ApiError::not_found("task_not_found", format!("no task {id:?}"));
+    let n: u64 = id.parse().map_err(|_| missing())?;
+    match state.tasks.get(n) {
+        Some(t) if caller.sees(&t.collection) => caller.require(Action::DocumentsAdd, Some(&t.collection))?,
+        _ => return Err(missing()),
+    }
+    state.tasks.cancel(n).map(Json).ok_or_else(missing)
 }
