@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The state of an indexing task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     /// Waiting for the indexing thread.
@@ -211,6 +211,20 @@ impl Tasks {
                 }
             }
         }
+    }
+
+    /// Tasks that pass `keep`, newest first, from id `from` down, at most `limit`; and the id
+    /// the next page starts from.
+    pub fn list(
+        &self,
+        keep: impl Fn(&TaskView) -> bool,
+        from: Option<u64>,
+        limit: usize,
+    ) -> (Vec<TaskView>, Option<u64>) {
+        let Ok(m) = self.map.lock() else { return (Vec::new(), None) };
+        let mut matching = m.range(..=from.unwrap_or(u64::MAX)).rev().map(|(_, t)| &t.view).filter(|v| keep(v));
+        let page: Vec<TaskView> = matching.by_ref().take(limit).cloned().collect();
+        (page, matching.next().map(|v| v.id))
     }
 
     /// A task as the API shows it.

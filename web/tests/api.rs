@@ -400,6 +400,8 @@ async fn api_keys_gate_every_route() {
         ("GET", "/openapi.json"),
         ("GET", "/keys"),
         ("GET", "/tasks/1"),
+        ("GET", "/tasks"),
+        ("POST", "/tasks/1/cancel"),
     ] {
         let (st, v) = call(&s, m, uri, None, None).await;
         assert_eq!((st, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_api_key"), "{uri}");
@@ -463,6 +465,13 @@ async fn api_keys_gate_every_route() {
     assert_eq!(st, StatusCode::ACCEPTED);
     let (st, _) = call(&s, "GET", &format!("/tasks/{}", t["id"]), Some(&reader), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = call(&s, "POST", &format!("/tasks/{}/cancel", t["id"]), Some(&reader), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // ... and not listed: the list holds only its collection's tasks.
+    let (st, v) = call(&s, "GET", "/tasks", Some(&reader), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let listed = v["results"].as_array().unwrap();
+    assert!(!listed.is_empty() && listed.iter().all(|t| t["collection"] == "kb"), "{v}");
 
     // Expired keys are refused; deleted keys too.
     let (_, k2) = call(
@@ -717,4 +726,19 @@ async fn tasks_are_cancelled_waiting_or_running() {
     assert!(v["hits"].as_array().unwrap().is_empty(), "{v}");
     let (st, v) = call(&s, "POST", "/tasks/999999/cancel", None, None).await;
     assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "task_not_found"));
+    // Listed newest first, filtered, paged.
+    let (st, v) = call(&s, "GET", "/tasks?status=canceled&collection=big", None, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let ids: Vec<u64> = v["results"].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![waiting_id, long_id], "{v}");
+    let (_, v) = call(&s, "GET", "/tasks?limit=1", None, None).await;
+    assert_eq!((v["results"].as_array().unwrap().len(), v["next"].as_u64()), (1, Some(long_id)), "{v}");
+    let (_, v) = call(&s, "GET", &format!("/tasks?from={long_id}"), None, None).await;
+    assert_eq!(v["results"][0]["id"].as_u64(), Some(long_id), "{v}");
+    let (_, v) = call(&s, "GET", "/tasks?status=succeeded", None, None).await;
+    assert!(v["results"].as_array().unwrap().is_empty(), "{v}");
+    let (_, v) = call(&s, "GET", "/tasks?collection=other", None, None).await;
+    assert!(v["results"].as_array().unwrap().is_empty(), "{v}");
+    let (st, v) = call(&s, "GET", "/tasks?status=done", None, None).await;
+    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "bad_parameter"), "{v}");
 }

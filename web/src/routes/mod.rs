@@ -53,6 +53,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/collections/{name}/documents/{id}", get(documents::get).delete(documents::delete))
         .route("/collections/{name}/search", get(search::search_get).post(search::search_post))
         .route("/collections/{name}/ask", post(ask::ask))
+        .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::get))
         .route("/tasks/{id}/cancel", post(tasks::cancel))
         .route("/keys", get(keys::list).post(keys::create))
@@ -152,6 +153,7 @@ async fn metrics(State(state): St, Extension(caller): Extension<Caller>) -> ApiR
         ask::ask,
         tasks::get,
         tasks::cancel,
+        tasks::list,
         keys::list,
         keys::create,
         keys::delete,

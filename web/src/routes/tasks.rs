@@ -1,10 +1,11 @@
-//! `/tasks/{id}`: an indexing task's state; `POST /tasks/{id}/cancel` stops it.
+//! `/tasks/{id}`: an indexing task's state; `POST /tasks/{id}/cancel` stops it; `GET /tasks`
+//! lists them, newest first, filtered by status and collection.
 
 use super::St;
 use crate::auth::{Action, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::tasks::{TaskStatus, TaskView};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 
 #[utoipa::path(get, path = "/tasks/{id}", responses((status = 200, body = TaskView), (status = 404, body = ErrorBody)))]
@@ -45,4 +46,51 @@ pub(super) async fn cancel(
         _ => return Err(missing()),
     }
     state.tasks.cancel(n).map(Json).ok_or_else(missing)
+}
+
+/// `GET /tasks` filters and paging.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub(super) struct ListQuery {
+    /// Comma-separated statuses: enqueued, processing, succeeded, failed, canceled.
+    status: Option<String>,
+    /// Only this collection's tasks.
+    collection: Option<String>,
+    /// Tasks per page (default 20, at most 1,000).
+    limit: Option<usize>,
+    /// Start from this task id (the `next` of the previous page).
+    from: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/tasks", params(ListQuery),
+    responses((status = 200, description = "{results, limit, from, next}"), (status = 400, body = ErrorBody)))]
+pub(super) async fn list(
+    State(state): St,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let statuses: Option<Vec<TaskStatus>> = q
+        .status
+        .as_deref()
+        .map(|s| {
+            s.split(',')
+                .map(|one| {
+                    serde_json::from_value(serde_json::Value::from(one.trim())).map_err(|_| {
+                        ApiError::bad_request(
+                            "bad_parameter",
+                            format!("status {one:?} is none of enqueued, processing, succeeded, failed, canceled"),
+                        )
+                    })
+                })
+                .collect()
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    // A key sees only its collections' tasks.
+    let keep = |t: &TaskView| {
+        caller.sees(&t.collection)
+            && q.collection.as_ref().is_none_or(|c| *c == t.collection)
+            && statuses.as_ref().is_none_or(|s| s.contains(&t.status))
+    };
+    let (results, next) = state.tasks.list(keep, q.from, limit);
+    Ok(Json(serde_json::json!({"results": results, "limit": limit, "from": q.from, "next": next})))
 }
