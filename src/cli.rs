@@ -319,6 +319,10 @@ pub struct ServeOptions {
     /// browser (CORS, and writes past the cross-site guard). Default: none.
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
+    /// Requests a minute each API key may make (bursts up to as many; over it: 429 with
+    /// Retry-After). The master key is not limited. Default: no limit.
+    #[arg(long, value_name = "PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
     #[command(flatten)]
     pub decoder: DecoderArgs,
 }

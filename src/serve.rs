@@ -45,5 +45,6 @@ pub fn state(
     config.max_upload_bytes = args.max_upload_mb.max(1) << 20;
     config.loopback_hosts_only = bind.ip().is_loopback();
     config.cors_origins = args.cors_origins.clone();
+    config.rate_limit_per_minute = args.rate_limit;
     AppState::with_cluster(config, encoder, decoder, cluster).map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -72,6 +72,16 @@ impl ApiError {
     pub fn busy(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
     }
+    /// 429 with `Retry-After`: the key used up its rate limit.
+    pub fn rate_limited(retry_after: u32) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("this key has used its requests for now; retry in {retry_after} s"),
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
     /// 413.
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
@@ -103,6 +113,9 @@ impl IntoResponse for ApiError {
             tracing::error!(code = self.code, "{}", self.message);
         }
         let mut r = (self.status, axum::Json(self.body())).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"sousuo\""));
+        }
         if let Some(s) = self.retry_after {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }

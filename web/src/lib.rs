@@ -20,6 +20,7 @@ mod json;
 mod listen;
 mod metrics;
 mod process_metrics;
+mod ratelimit;
 mod routes;
 mod state;
 mod tasks;

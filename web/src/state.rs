@@ -43,6 +43,8 @@ pub struct Config {
     /// answers for them, and their writes pass the cross-site guard. Empty (the default): no
     /// CORS, so other sites' pages can neither read answers nor write.
     pub cors_origins: Vec<String>,
+    /// Requests a minute each API key may make (bursts up to as many); `None`: no limit.
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl Config {
@@ -59,6 +61,7 @@ impl Config {
             loopback_hosts_only: true,
             header_read_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
+            rate_limit_per_minute: None,
         }
     }
 }
@@ -83,6 +86,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The cluster, when this server is a node's coordinator (`sousuo node --bind`).
     pub cluster: Option<ClusterView>,
+    /// Per-key request budgets, when configured.
+    pub rate_limits: Option<crate::ratelimit::RateLimits>,
     /// Admission to CPU work: permits = running + waiting jobs.
     admission: Arc<Semaphore>,
     /// Running CPU jobs.
@@ -106,6 +111,7 @@ impl AppState {
             .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let keys = KeyStore::open(&config.data_dir.join("keys.json"), config.master_key.clone())?;
         let encoder_info = EncoderInfo::of(&encoder)?;
+        let rate_limits = config.rate_limit_per_minute.map(crate::ratelimit::RateLimits::new);
         let state = Arc::new(AppState {
             admission: Arc::new(Semaphore::new(config.cpu_workers + config.cpu_queue)),
             running: Arc::new(Semaphore::new(config.cpu_workers.max(1))),
@@ -117,6 +123,7 @@ impl AppState {
             tasks: Tasks::default(),
             keys,
             metrics: Metrics::default(),
+            rate_limits,
             cluster,
         });
         let weak = Arc::downgrade(&state);

@@ -742,3 +742,32 @@ async fn tasks_are_cancelled_waiting_or_running() {
     let (st, v) = call(&s, "GET", "/tasks?status=done", None, None).await;
     assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "bad_parameter"), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_rate_limited_and_the_bearer_scheme_is_case_insensitive() {
+    let s = server(true, |c| c.rate_limit_per_minute = Some(3));
+    let (st, k) = call(&s, "POST", "/keys", Some(MASTER), Some(json!({"actions": ["*"], "collections": ["*"]}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{k}");
+    let key = k["key"].as_str().unwrap().to_string();
+    let get = |auth: String| {
+        let req = Request::get("/collections").header(header::AUTHORIZATION, auth).body(Body::empty()).unwrap();
+        s.app.clone().oneshot(req)
+    };
+    // Any case of the scheme; three requests a minute, then 429 with Retry-After.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = get(format!("{scheme} {key}")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{scheme}");
+    }
+    let r = get(format!("Bearer {key}")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u32 = r.headers().get(header::RETRY_AFTER).unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&wait), "{wait}");
+    // The master key is not limited.
+    for _ in 0..5 {
+        assert_eq!(get(format!("Bearer {MASTER}")).await.unwrap().status(), StatusCode::OK);
+    }
+    // 401 says how to authenticate.
+    let r = get("Bearer wrong".into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get(header::WWW_AUTHENTICATE).unwrap().to_str().unwrap().starts_with("Bearer"));
+}

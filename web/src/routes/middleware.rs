@@ -25,13 +25,23 @@ pub async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, 
         Err(_) if public(req.uri().path()) => Caller::Open,
         Err(e) => return e.into_response(),
     };
+    if let (Some(limits), Caller::Key(k)) = (&state.rate_limits, &caller) {
+        if let Err(wait) = limits.take(&k.uid) {
+            return ApiError::rate_limited(wait).into_response();
+        }
+    }
     req.extensions_mut().insert(caller);
     next.run(req).await
 }
 
 fn key_from(h: &HeaderMap) -> Option<String> {
     if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+        // The scheme is case-insensitive (RFC 9110): "Bearer", "bearer", "BEARER".
+        let key = match v.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest,
+            _ => v,
+        };
+        return Some(key.trim().to_string());
     }
     h.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string())
 }
