@@ -81,7 +81,7 @@ fn find_wheel(agent: &ureq::Agent, index: &str, requirement: &str) -> Result<Whe
         Error::Fetch(format!("{url} did not answer with PyPI's JSON Simple API (PEP 691): {e}; check --index-url"))
     })?;
     let prefix = format!("{}-{version}-", normalized(name).replace('-', "_"));
-    let files = project["files"].as_array().cloned().unwrap_or_default();
+    let files = project["files"].as_array().map(Vec::as_slice).unwrap_or_default();
     files
         .iter()
         .filter_map(|f| {

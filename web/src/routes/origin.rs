@@ -33,11 +33,13 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
         }
     }
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let allowed = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|o| state.config.cors_origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
-    if write && !allowed && cross_site(headers, host) {
+    let trusted = || {
+        headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|o| state.config.cors_origins.iter().any(|a| a.eq_ignore_ascii_case(o)))
+    };
+    if write && cross_site(headers, host) && !trusted() {
         let message = "a write from a page on another site is refused (Origin / Sec-Fetch-Site)";
         return ApiError::new(StatusCode::FORBIDDEN, "cross_origin", message).into_response();
     }

@@ -4,6 +4,7 @@
 use super::St;
 use crate::auth::{Action, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
 use crate::tasks::{TaskStatus, TaskView};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
@@ -14,12 +15,7 @@ pub(super) async fn get(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    let missing = || ApiError::not_found("task_not_found", format!("no task {id:?}"));
-    let n: u64 = id.parse().map_err(|_| missing())?;
-    let mut task = match state.tasks.get(n) {
-        Some(t) if caller.sees(&t.collection) => t,
-        _ => return Err(missing()),
-    };
+    let mut task = visible(&state, &caller, &id)?;
     if task.status == TaskStatus::Succeeded {
         let (s, name) = (state.clone(), task.collection.clone());
         if let Some(c) = state.blocking(move || s.clustered(&name)).await? {
@@ -39,13 +35,20 @@ pub(super) async fn cancel(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    let missing = || ApiError::not_found("task_not_found", format!("no task {id:?}"));
-    let n: u64 = id.parse().map_err(|_| missing())?;
-    match state.tasks.get(n) {
-        Some(t) if caller.sees(&t.collection) => caller.require(Action::DocumentsAdd, Some(&t.collection))?,
-        _ => return Err(missing()),
-    }
-    state.tasks.cancel(n).map(Json).ok_or_else(missing)
+    let task = visible(&state, &caller, &id)?;
+    caller.require(Action::DocumentsAdd, Some(&task.collection))?;
+    state.tasks.cancel(task.id).map(Json).ok_or_else(|| missing(&id))
+}
+
+fn missing(id: &str) -> ApiError {
+    ApiError::not_found("task_not_found", format!("no task {id:?}"))
+}
+
+/// Task `id` if the caller may see its collection; otherwise (or when there is none) 404, so a
+/// key learns nothing about other collections' tasks.
+fn visible(state: &AppState, caller: &Caller, id: &str) -> ApiResult<TaskView> {
+    let n: u64 = id.parse().map_err(|_| missing(id))?;
+    state.tasks.get(n).filter(|t| caller.sees(&t.collection)).ok_or_else(|| missing(id))
 }
 
 /// `GET /tasks` filters and paging.
