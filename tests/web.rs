@@ -3,13 +3,16 @@
 //! page in headless Chromium (fantoccini + chromedriver), and HTML pages' text against what
 //! Chromium shows.
 
+#[path = "support/words.rs"]
+mod words;
+
 use serde_json::{json, Value};
 use sousuo_encoder::models::default_cache_root;
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use words::{agreement, words};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sousuo")
@@ -489,40 +492,6 @@ async fn chromium() -> (Child, fantoccini::Client) {
         }
     }
     panic!("chromedriver did not start");
-}
-
-/// Words of a text for comparison: whitespace-separated, CJK characters one by one.
-fn words(text: &str) -> HashMap<String, usize> {
-    let cjk = |c: char| matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xff00..=0xffef);
-    let mut out = HashMap::new();
-    for w in text.split_whitespace() {
-        let mut run = String::new();
-        for ch in w.chars() {
-            if cjk(ch) {
-                if !run.is_empty() {
-                    *out.entry(std::mem::take(&mut run)).or_default() += 1;
-                }
-                *out.entry(ch.to_string()).or_default() += 1;
-            } else {
-                run.push(ch);
-            }
-        }
-        if !run.is_empty() {
-            *out.entry(run).or_default() += 1;
-        }
-    }
-    out
-}
-
-/// F1 of two word multisets.
-fn agreement(a: &HashMap<String, usize>, b: &HashMap<String, usize>) -> f64 {
-    let common: usize = a.iter().map(|(w, n)| (*n).min(b.get(w).copied().unwrap_or(0))).sum();
-    let (na, nb): (usize, usize) = (a.values().sum(), b.values().sum());
-    if common == 0 {
-        return 0.0;
-    }
-    let (p, r) = (common as f64 / na as f64, common as f64 / nb as f64);
-    2.0 * p * r / (p + r)
 }
 
 /// Pages saved from real sites (tests/fixtures/html): the indexer's text agrees word for word

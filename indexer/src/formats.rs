@@ -1,9 +1,11 @@
 //! Parsers: bytes of one file to documents. Each uses a maintained crate (pulldown-cmark,
-//! scraper, lopdf, serde_json); none of them is hand-written.
+//! scraper, pdf-extract over lopdf (pdf.rs), serde_json); none of them is hand-written.
 
 use crate::document::{Document, Part};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
+
+pub use crate::pdf::MAX_PDF_TEXT_BYTES;
 
 /// Which fields of a JSON object hold the id, title and text.
 #[derive(Debug, Clone, Default)]
@@ -65,7 +67,9 @@ pub struct Parsed {
 pub fn parse(format: Format, bytes: &[u8], id: &str, source: &str, fields: &JsonFields) -> Result<Parsed> {
     let mut parsed = Parsed::default();
     if format == Format::Pdf {
-        parsed.docs.push(parse_pdf(bytes, id, source)?);
+        let (doc, warnings) = crate::pdf::parse(bytes, id, source)?;
+        parsed.docs.push(doc);
+        parsed.warnings.extend(warnings);
         return Ok(parsed);
     }
     if looks_binary(bytes) {
@@ -94,7 +98,7 @@ pub fn looks_binary(bytes: &[u8]) -> bool {
     bytes[..bytes.len().min(8192)].contains(&0)
 }
 
-fn file_stem(id: &str) -> String {
+pub(crate) fn file_stem(id: &str) -> String {
     let name = id.rsplit('/').next().unwrap_or(id);
     name.rsplit_once('.').map(|(s, _)| s).unwrap_or(name).to_string()
 }
@@ -274,61 +278,6 @@ fn is_block(name: &str) -> bool {
     )
 }
 
-/// PDF: one part per page, with its page number (1-based) for citations.
-/// Text one PDF may yield. Pages can share one compressed stream, so a small file can inflate
-/// to hundreds of megabytes of text (a decompression bomb); such a file is refused whole, before
-/// any of it is indexed. A 2,000-page book holds about 5 MB of text.
-pub const MAX_PDF_TEXT_BYTES: usize = 32 << 20;
-
-fn parse_pdf(bytes: &[u8], id: &str, source: &str) -> Result<Document> {
-    let fail = |reason: String| Error::Parse { path: source.to_string(), reason };
-    // lopdf can panic on some malformed files: a bad PDF must fail alone, not end the run.
-    let result = std::panic::catch_unwind(|| -> std::result::Result<(Option<String>, Vec<Part>), String> {
-        let doc = lopdf::Document::load_mem(bytes).map_err(|e| format!("not a readable PDF: {e}"))?;
-        let mut parts = Vec::new();
-        let mut total = 0usize;
-        for (number, _) in doc.get_pages() {
-            let text = doc.extract_text(&[number]).map_err(|e| format!("page {number}: {e}"))?;
-            total += text.len();
-            if total > MAX_PDF_TEXT_BYTES {
-                return Err(format!(
-                    "its text passes {} MiB by page {number} (of a {} KiB file): a decompression bomb, or more \
-                     text than one document should hold; skipped whole",
-                    MAX_PDF_TEXT_BYTES >> 20,
-                    bytes.len() >> 10
-                ));
-            }
-            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            if !text.is_empty() {
-                parts.push(Part { text, heading: None, page: Some(number) });
-            }
-        }
-        Ok((pdf_title(&doc), parts))
-    });
-    let (title, parts) = match result {
-        Ok(Ok(v)) => v,
-        Ok(Err(reason)) => return Err(fail(reason)),
-        Err(_) => return Err(fail("the PDF parser failed on this file".into())),
-    };
-    Ok(Document {
-        id: id.into(),
-        title: title.unwrap_or_else(|| file_stem(id)),
-        source: source.into(),
-        metadata: BTreeMap::from([("format".into(), "pdf".into()), ("pages".into(), parts.len().into())]),
-        parts,
-    })
-}
-
-/// The document's Title, decoded as PDF text strings are (UTF-16BE or UTF-8 after a byte
-/// order mark, else PDFDocEncoding): a CJK title in UTF-16 comes out as its characters.
-fn pdf_title(doc: &lopdf::Document) -> Option<String> {
-    let info = doc.trailer.get(b"Info").ok()?;
-    let info = doc.dereference(info).ok()?.1.as_dict().ok()?;
-    let title = lopdf::decode_text_string(info.get(b"Title").ok()?).ok()?;
-    let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
-    (!title.is_empty()).then_some(title)
-}
-
 fn parse_json(text: &str, id: &str, source: &str, fields: &JsonFields, parsed: &mut Parsed) -> Result<()> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| Error::Parse { path: source.into(), reason: format!("invalid JSON: {e}") })?;
@@ -494,84 +443,6 @@ mod tests {
         assert!(t.contains("x\n\ny"), "{t}");
     }
 
-    /// A one-page PDF written with lopdf: `text` on the page, `title` in the Info dictionary.
-    fn pdf(title: &str, text: &str) -> Vec<u8> {
-        use lopdf::content::{Content, Operation};
-        use lopdf::{dictionary, Object, Stream};
-        let mut doc = lopdf::Document::with_version("1.5");
-        let pages_id = doc.new_object_id();
-        let font = doc.add_object(dictionary! {"Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica"});
-        let resources = doc.add_object(dictionary! {"Font" => dictionary! {"F1" => font}});
-        let ops = vec![
-            Operation::new("BT", vec![]),
-            Operation::new("Tf", vec!["F1".into(), 12.into()]),
-            Operation::new("Td", vec![72.into(), 700.into()]),
-            Operation::new("Tj", vec![Object::string_literal(text)]),
-            Operation::new("ET", vec![]),
-        ];
-        let content = doc.add_object(Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap()));
-        let page = doc.add_object(dictionary! {"Type" => "Page", "Parent" => pages_id, "Contents" => content});
-        let pages = dictionary! {
-            "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1, "Resources" => resources,
-            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-        };
-        doc.objects.insert(pages_id, Object::Dictionary(pages));
-        let catalog = doc.add_object(dictionary! {"Type" => "Catalog", "Pages" => pages_id});
-        doc.trailer.set("Root", catalog);
-        let info = doc.add_object(dictionary! {"Title" => lopdf::text_string(title)});
-        doc.trailer.set("Info", info);
-        let mut out = Vec::new();
-        doc.save_to(&mut out).unwrap();
-        out
-    }
-
-    #[test]
-    fn a_pdf_title_in_utf16_is_decoded_and_pages_are_numbered() {
-        let bytes = pdf("搜索引擎 — Suchmaschine", "Hybrid retrieval fuses two lists.");
-        let parsed = parse(Format::Pdf, &bytes, "t.pdf", "t.pdf", &JsonFields::default()).unwrap();
-        let d = &parsed.docs[0];
-        assert_eq!(d.title, "搜索引擎 — Suchmaschine");
-        assert_eq!(d.parts[0].page, Some(1));
-        assert!(d.parts[0].text.contains("Hybrid retrieval fuses two lists."), "{:?}", d.parts);
-        let latin = pdf("Plain title", "x");
-        let parsed = parse(Format::Pdf, &latin, "l.pdf", "l.pdf", &JsonFields::default()).unwrap();
-        assert_eq!(parsed.docs[0].title, "Plain title");
-    }
-
-    #[test]
-    fn a_pdf_whose_pages_inflate_past_the_limit_is_refused_whole() {
-        use lopdf::content::{Content, Operation};
-        use lopdf::{dictionary, Object, Stream};
-        // One compressed content stream of ~1 MiB of text, shared by 40 pages: a few KiB on disk.
-        let mut doc = lopdf::Document::with_version("1.5");
-        let pages_id = doc.new_object_id();
-        let font = doc.add_object(dictionary! {"Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica"});
-        let resources = doc.add_object(dictionary! {"Font" => dictionary! {"F1" => font}});
-        let mut ops = vec![Operation::new("BT", vec![]), Operation::new("Tf", vec!["F1".into(), 12.into()])];
-        for _ in 0..4096 {
-            ops.push(Operation::new("Tj", vec![Object::string_literal("bomb ".repeat(50))]));
-        }
-        ops.push(Operation::new("ET", vec![]));
-        let mut stream = Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap());
-        stream.compress().unwrap();
-        let content = doc.add_object(stream);
-        let kids: Vec<Object> = (0..40)
-            .map(|_| doc.add_object(dictionary! {"Type" => "Page", "Parent" => pages_id, "Contents" => content}).into())
-            .collect();
-        let pages = dictionary! {
-            "Type" => "Pages", "Kids" => kids, "Count" => 40, "Resources" => resources,
-            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-        };
-        doc.objects.insert(pages_id, Object::Dictionary(pages));
-        let catalog = doc.add_object(dictionary! {"Type" => "Catalog", "Pages" => pages_id});
-        doc.trailer.set("Root", catalog);
-        let mut bytes = Vec::new();
-        doc.save_to(&mut bytes).unwrap();
-        assert!(bytes.len() < 64 << 10, "a small file: {} bytes", bytes.len());
-        let err = parse(Format::Pdf, &bytes, "bomb.pdf", "bomb.pdf", &JsonFields::default()).unwrap_err().to_string();
-        assert!(err.contains("bomb.pdf") && err.contains("decompression bomb"), "{err}");
-    }
-
     #[test]
     fn jsonl_keeps_metadata_and_reports_bad_lines_by_number() {
         let text = "{\"_id\": \"a\", \"title\": \"T\", \"text\": \"x\", \"year\": 2020, \"tags\": [1]}\nnot json\n\n{\"id\": 7, \"text\": \"y\"}\n";
@@ -601,11 +472,5 @@ mod tests {
         let p = parse(Format::Text, b"caf\xe9 au lait", "a.txt", "/a.txt", &JsonFields::default()).unwrap();
         assert_eq!(p.warnings.len(), 1);
         assert!(p.docs[0].text().contains("caf\u{fffd} au lait"));
-    }
-
-    #[test]
-    fn a_corrupt_pdf_fails_with_its_path() {
-        let err = parse(Format::Pdf, b"%PDF-1.4 garbage", "x.pdf", "/data/x.pdf", &JsonFields::default()).unwrap_err();
-        assert!(err.to_string().contains("/data/x.pdf"), "{err}");
     }
 }

@@ -19,6 +19,7 @@ pub mod fields;
 pub mod flat;
 pub mod formats;
 mod live;
+mod pdf;
 mod pipeline;
 mod reindex;
 mod sink;
