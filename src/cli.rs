@@ -323,6 +323,12 @@ pub struct ServeOptions {
     /// Retry-After). The master key is not limited. Default: no limit.
     #[arg(long, value_name = "PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: Option<u32>,
+    /// Finished indexing tasks kept in the task list (`GET /tasks`), the oldest forgotten first.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub keep_tasks: usize,
+    /// Days a finished indexing task stays in the task list.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub keep_tasks_days: u64,
     #[command(flatten)]
     pub decoder: DecoderArgs,
 }

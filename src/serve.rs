@@ -46,5 +46,9 @@ pub fn state(
     config.loopback_hosts_only = bind.ip().is_loopback();
     config.cors_origins = args.cors_origins.clone();
     config.rate_limit_per_minute = args.rate_limit;
+    config.task_retention = sousuo_web::Retention {
+        count: args.keep_tasks,
+        max_age: std::time::Duration::from_secs(args.keep_tasks_days.saturating_mul(24 * 3600)),
+    };
     AppState::with_cluster(config, encoder, decoder, cluster).map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -1,6 +1,7 @@
 //! Crash safety: `sousuo index` is killed with SIGKILL at random moments; after each kill the
 //! collection must open, hold every document the process reported as committed in sled,
 //! tantivy and HNSW, with no duplicates; resuming completes it to exactly the input's size.
+//! Then the same over HTTP: `sousuo serve` killed while a client uploads and deletes.
 //!
 //! CI runs it on a 1,000-document slice of SciFact; `SOUSUO_FULL=1` runs the whole corpus.
 //! `SOUSUO_CRASH_SEED=N` replays a run's kill times.
@@ -9,6 +10,9 @@ use sousuo_encoder::models::{default_cache_root, ModelCache, MINILM};
 use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
 use sousuo_indexer::{Collection, EncoderInfo, OpenMode};
 use std::collections::HashSet;
+
+#[path = "crash/over_http.rs"]
+mod over_http;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,9 +39,13 @@ impl Rng {
     }
 }
 
-fn slice(dir: &Path) -> (PathBuf, usize) {
+fn scifact_lines() -> String {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/scifact/corpus.jsonl");
-    let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("SciFact expected at {}: {e}", src.display()));
+    std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("SciFact expected at {}: {e}", src.display()))
+}
+
+fn slice(dir: &Path) -> (PathBuf, usize) {
+    let text = scifact_lines();
     let n = if std::env::var_os("SOUSUO_FULL").is_some() { usize::MAX } else { 1000 };
     let lines: Vec<&str> = text.lines().take(n).collect();
     let path = dir.join("slice.jsonl");
@@ -54,9 +62,15 @@ fn index_command(home: &Path, corpus: &Path, log: &Path) -> Command {
 
 /// Opens the collection and checks the invariants; returns how many documents it holds.
 fn check(data: &Path, info: &EncoderInfo, log: &Path) -> usize {
-    let c = Collection::open(data, "crash", info, OpenMode::Existing).expect("the collection opens after a kill");
     let committed: HashSet<String> =
         std::fs::read_to_string(log).unwrap_or_default().lines().map(str::to_string).collect();
+    check_stores(data, info, &committed)
+}
+
+/// The collection opens; sled, tantivy and HNSW hold the same chunks, each once, each of one
+/// document; every id in `committed` is in sled. Returns how many documents it holds.
+fn check_stores(data: &Path, info: &EncoderInfo, committed: &HashSet<String>) -> usize {
+    let c = Collection::open(data, "crash", info, OpenMode::Existing).expect("the collection opens after a kill");
     let bm25 = c.bm25().all_chunk_keys().unwrap();
     let bm25_set: HashSet<u64> = bm25.iter().copied().collect();
     assert_eq!(bm25.len(), bm25_set.len(), "a chunk appears twice in tantivy");
@@ -75,29 +89,38 @@ fn check(data: &Path, info: &EncoderInfo, log: &Path) -> usize {
         }
     }
     assert_eq!(bm25_set, live_chunks, "tantivy holds exactly the live chunks");
-    for id in &committed {
+    for id in committed {
         assert!(c.get_doc(id).unwrap().is_some(), "document {id} was reported committed but is not in sled");
     }
     docs
 }
 
-#[test]
-fn killed_index_runs_lose_nothing_and_resume_exactly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+/// A home whose models link to the shared cache, and the encoder's identity as the CLI and the
+/// server use it (int8: the default for the default encoder on a CPU, no other collection).
+fn crash_home(tmp: &Path) -> (PathBuf, EncoderInfo) {
+    let home = tmp.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let models = model_dir().parent().unwrap().to_path_buf();
     std::os::unix::fs::symlink(&models, home.join("models")).unwrap();
+    let options = EncoderOptions { precision: sousuo_encoder::Precision::Int8, ..EncoderOptions::default() };
+    let encoder = Encoder::load(&ModelDir::open(&model_dir()).unwrap(), options).unwrap();
+    (home, EncoderInfo::of(&encoder).unwrap())
+}
+
+fn seed() -> u64 {
+    std::env::var("SOUSUO_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    })
+}
+
+#[test]
+fn killed_index_runs_lose_nothing_and_resume_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, info) = crash_home(tmp.path());
     let (corpus, n) = slice(tmp.path());
     let log = tmp.path().join("committed.log");
     let data = home.join("data");
-    // The CLI's default precision for the default encoder on a CPU (no other collection here).
-    let options = EncoderOptions { precision: sousuo_encoder::Precision::Int8, ..EncoderOptions::default() };
-    let encoder = Encoder::load(&ModelDir::open(&model_dir()).unwrap(), options).unwrap();
-    let info = EncoderInfo::of(&encoder).unwrap();
-    let seed = std::env::var("SOUSUO_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed = seed();
     eprintln!("crash test: {n} documents, SOUSUO_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let mut kills = 0;

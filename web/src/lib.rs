@@ -24,13 +24,14 @@ mod ratelimit;
 mod routes;
 mod state;
 mod tasks;
+mod taskstore;
 
 pub use auth::{Action, Caller, KeyStore};
 pub use cluster::ClusterView;
 pub use error::{classify, ApiError, ApiResult, ErrorBody, ErrorDetail, LibError};
 pub use routes::{app, ApiDoc, AskRequest, FilterArg, SearchRequest};
 pub use state::{AppState, Config};
-pub use tasks::{TaskStatus, TaskView, Tasks};
+pub use tasks::{Retention, TaskStatus, TaskView, Tasks};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use crate::auth::KeyStore;
 use crate::cluster::ClusterView;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
-use crate::tasks::Tasks;
+use crate::tasks::{Retention, Tasks};
 use sousuo_decoder::Decoder;
 use sousuo_encoder::Encoder;
 use sousuo_indexer::{ChunkParams, Collection, EncoderInfo, IndexOptions, IndexSummary, OpenMode, Progress};
@@ -45,6 +45,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Requests a minute each API key may make (bursts up to as many); `None`: no limit.
     pub rate_limit_per_minute: Option<u32>,
+    /// Finished indexing tasks kept (recorded in `<data_dir>/.tasks`).
+    pub task_retention: Retention,
 }
 
 impl Config {
@@ -62,6 +64,7 @@ impl Config {
             header_read_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
             rate_limit_per_minute: None,
+            task_retention: Retention::default(),
         }
     }
 }
@@ -112,6 +115,7 @@ impl AppState {
         let keys = KeyStore::open(&config.data_dir.join("keys.json"), config.master_key.clone())?;
         let encoder_info = EncoderInfo::of(&encoder)?;
         let rate_limits = config.rate_limit_per_minute.map(crate::ratelimit::RateLimits::new);
+        let tasks = Tasks::open(&config.data_dir.join(".tasks"), config.task_retention)?;
         let state = Arc::new(AppState {
             admission: Arc::new(Semaphore::new(config.cpu_workers + config.cpu_queue)),
             running: Arc::new(Semaphore::new(config.cpu_workers.max(1))),
@@ -120,7 +124,7 @@ impl AppState {
             encoder_info,
             decoder,
             collections: RwLock::new(HashMap::new()),
-            tasks: Tasks::default(),
+            tasks,
             keys,
             metrics: Metrics::default(),
             rate_limits,
@@ -151,15 +155,14 @@ impl AppState {
                             self.tasks.progress(id, docs);
                         }
                     };
-                    let done = sousuo_indexer::index_into(
+                    return sousuo_indexer::index_into(
                         &*sink,
                         &self.encoder,
                         std::slice::from_ref(&dir),
                         &upload_options(&dir, &cancel),
                         &on,
-                    );
-                    let _ = std::fs::remove_dir_all(&dir);
-                    return done.map_err(|e| e.to_string());
+                    )
+                    .map_err(|e| e.to_string());
                 }
             }
             let c = self.collection(&collection).map_err(|e| e.message)?;
@@ -168,18 +171,14 @@ impl AppState {
                     self.tasks.progress(id, docs);
                 }
             };
-            let done = sousuo_indexer::index_paths(
+            sousuo_indexer::index_paths(
                 &c,
                 &self.encoder,
                 std::slice::from_ref(&dir),
                 &upload_options(&dir, &cancel),
                 &on,
             )
-            .map_err(|e| e.to_string());
-            // The documents are in the store now (or the task failed for good): the upload
-            // would only be a second copy of them.
-            let _ = std::fs::remove_dir_all(&dir);
-            done
+            .map_err(|e| e.to_string())
         })();
         if let Ok(s) = &result {
             self.metrics.documents_indexed.inc_by(s.documents_indexed as u64);
