@@ -329,6 +329,10 @@ pub struct ServeOptions {
     /// Days a finished indexing task stays in the task list.
     #[arg(long, value_name = "DAYS", default_value_t = 30)]
     pub keep_tasks_days: u64,
+    /// Disk space (MiB) an upload's indexing leaves free in the data directory: the task fails
+    /// with a clear error before it would pass it.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub min_free_mb: u64,
     #[command(flatten)]
     pub decoder: DecoderArgs,
 }
@@ -368,6 +372,10 @@ pub struct IndexArgs {
     /// With --nats: embed here even when the cluster has embedding workers running.
     #[arg(long)]
     pub embed_here: bool,
+    /// Disk space (MiB) to leave free where the collection lives: the run stops with a clear
+    /// error before it would pass it, so the collection stays readable.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub min_free_mb: u64,
     /// Append the id of every durably committed document to this file (fsynced).
     #[arg(long, hide = true)]
     pub commit_log: Option<PathBuf>,

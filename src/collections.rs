@@ -28,7 +28,12 @@ fn fields(args: &IndexArgs) -> JsonFields {
 
 pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
     sousuo_indexer::validate_name(&args.collection)?;
-    let options = IndexOptions { fields: fields(&args), sync: args.sync, ..Default::default() };
+    let options = IndexOptions {
+        fields: fields(&args),
+        sync: args.sync,
+        min_free_bytes: Some(args.min_free_mb << 20),
+        ..Default::default()
+    };
     if let Some(nats) = &args.nats {
         if args.sync || args.commit_log.is_some() {
             bail!("--sync and --commit-log are for local collections, not with --nats");

@@ -46,6 +46,7 @@ pub fn state(
     config.loopback_hosts_only = bind.ip().is_loopback();
     config.cors_origins = args.cors_origins.clone();
     config.rate_limit_per_minute = args.rate_limit;
+    config.min_free_bytes = args.min_free_mb << 20;
     config.task_retention = sousuo_web::Retention {
         count: args.keep_tasks,
         max_age: std::time::Duration::from_secs(args.keep_tasks_days.saturating_mul(24 * 3600)),

@@ -1,7 +1,8 @@
 //! Crash safety: `sousuo index` is killed with SIGKILL at random moments; after each kill the
 //! collection must open, hold every document the process reported as committed in sled,
 //! tantivy and HNSW, with no duplicates; resuming completes it to exactly the input's size.
-//! Then the same over HTTP: `sousuo serve` killed while a client uploads and deletes.
+//! Then the same over HTTP: `sousuo serve` killed while a client uploads and deletes; and
+//! indexing into a file system that fills up.
 //!
 //! CI runs it on a 1,000-document slice of SciFact; `SOUSUO_FULL=1` runs the whole corpus.
 //! `SOUSUO_CRASH_SEED=N` replays a run's kill times.
@@ -11,6 +12,8 @@ use sousuo_encoder::{Encoder, EncoderOptions, ModelDir};
 use sousuo_indexer::{Collection, EncoderInfo, OpenMode};
 use std::collections::HashSet;
 
+#[path = "crash/disk_full.rs"]
+mod disk_full;
 #[path = "crash/over_http.rs"]
 mod over_http;
 use std::path::{Path, PathBuf};

@@ -122,11 +122,38 @@ pub enum Error {
     /// The run was cancelled (its cancel flag was set).
     #[error("indexing was cancelled")]
     Cancelled,
+    /// Writing on would leave less free space than the reserve: the run stopped before it.
+    #[error(
+        "{path}: not enough free disk space: {available} bytes free, {needed} needed to go on \
+         (the next writes and a reserve of {reserve} bytes, so that the collection stays readable); \
+         free some space (or lower the reserve: --min-free-mb) and run the same command again"
+    )]
+    DiskFull {
+        /// The collection's directory.
+        path: PathBuf,
+        /// Bytes free on its file system.
+        available: u64,
+        /// Bytes the next step needs, reserve included.
+        needed: u64,
+        /// The reserve.
+        reserve: u64,
+    },
 }
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+
+    /// A store or index error named by the collection directory it happened in (sled's and
+    /// tantivy's errors name no path: "No space left on device" alone says not where).
+    pub(crate) fn in_dir(self, dir: &std::path::Path) -> Self {
+        match self {
+            Error::Store(e) => Error::Store(format!("{}: {e}", dir.display())),
+            Error::Bm25(e) => Error::Bm25(format!("{}: {e}", dir.display())),
+            Error::Vectors(e) => Error::Vectors(format!("{}: {e}", dir.display())),
+            other => other,
+        }
     }
 }
 

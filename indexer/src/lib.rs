@@ -24,6 +24,7 @@ mod pipeline;
 mod reindex;
 mod sink;
 pub mod sources;
+pub mod space;
 pub mod store;
 pub mod termstats;
 pub mod tokenizer;

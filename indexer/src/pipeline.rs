@@ -29,6 +29,16 @@ pub struct IndexOptions {
     /// Set (by anyone) to stop the run before its next document: it ends with
     /// [`Error::Cancelled`]; documents already stored stay (each is whole).
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Bytes to leave free on a collection's file system (`None`:
+    /// [`crate::space::DEFAULT_MIN_FREE_BYTES`]): the run stops with [`Error::DiskFull`] before a
+    /// write that would pass it, so the collection stays readable.
+    pub min_free_bytes: Option<u64>,
+}
+
+impl IndexOptions {
+    fn reserve(&self) -> u64 {
+        self.min_free_bytes.unwrap_or(crate::space::DEFAULT_MIN_FREE_BYTES)
+    }
 }
 
 /// Events for progress display and for the crash-safety log.
@@ -108,11 +118,15 @@ pub fn index_paths(
     options: &IndexOptions,
     on: &(dyn Fn(Progress) + Sync),
 ) -> Result<IndexSummary> {
-    let (mut summary, seen_ids) = run(collection, encoder, paths, options, on)?;
+    let dir = collection.dir();
+    let (mut summary, seen_ids) = run(collection, encoder, paths, options, on).map_err(|e| e.in_dir(dir))?;
     if options.sync {
-        summary.documents_deleted = sync_deletes(collection, paths, &seen_ids)?;
+        summary.documents_deleted = sync_deletes(collection, paths, &seen_ids).map_err(|e| e.in_dir(dir))?;
     }
-    collection.commit()?;
+    // The commit writes a new copy of the graph beside the old one.
+    let graph = crate::collection::dir_size(&dir.join("hnsw"));
+    crate::space::ensure_free(dir, graph, options.reserve())?;
+    collection.commit().map_err(|e| e.in_dir(dir))?;
     summary.bytes_on_disk = crate::collection::dir_size(collection.dir());
     Ok(summary)
 }
@@ -161,6 +175,9 @@ fn run(
                         Change::Delete { .. } => None,
                     })
                     .collect();
+                if let Some(dir) = sink.local_dir() {
+                    crate::space::ensure_free(dir, write_bytes(&changes), options.reserve())?;
+                }
                 sink.store(&changes)?;
                 summary.documents_indexed += ids.len();
                 on(Progress::Committed { doc_ids: ids });
@@ -181,6 +198,18 @@ fn run(
 }
 
 /// Rough document count for the progress bar: one per file, lines for JSONL.
+/// What storing `changes` may write (see [`crate::space::batch_bytes`]).
+fn write_bytes(changes: &[Change]) -> u64 {
+    let (mut text, mut vectors) = (0u64, 0u64);
+    for c in changes {
+        if let Change::Upsert { chunks, vectors: v, .. } = c {
+            text += chunks.iter().map(|c| c.text.len() as u64 + 256).sum::<u64>();
+            vectors += v.iter().map(|v| 4 * v.len() as u64).sum::<u64>();
+        }
+    }
+    crate::space::batch_bytes(text, vectors)
+}
+
 fn estimate_docs(files: &[SourceFile]) -> usize {
     use crate::formats::Format;
     files

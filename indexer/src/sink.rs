@@ -5,6 +5,7 @@ use crate::chunk::ChunkParams;
 use crate::collection::Collection;
 use crate::store::Change;
 use crate::Result;
+use std::path::Path;
 
 /// The destination of an index run ([`crate::index_into`]).
 pub trait Sink: Sync {
@@ -20,6 +21,11 @@ pub trait Sink: Sync {
     fn embeds(&self) -> bool {
         true
     }
+    /// The local directory the sink writes into, whose free space a run watches (none for a
+    /// remote sink).
+    fn local_dir(&self) -> Option<&Path> {
+        None
+    }
 }
 
 impl Sink for Collection {
@@ -33,5 +39,9 @@ impl Sink for Collection {
 
     fn store(&self, changes: &[Change]) -> Result<()> {
         self.apply(changes).map(|_| ())
+    }
+
+    fn local_dir(&self) -> Option<&Path> {
+        Some(self.dir())
     }
 }

@@ -213,6 +213,7 @@ fn indexer(e: &sousuo_indexer::Error) -> Class {
         E::Vectors(_) => (INTERNAL, "vector_index_error"),
         E::DimensionMismatch { .. } => (INTERNAL, "dimension_mismatch"),
         E::Sink { .. } => (UNAVAILABLE, "sink_unavailable"),
+        E::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
         E::Encoder(e) => encoder(e),
         E::Files(e) => common(e),
         E::Io { source, .. } => io(source),

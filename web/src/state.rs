@@ -47,6 +47,8 @@ pub struct Config {
     pub rate_limit_per_minute: Option<u32>,
     /// Finished indexing tasks kept (recorded in `<data_dir>/.tasks`).
     pub task_retention: Retention,
+    /// Disk space an upload's indexing leaves free (the task fails before it would pass it).
+    pub min_free_bytes: u64,
 }
 
 impl Config {
@@ -65,6 +67,7 @@ impl Config {
             cors_origins: Vec::new(),
             rate_limit_per_minute: None,
             task_retention: Retention::default(),
+            min_free_bytes: sousuo_indexer::space::DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -159,7 +162,7 @@ impl AppState {
                         &*sink,
                         &self.encoder,
                         std::slice::from_ref(&dir),
-                        &upload_options(&dir, &cancel),
+                        &upload_options(&dir, &cancel, self.config.min_free_bytes),
                         &on,
                     )
                     .map_err(|e| e.to_string());
@@ -175,11 +178,14 @@ impl AppState {
                 &c,
                 &self.encoder,
                 std::slice::from_ref(&dir),
-                &upload_options(&dir, &cancel),
+                &upload_options(&dir, &cancel, self.config.min_free_bytes),
                 &on,
             )
             .map_err(|e| e.to_string())
         })();
+        // Task errors are shown to API keys: the server's own paths are not theirs to see.
+        let data = self.config.data_dir.display().to_string();
+        let result = result.map_err(|e| e.replace(&data, "<data>"));
         if let Ok(s) = &result {
             self.metrics.documents_indexed.inc_by(s.documents_indexed as u64);
         }
@@ -338,6 +344,15 @@ fn poisoned() -> ApiError {
 
 /// How a task indexes its staged upload: sources relative to it ("a.txt",
 /// "documents.jsonl#L2"), so that no client sees the server's paths.
-fn upload_options(dir: &std::path::Path, cancel: &Arc<std::sync::atomic::AtomicBool>) -> IndexOptions {
-    IndexOptions { source_base: Some(dir.to_path_buf()), cancel: Some(cancel.clone()), ..IndexOptions::default() }
+fn upload_options(
+    dir: &std::path::Path,
+    cancel: &Arc<std::sync::atomic::AtomicBool>,
+    min_free_bytes: u64,
+) -> IndexOptions {
+    IndexOptions {
+        source_base: Some(dir.to_path_buf()),
+        cancel: Some(cancel.clone()),
+        min_free_bytes: Some(min_free_bytes),
+        ..IndexOptions::default()
+    }
 }

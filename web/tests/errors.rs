@@ -162,6 +162,7 @@ fn indexer() -> Vec<(sousuo_indexer::Error, u16)> {
         (E::Files(sousuo_common::Error::Fetch(s())), INTERNAL),
         (E::Io { path: PathBuf::from("p"), source: io(std::io::ErrorKind::StorageFull) }, FULL),
         (E::Cancelled, CLOSED),
+        (E::DiskFull { path: PathBuf::from("p"), available: 1, needed: 2, reserve: 1 }, FULL),
     ];
     for (e, _) in &all {
         match e {
@@ -184,6 +185,7 @@ fn indexer() -> Vec<(sousuo_indexer::Error, u16)> {
             | E::Encoder(_)
             | E::Files(_)
             | E::Io { .. }
+            | E::DiskFull { .. }
             | E::Cancelled => {}
         }
     }
