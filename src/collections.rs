@@ -89,7 +89,9 @@ pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
         bail!("cannot write the commit log: {e}");
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        let mut v = serde_json::to_value(&summary)?;
+        v["peak_memory_bytes"] = crate::util::peak_rss_bytes().into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     print_summary(&args, &summary);

@@ -2,7 +2,7 @@
 //! collection must open, hold every document the process reported as committed in sled,
 //! tantivy and HNSW, with no duplicates; resuming completes it to exactly the input's size.
 //! Then the same over HTTP: `sousuo serve` killed while a client uploads and deletes; and
-//! indexing into a file system that fills up.
+//! indexing into a file system that fills up; and the hostile corpus, file by file.
 //!
 //! CI runs it on a 1,000-document slice of SciFact; `SOUSUO_FULL=1` runs the whole corpus.
 //! `SOUSUO_CRASH_SEED=N` replays a run's kill times.
@@ -14,6 +14,8 @@ use std::collections::HashSet;
 
 #[path = "crash/disk_full.rs"]
 mod disk_full;
+#[path = "crash/hostile.rs"]
+mod hostile;
 #[path = "crash/over_http.rs"]
 mod over_http;
 use std::path::{Path, PathBuf};
@@ -73,7 +75,12 @@ fn check(data: &Path, info: &EncoderInfo, log: &Path) -> usize {
 /// The collection opens; sled, tantivy and HNSW hold the same chunks, each once, each of one
 /// document; every id in `committed` is in sled. Returns how many documents it holds.
 fn check_stores(data: &Path, info: &EncoderInfo, committed: &HashSet<String>) -> usize {
-    let c = Collection::open(data, "crash", info, OpenMode::Existing).expect("the collection opens after a kill");
+    check_collection(data, "crash", info, committed)
+}
+
+/// [`check_stores`] for collection `name`.
+fn check_collection(data: &Path, name: &str, info: &EncoderInfo, committed: &HashSet<String>) -> usize {
+    let c = Collection::open(data, name, info, OpenMode::Existing).expect("the collection opens after a kill");
     let bm25 = c.bm25().all_chunk_keys().unwrap();
     let bm25_set: HashSet<u64> = bm25.iter().copied().collect();
     assert_eq!(bm25.len(), bm25_set.len(), "a chunk appears twice in tantivy");

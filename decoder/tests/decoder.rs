@@ -216,3 +216,19 @@ fn constrained_decoding_copies_from_the_source() {
         .unwrap();
     assert_eq!(g.text.trim(), "Farel");
 }
+
+/// A GGUF whose header lies about a tensor's size (dimensions whose product overflows) or
+/// place (past the end of the file): refused by name, never an overflow or a huge allocation.
+/// The files are fuzz seeds written by scripts/hostile-corpus.
+#[test]
+fn a_gguf_whose_tensor_sizes_lie_is_refused_by_name() {
+    use candle_core::quantized::gguf_file::Content;
+    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/gguf");
+    for name in ["sizes-lie.gguf", "offset-lies.gguf"] {
+        let mut file = std::fs::File::open(seeds.join(name)).unwrap();
+        let ct = Content::read(&mut file).unwrap();
+        let err = sousuo_decoder::NativeLlama::from_gguf(&ct, &mut file, 1).err().expect("refused");
+        let text = err.to_string();
+        assert!(text.contains("token_embd.weight") && text.contains("does not fit in the file"), "{name}: {text}");
+    }
+}

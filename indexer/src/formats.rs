@@ -206,29 +206,45 @@ fn parse_html(text: &str, id: &str, source: &str) -> Document {
     }
 }
 
+/// The text under `node`, walked without recursion (a page of 20,000 nested elements must not
+/// overflow the stack).
 fn collect_html_text(node: ego_tree::NodeRef<'_, scraper::Node>, out: &mut String) {
+    use ego_tree::iter::Edge;
     use scraper::Node;
-    for child in node.children() {
-        match child.value() {
-            Node::Text(t) => out.push_str(t),
+    // The element whose subtree is skipped (script, style...), until it closes.
+    let mut skipping: Option<ego_tree::NodeId> = None;
+    for edge in node.traverse() {
+        let (opening, n) = match edge {
+            Edge::Open(n) => (true, n),
+            Edge::Close(n) => (false, n),
+        };
+        if n.id() == node.id() {
+            continue;
+        }
+        if let Some(id) = skipping {
+            if !opening && n.id() == id {
+                skipping = None;
+            }
+            continue;
+        }
+        match n.value() {
+            Node::Text(t) if opening => out.push_str(t),
             Node::Element(e) => {
                 let name = e.name();
                 if matches!(name, "script" | "style" | "noscript" | "template" | "head" | "svg" | "iframe") {
+                    if opening {
+                        skipping = Some(n.id());
+                    }
                     continue;
                 }
                 // As a browser lays text out: blocks (and line breaks) separate, table cells
                 // are apart, inline elements (`b`, `sub`, `a`, `span`...) join their text to
                 // the words around them with nothing added (`H<sub>2</sub>O` is "H2O", and
                 // Chinese split by markup stays unsplit).
-                let block = is_block(name);
-                if block {
+                if is_block(name) {
                     out.push_str("\n\n");
-                } else if matches!(name, "td" | "th") {
+                } else if opening && matches!(name, "td" | "th") {
                     out.push(' ');
-                }
-                collect_html_text(child, out);
-                if block {
-                    out.push_str("\n\n");
                 }
             }
             _ => {}
@@ -426,6 +442,18 @@ mod tests {
         assert!(t.contains("Hello world .") || t.contains("Hello world."), "{t}");
         assert!(t.contains("Second."));
         assert!(!t.contains("alert") && !t.contains("color") && !t.contains("menu"), "{t}");
+    }
+
+    #[test]
+    fn deeply_nested_html_is_read_without_recursion() {
+        let page = format!("<body>{}deep text{}</body>", "<div><span>".repeat(10_000), "</span></div>".repeat(10_000));
+        let d = std::thread::Builder::new()
+            .stack_size(256 << 10) // a small stack: a recursive walk would overflow it
+            .spawn(move || one(Format::Html, &page))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(d.parts[0].text, "deep text");
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub use collection::{
 };
 pub use document::{Chunk, Document, Part};
 pub use error::{Error, Result};
-pub use pipeline::{embed_text, index_into, index_paths, IndexOptions, IndexSummary, Progress};
+pub use pipeline::{embed_text, index_into, index_paths, IndexOptions, IndexSummary, Progress, MAX_DOCUMENT_BYTES};
 pub use reindex::reindex;
 pub use sink::Sink;
 pub use termstats::TermStats;

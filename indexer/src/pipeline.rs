@@ -109,6 +109,32 @@ struct Prepared {
 /// Documents per write transaction.
 const BATCH_DOCS: usize = 64;
 
+/// Text one document may hold: a 2,000-page book is about 5 MB. A larger one is an error for
+/// its file (the run goes on): embedding it would take hours and its chunks would swamp every
+/// search. A file of one document (txt, md, html) over it is refused before it is read.
+pub const MAX_DOCUMENT_BYTES: usize = 32 << 20;
+
+fn over_limit(bytes: u64) -> String {
+    format!(
+        "{} MiB, more than the {} MiB of text one document may hold; split it into smaller files",
+        bytes >> 20,
+        MAX_DOCUMENT_BYTES >> 20
+    )
+}
+
+/// Why a file of one document is refused unread, if it is.
+fn too_large(file: &SourceFile) -> Option<String> {
+    use crate::formats::Format;
+    // HTML's markup is most of its bytes: its file may be four times the text limit.
+    let limit = match file.format {
+        Format::Text | Format::Markdown => MAX_DOCUMENT_BYTES as u64,
+        Format::Html => 4 * MAX_DOCUMENT_BYTES as u64,
+        Format::Pdf | Format::Json | Format::JsonLines => return None,
+    };
+    let len = std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0);
+    (len > limit).then(|| over_limit(len))
+}
+
 /// Indexes `paths` into `collection` (with `options.sync`, deleting the documents of files
 /// that are gone), then commits it.
 pub fn index_paths(
@@ -254,6 +280,13 @@ fn parse_stage(
                 *ps.skipped.entry("empty".into()).or_default() += 1;
                 continue;
             }
+            let size = doc.parts.iter().map(|p| p.text.len()).sum::<usize>();
+            if size > MAX_DOCUMENT_BYTES {
+                let msg = format!("{}: document {:?}: {}", doc.source, doc.id, over_limit(size as u64));
+                on(Progress::Error(msg.clone()));
+                ps.errors.push(msg);
+                continue;
+            }
             if !seen.insert(doc.id.clone()) {
                 ps.warnings += 1;
                 on(Progress::Warning(format!(
@@ -285,6 +318,12 @@ fn read_documents(
         Some(base) => file.path.strip_prefix(base).unwrap_or(&file.path).to_string_lossy().into_owned(),
         None => std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone()).to_string_lossy().into_owned(),
     };
+    if let Some(reason) = too_large(file) {
+        let msg = format!("{source}: {reason}");
+        on(Progress::Error(msg.clone()));
+        ps.errors.push(msg);
+        return Vec::new();
+    }
     let bytes = match std::fs::read(&file.path) {
         Ok(b) => b,
         Err(e) => {

@@ -13,6 +13,29 @@ use std::path::Path;
 /// The first bytes of a requantised-weights cache file (the version is in the text).
 const CACHE_MAGIC: &[u8; 16] = b"sousuo-llama-b1\n";
 
+/// Checks every tensor's shape and place against the file before any is read: a file whose
+/// sizes lie (dimensions whose product overflows, data past the end of the file) is refused by
+/// name instead of overflowing or allocating what the file does not hold.
+pub fn check_tensors<R: Seek>(ct: &Content, file: &mut R) -> Result<()> {
+    let len = file.seek(std::io::SeekFrom::End(0)).map_err(|e| Error::Model(format!("cannot read the file: {e}")))?;
+    for (name, info) in &ct.tensor_infos {
+        let dtype = info.ggml_dtype;
+        // No elements is no tensor (and candle would build a slice over a dangling pointer).
+        let elems = info.shape.dims().iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n > 0);
+        let bytes = elems.and_then(|n| (n / dtype.block_size().max(1)).checked_mul(dtype.type_size()));
+        let end = bytes.and_then(|b| ct.tensor_data_offset.checked_add(info.offset)?.checked_add(b as u64));
+        if end.is_none_or(|end| end > len) {
+            return Err(Error::Model(format!(
+                "tensor `{name}`: shape {:?} of {dtype:?} at offset {} does not fit in the file ({len} bytes): \
+                 the file is damaged or its header lies",
+                info.shape.dims(),
+                info.offset
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A tensor's values, dequantised to f32 in row-major order.
 fn weight<R: Read + Seek>(ct: &Content, file: &mut R, name: &str) -> Result<Vec<f32>> {
     let err = |e: candle_core::Error| Error::Model(format!("tensor `{name}`: {e}"));
@@ -51,6 +74,7 @@ impl NativeLlama {
     /// `threads`: how many of rayon's threads the products may use (1: the caller's only).
     pub fn from_gguf<R: Read + Seek>(ct: &Content, file: &mut R, threads: usize) -> Result<Self> {
         let cfg = LlamaConfig::from_gguf(ct)?;
+        check_tensors(ct, file)?;
         let (dim, kv, ffn) = (cfg.dim, cfg.kv_dim(), cfg.ffn);
         let embed = stacked(ct, file, &[("token_embd.weight", cfg.vocab)], dim)?;
         let output = if ct.tensor_infos.contains_key("output.weight") {

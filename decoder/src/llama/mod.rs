@@ -20,6 +20,7 @@
 
 mod blocks;
 mod load;
+pub(crate) use load::check_tensors;
 
 use crate::{Error, Result};
 use blocks::{attention, feed_forward, kerr, rms_norm, Layer, Scratch, Step};

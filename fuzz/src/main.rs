@@ -1,0 +1,20 @@
+//! libFuzzer over every parser a document or request reaches. One binary; the target is named
+//! by `SOUSUO_FUZZ_TARGET` (see [`targets::NAMES`]). Built and run by `scripts/fuzz` on stable
+//! Rust (coverage through LLVM's sancov pass, no sanitizer): a panic, an abort, a timeout or
+//! an allocation past libFuzzer's RSS limit is a crash.
+
+#![no_main]
+
+mod api;
+mod targets;
+
+use libfuzzer_sys::fuzz_target;
+use std::sync::LazyLock;
+
+static TARGET: LazyLock<targets::Target> = LazyLock::new(|| {
+    let name = std::env::var("SOUSUO_FUZZ_TARGET").unwrap_or_default();
+    targets::Target::named(&name)
+        .unwrap_or_else(|| panic!("set SOUSUO_FUZZ_TARGET to one of {:?} (got {name:?})", targets::NAMES))
+});
+
+fuzz_target!(|data: &[u8]| targets::run(*TARGET, data));
