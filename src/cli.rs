@@ -333,6 +333,10 @@ pub struct ServeOptions {
     /// with a clear error before it would pass it.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub min_free_mb: u64,
+    /// Searches, asks and uploads that may wait for a CPU (beyond the ones running); past it
+    /// the server answers 503 with Retry-After at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub cpu_queue: usize,
     #[command(flatten)]
     pub decoder: DecoderArgs,
 }

@@ -47,6 +47,7 @@ pub fn state(
     config.cors_origins = args.cors_origins.clone();
     config.rate_limit_per_minute = args.rate_limit;
     config.min_free_bytes = args.min_free_mb << 20;
+    config.cpu_queue = args.cpu_queue;
     config.task_retention = sousuo_web::Retention {
         count: args.keep_tasks,
         max_age: std::time::Duration::from_secs(args.keep_tasks_days.saturating_mul(24 * 3600)),

@@ -71,7 +71,12 @@ pub fn app(state: Arc<AppState>) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             state.config.request_timeout,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Server errors are logged where they are made (`ApiError`, with their message); a 503
+        // that sheds load is not an error worth a log line per request.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         // Outermost: a preflight is answered before the key check (it carries no key).
         .layer(tower::util::option_layer(cors))
         .with_state(state)
