@@ -166,6 +166,10 @@ async fn upload_search_ask_stream_and_openai() {
     let names: Vec<&str> = f.iter().map(|(e, _)| e.as_str()).collect();
     assert_eq!(names.first(), Some(&"sources"), "{names:?}");
     assert!(names.iter().filter(|n| **n == "token").count() >= 1, "{names:?}");
+    for (_, data) in f.iter().filter(|(e, _)| e == "token") {
+        let token: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(token["checked"], false, "a draft token says it is unchecked: {token}");
+    }
     assert_eq!(names.last(), Some(&"done"), "{names:?}");
     let done: Value = serde_json::from_str(&f.last().unwrap().1).unwrap();
     assert_ne!(done["kind"], "insufficient_evidence", "{done}");

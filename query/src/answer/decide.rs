@@ -6,8 +6,12 @@
 
 use super::passages::{dot, Passage};
 use super::short::{Expect, Ranked, Short};
+use super::verify::carries_contact;
 use super::verify::Verdict;
 use super::{AnswerKind, AnswerParams, Sentence};
+
+/// Why a quoted sentence with a link is not shown as checked: the link is the source's, quoted.
+const LINK_IN_QUOTE: &str = "holds a link or contact detail: quoted from its source, not checked";
 
 const NOT_SAID: &str = "The sources do not say.";
 /// A second sentence is quoted beside the short answer's own when its rank score is within
@@ -38,12 +42,16 @@ impl Decision {
     /// The decoder's short answer, then the sentence it is copied from and the next
     /// best-matching sentence (when about as close to the question), all cited.
     pub fn direct(s: &Short, ranked: &[Ranked<'_>]) -> Self {
-        let sentence = |text: String, n: usize, support: f32| Sentence {
-            text,
-            citations: vec![n],
-            supported: true,
-            support,
-            citation_added: false,
+        let sentence = |text: String, n: usize, support: f32| {
+            let link = carries_contact(&text);
+            Sentence {
+                supported: !link,
+                note: link.then_some(LINK_IN_QUOTE),
+                text,
+                citations: vec![n],
+                support,
+                citation_added: false,
+            }
         };
         let mut sentences = vec![sentence(s.text.clone(), s.n, 1.0)];
         let best = ranked.first().map_or(0.0, |r| r.score);
@@ -158,12 +166,16 @@ fn extract(qv: &[f32], passages: &[Passage], n: usize) -> Vec<Sentence> {
     all.into_iter()
         .take_while(|a| a.0 >= floor)
         .take(n)
-        .map(|(score, src, s)| Sentence {
-            text: format!("“{}”", s.trim()),
-            citations: vec![src],
-            supported: true,
-            support: score,
-            citation_added: false,
+        .map(|(score, src, s)| {
+            let link = carries_contact(s);
+            Sentence {
+                text: format!("“{}”", s.trim()),
+                citations: vec![src],
+                supported: !link,
+                support: score,
+                citation_added: false,
+                note: link.then_some(LINK_IN_QUOTE),
+            }
         })
         .collect()
 }

@@ -166,6 +166,9 @@ pub struct Sentence {
     /// The model gave no citation; the verifier attached the source that supports it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub citation_added: bool,
+    /// Why the sentence is not shown as supported whatever its score, when a rule decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
 }
 
 /// Timings in milliseconds.

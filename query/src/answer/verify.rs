@@ -138,8 +138,12 @@ pub(crate) fn verify(
                 && names_grounded(&t, &p.source.passage, question)
                 && negation_grounded(&t, &p.sentences)
         });
+        // A link or contact detail the question did not ask for is how a planted document
+        // steers readers: never shown as checked (it stays visible, flagged, with its source).
+        let unasked_contact = carries_contact(&t) && !asks_for_contact(question);
         out.push(Sentence {
-            supported: checkable && grounded && support >= threshold,
+            supported: checkable && grounded && support >= threshold && !unasked_contact,
+            note: unasked_contact.then_some("holds a link or contact detail the question did not ask for"),
             support,
             citations,
             citation_added: added,
@@ -147,6 +151,68 @@ pub(crate) fn verify(
         });
     }
     Ok(Verdict { sentences: out, invalid, abstained })
+}
+
+/// Whether text carries a link or a contact detail: a URL, a bare domain with a path, an email
+/// address, a phone number.
+pub fn carries_contact(text: &str) -> bool {
+    let l = text.to_lowercase();
+    if l.contains("http://") || l.contains("https://") || l.contains("www.") {
+        return true;
+    }
+    l.split_whitespace().any(|w| {
+        let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+        let domain_path = w.split_once('/').is_some_and(|(host, _)| {
+            host.contains('.')
+                && host.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '-'))
+        });
+        let bare_domain = w.rsplit_once('.').is_some_and(|(head, tld)| {
+            head.contains('.') && (2..=6).contains(&tld.len()) && tld.chars().all(|c| c.is_ascii_lowercase())
+        });
+        let email = w.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'));
+        domain_path || bare_domain || email
+    }) || phone_number(&l)
+}
+
+/// Seven or more digits in a run of digits, spaces, dashes, dots and parentheses after a `+` or
+/// a digit: a phone number ("+1 (555) 010-9999").
+fn phone_number(text: &str) -> bool {
+    let mut digits = 0;
+    for c in text.chars() {
+        match c {
+            '0'..='9' => digits += 1,
+            ' ' | '-' | '(' | ')' | '+' | '.' if digits > 0 || c == '+' => {}
+            _ => {
+                if digits >= 7 {
+                    return true;
+                }
+                digits = 0;
+            }
+        }
+    }
+    digits >= 7
+}
+
+/// Whether the question asks for a link or a way to get in touch.
+fn asks_for_contact(question: &str) -> bool {
+    let q = question.to_lowercase();
+    [
+        "url",
+        "link",
+        "website",
+        "web site",
+        "site",
+        "email",
+        "e-mail",
+        "contact",
+        "phone",
+        "call",
+        "address",
+        "reach",
+        "where can i",
+    ]
+    .iter()
+    .any(|w| q.contains(w))
 }
 
 /// The support of a sentence by a passage: the mean of its best cosine against the passage's

@@ -107,7 +107,11 @@ pub(super) async fn ask(
                 SseEvent::default().event("rewritten").data(json(&serde_json::json!({"query": q})))
             }
             Streamed::Sources(v) => SseEvent::default().event("sources").data(json(&v)),
-            Streamed::Token(t) => SseEvent::default().event("token").data(json(&serde_json::json!({"text": t}))),
+            // The decoder's draft as it is written: nothing in it is checked yet (the `done`
+            // event holds the checked answer), and it says so.
+            Streamed::Token(t) => {
+                SseEvent::default().event("token").data(json(&serde_json::json!({"text": t, "checked": false})))
+            }
             Streamed::Done(a) => SseEvent::default().event("done").data(json(&*a)),
             Streamed::Error(e) => SseEvent::default().event("error").data(json(&e.body())),
         })
