@@ -135,9 +135,10 @@ impl AppState {
         });
         let weak = Arc::downgrade(&state);
         // The thread holds the state weakly: it ends when the server drops the state.
-        state.tasks.start_worker(move |id| match weak.upgrade() {
+        // Each queued id is one task to run; which one, the fair pick decides.
+        state.tasks.start_worker(move |_| match weak.upgrade() {
             Some(state) => {
-                state.run_task(id);
+                state.run_task();
                 true
             }
             None => false,
@@ -145,9 +146,10 @@ impl AppState {
         Ok(state)
     }
 
-    /// Runs task `id`: indexes its staged files into its collection.
-    fn run_task(&self, id: u64) {
-        let Some((collection, dir, cancel)) = self.tasks.start(id) else { return };
+    /// Runs the next task (taken fairly between collections; see `Tasks::start_next`): indexes
+    /// its staged files into its collection.
+    fn run_task(&self) {
+        let Some((id, collection, dir, cancel)) = self.tasks.start_next() else { return };
         let result = (|| -> Result<IndexSummary, String> {
             if let Some(cluster) = &self.cluster {
                 // A clustered collection: succeeded once JetStream stored the documents.

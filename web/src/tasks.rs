@@ -1,6 +1,6 @@
 //! Indexing tasks: uploads are staged, queued as tasks with ids and states (enqueued,
 //! processing, succeeded, failed, canceled), and indexed one at a time on the
-//! `sousuo-index-tasks` thread. A task can be cancelled: an enqueued one never runs (its upload
+//! `sousuo-index-tasks` thread, taken fairly between collections (`start_next`). A task can be cancelled: an enqueued one never runs (its upload
 //! is deleted), a running one stops before its next document. Every change of state is
 //! recorded on disk (`taskstore`) before it is acknowledged: after a restart the tasks are
 //! there, and those a crash interrupted (enqueued or processing) run again from their upload.
@@ -101,6 +101,9 @@ pub struct Tasks {
     retention: Retention,
     /// Tasks a restart found unfinished, queued again when the worker starts.
     resume: Mutex<Vec<u64>>,
+    /// When each collection's last task started (a sequence number): the fair pick.
+    turns: Mutex<std::collections::HashMap<String, u64>>,
+    turn: AtomicU64,
 }
 
 impl Tasks {
@@ -133,6 +136,8 @@ impl Tasks {
             store: Some(store),
             retention,
             resume: Mutex::new(resume),
+            turns: Mutex::default(),
+            turn: AtomicU64::new(0),
         };
         tasks.prune();
         Ok(tasks)
@@ -233,6 +238,28 @@ impl Tasks {
         if let Some(Err(e)) = self.store.as_ref().map(|s| s.remove(&gone)) {
             tracing::error!("pruning tasks: {}", e.message);
         }
+    }
+
+    /// Picks the task to run now, fairly between collections: the oldest enqueued task of the
+    /// collection whose last task started longest ago (or never). One collection's queue of
+    /// uploads then delays another collection's task by at most the one task running. Each
+    /// queued message runs one task this way, so every enqueued task runs; `None` when none
+    /// waits (it was cancelled).
+    pub(crate) fn start_next(&self) -> Option<(u64, String, PathBuf, Arc<AtomicBool>)> {
+        let id = {
+            let m = self.map.lock().ok()?;
+            let turns = self.turns.lock().ok()?;
+            m.values()
+                .filter(|t| t.view.status == TaskStatus::Enqueued)
+                .min_by_key(|t| (turns.get(&t.view.collection).copied().unwrap_or(0), t.view.id))
+                .map(|t| t.view.id)?
+        };
+        let (collection, dir, cancel) = self.start(id)?;
+        if let Ok(mut turns) = self.turns.lock() {
+            let turn = self.turn.fetch_add(1, Ordering::Relaxed) + 1;
+            turns.insert(collection.clone(), turn);
+        }
+        Some((id, collection, dir, cancel))
     }
 
     /// Marks the task running and hands out its collection, upload and cancel flag; `None`
@@ -397,6 +424,21 @@ mod tests {
         assert_eq!(gone.status, TaskStatus::Failed);
         assert!(gone.errors[0].contains("upload is gone"), "{:?}", gone.errors);
         assert_eq!(tasks.add("c", upload("u6"), 1).unwrap(), 6, "ids continue after the last one");
+    }
+
+    #[test]
+    fn collections_take_turns_on_the_indexing_thread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tasks = Tasks::open(&tmp.path().join(".tasks"), Retention::default()).unwrap();
+        for c in ["a", "a", "a", "b", "c", "b"] {
+            tasks.add(c, tmp.path().join("none"), 1).unwrap();
+        }
+        let mut order = Vec::new();
+        while let Some((id, collection, ..)) = tasks.start_next() {
+            order.push(format!("{collection}{id}"));
+            tasks.finish(id, Ok(summary()));
+        }
+        assert_eq!(order, ["a1", "b4", "c5", "a2", "b6", "a3"], "a's queue does not hold b and c back");
     }
 
     #[test]
