@@ -9,7 +9,7 @@ use std::io::Cursor;
 use std::sync::LazyLock;
 
 /// Target names, in [`Target`]'s order.
-pub const NAMES: [&str; 6] = ["formats", "beir", "filter", "syntax", "gguf", "api"];
+pub const NAMES: [&str; 7] = ["formats", "beir", "filter", "syntax", "gguf", "safetensors", "api"];
 
 #[derive(Debug, Clone, Copy)]
 pub enum Target {
@@ -23,13 +23,23 @@ pub enum Target {
     Syntax,
     /// A GGUF model file a user points at: header, metadata, tokenizer, template, tensors.
     Gguf,
+    /// An encoder's model.safetensors a user points at (`--encoder DIR`): header and tensors.
+    Safetensors,
     /// The API's request bodies (JSON, NDJSON, multipart) and query strings, through the router.
     Api,
 }
 
 impl Target {
     pub fn named(name: &str) -> Option<Target> {
-        let all = [Target::Formats, Target::Beir, Target::Filter, Target::Syntax, Target::Gguf, Target::Api];
+        let all = [
+            Target::Formats,
+            Target::Beir,
+            Target::Filter,
+            Target::Syntax,
+            Target::Gguf,
+            Target::Safetensors,
+            Target::Api,
+        ];
         NAMES.iter().position(|n| *n == name).map(|i| all[i])
     }
 }
@@ -54,6 +64,7 @@ pub fn run(target: Target, data: &[u8]) {
         Target::Filter => filter(data),
         Target::Syntax => syntax(data),
         Target::Gguf => gguf(data),
+        Target::Safetensors => safetensors(data),
         Target::Api => crate::api::request(data),
     }
 }
@@ -108,4 +119,23 @@ fn gguf(data: &[u8]) {
     if sousuo_decoder::LlamaConfig::from_gguf(&ct).is_ok() {
         let _ = sousuo_decoder::NativeLlama::from_gguf(&ct, &mut file, 1);
     }
+}
+
+fn safetensors(data: &[u8]) {
+    use sousuo_encoder::weights::{BertShape, BertWeights};
+    let path = SCRATCH.path().join("model.safetensors");
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    let shape = BertShape {
+        vocab: 8,
+        hidden: 4,
+        layers: 1,
+        heads: 1,
+        intermediate: 8,
+        max_positions: 4,
+        type_vocab: 2,
+        eps: 1e-12,
+    };
+    let _ = BertWeights::load(&path, shape);
 }
