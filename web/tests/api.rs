@@ -46,16 +46,20 @@ fn server(master: bool, tweak: impl FnOnce(&mut Config)) -> Server {
     Server { app: app(state.clone()), state, dir }
 }
 
-async fn call(s: &Server, method: &str, uri: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+/// A request with an optional bearer key and JSON body.
+fn build(method: &str, uri: &str, key: Option<&str>, body: Option<&Value>) -> Request<Body> {
     let mut b = Request::builder().method(method).uri(uri);
     if let Some(k) = key {
         b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
     }
-    let req = match body {
+    match body {
         Some(v) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(v.to_string())).unwrap(),
         None => b.body(Body::empty()).unwrap(),
-    };
-    raw(s, req).await
+    }
+}
+
+async fn call(s: &Server, method: &str, uri: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    raw(s, build(method, uri, key, body.as_ref())).await
 }
 
 async fn raw(s: &Server, req: Request<Body>) -> (StatusCode, Value) {
@@ -780,15 +784,7 @@ async fn request(
     key: Option<&str>,
     body: Option<&Value>,
 ) -> (StatusCode, bool, String) {
-    let mut b = Request::builder().method(method).uri(uri);
-    if let Some(k) = key {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
-    }
-    let req = match body {
-        Some(v) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(v.to_string())).unwrap(),
-        None => b.body(Body::empty()).unwrap(),
-    };
-    let res = s.app.clone().oneshot(req).await.unwrap();
+    let res = s.app.clone().oneshot(build(method, uri, key, body)).await.unwrap();
     let (status, challenge) = (res.status(), res.headers().contains_key(header::WWW_AUTHENTICATE));
     let bytes = axum::body::to_bytes(res.into_body(), 10 << 20).await.unwrap();
     (status, challenge, String::from_utf8_lossy(&bytes).into_owned())
