@@ -473,6 +473,11 @@ impl Collection {
         self.live.len()
     }
 
+    /// Every live chunk's key, ascending, from memory.
+    pub fn live_chunk_keys(&self) -> Result<Vec<u64>> {
+        self.live.with(|live| live.keys()).ok_or_else(poisoned)
+    }
+
     /// The vectors of the live chunks among `keys` (row-major, `dim` wide) and their keys, in
     /// `keys`' order: from the vector index's mapped copy, or sled while that copy is stale.
     pub fn vectors_of(&self, keys: &[u64]) -> Result<(Vec<u64>, Vec<f32>)> {

@@ -51,6 +51,11 @@ impl Table {
         self.slot(key).is_some()
     }
 
+    /// Every live chunk's key, ascending.
+    pub(crate) fn keys(&self) -> Vec<u64> {
+        (0..self.slot_of_key.len() as u64).filter(|&k| self.contains(k)).collect()
+    }
+
     fn slot(&self, key: u64) -> Option<u32> {
         let s = *self.slot_of_key.get(usize::try_from(key).ok()?)?;
         (s != NONE).then_some(s)

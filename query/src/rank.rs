@@ -36,7 +36,9 @@ pub(crate) fn bm25_docs(
     Ok(best_per_doc(docs, depth))
 }
 
-/// Below this many allowed chunks, a filtered dense search scores them exactly.
+/// Below this many allowed chunks (a filter's, or the whole collection's), a dense search scores
+/// them exactly: as fast as the graph walk at that size, and the same answer every time (a
+/// graph built by parallel inserts can miss a neighbour, differently from build to build).
 const EXACT_FILTER_LIMIT: usize = 4096;
 
 pub(crate) fn dense_docs(
@@ -49,6 +51,9 @@ pub(crate) fn dense_docs(
     let k = depth * 2;
     let hits: Vec<(u64, f32)> = match allowed {
         Some(keys) if keys.len() <= EXACT_FILTER_LIMIT => exact_scores(collection, q, keys, k)?,
+        None if collection.live_chunks() <= EXACT_FILTER_LIMIT => {
+            exact_scores(collection, q, &collection.live_chunk_keys()?.into_iter().collect(), k)?
+        }
         Some(keys) => collection
             .search_vectors_filtered(q, k, ef.max(k), &|key| keys.contains(&key))?
             .into_iter()
