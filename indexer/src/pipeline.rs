@@ -223,7 +223,6 @@ fn run(
     Ok((summary, seen_ids))
 }
 
-/// Rough document count for the progress bar: one per file, lines for JSONL.
 /// What storing `changes` may write (see [`crate::space::batch_bytes`]).
 fn write_bytes(changes: &[Change]) -> u64 {
     let (mut text, mut vectors) = (0u64, 0u64);
@@ -236,6 +235,7 @@ fn write_bytes(changes: &[Change]) -> u64 {
     crate::space::batch_bytes(text, vectors)
 }
 
+/// Rough document count for the progress bar: one per file, lines for JSONL.
 fn estimate_docs(files: &[SourceFile]) -> usize {
     use crate::formats::Format;
     files
@@ -256,6 +256,14 @@ struct ParseSummary {
     skipped: BTreeMap<String, usize>,
     errors: Vec<String>,
     warnings: usize,
+}
+
+impl ParseSummary {
+    /// An input that failed: reported now, counted in the summary; the run goes on.
+    fn error(&mut self, on: &(dyn Fn(Progress) + Sync), msg: String) {
+        on(Progress::Error(msg.clone()));
+        self.errors.push(msg);
+    }
 }
 
 /// Stage 1: read, parse and chunk every file; send batches of prepared documents.
@@ -282,9 +290,7 @@ fn parse_stage(
             }
             let size = doc.parts.iter().map(|p| p.text.len()).sum::<usize>();
             if size > MAX_DOCUMENT_BYTES {
-                let msg = format!("{}: document {:?}: {}", doc.source, doc.id, over_limit(size as u64));
-                on(Progress::Error(msg.clone()));
-                ps.errors.push(msg);
+                ps.error(on, format!("{}: document {:?}: {}", doc.source, doc.id, over_limit(size as u64)));
                 continue;
             }
             if !seen.insert(doc.id.clone()) {
@@ -319,17 +325,13 @@ fn read_documents(
         None => std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone()).to_string_lossy().into_owned(),
     };
     if let Some(reason) = too_large(file) {
-        let msg = format!("{source}: {reason}");
-        on(Progress::Error(msg.clone()));
-        ps.errors.push(msg);
+        ps.error(on, format!("{source}: {reason}"));
         return Vec::new();
     }
     let bytes = match std::fs::read(&file.path) {
         Ok(b) => b,
         Err(e) => {
-            let msg = format!("{source}: {e}");
-            on(Progress::Error(msg.clone()));
-            ps.errors.push(msg);
+            ps.error(on, format!("{source}: {e}"));
             return Vec::new();
         }
     };
@@ -344,8 +346,7 @@ fn read_documents(
             return Vec::new();
         }
         Err(e) => {
-            on(Progress::Error(e.to_string()));
-            ps.errors.push(e.to_string());
+            ps.error(on, e.to_string());
             return Vec::new();
         }
     };
@@ -354,8 +355,7 @@ fn read_documents(
         on(Progress::Warning(w));
     }
     for e in parsed.errors {
-        on(Progress::Error(e.to_string()));
-        ps.errors.push(e.to_string());
+        ps.error(on, e.to_string());
     }
     parsed.docs
 }

@@ -50,9 +50,13 @@ pub(crate) fn dense_docs(
 ) -> Result<Ranked> {
     let k = depth * 2;
     let hits: Vec<(u64, f32)> = match allowed {
-        Some(keys) if keys.len() <= EXACT_FILTER_LIMIT => exact_scores(collection, q, keys, k)?,
+        Some(keys) if keys.len() <= EXACT_FILTER_LIMIT => {
+            let mut order: Vec<u64> = keys.iter().copied().collect();
+            order.sort_unstable();
+            exact_scores(collection, q, &order, k)?
+        }
         None if collection.live_chunks() <= EXACT_FILTER_LIMIT => {
-            exact_scores(collection, q, &collection.live_chunk_keys()?.into_iter().collect(), k)?
+            exact_scores(collection, q, &collection.live_chunk_keys()?, k)?
         }
         Some(keys) => collection
             .search_vectors_filtered(q, k, ef.max(k), &|key| keys.contains(&key))?
@@ -68,11 +72,9 @@ pub(crate) fn dense_docs(
     Ok(best_per_doc(docs, depth))
 }
 
-/// Exact top-k over the allowed chunks' vectors (the kernels' SIMD dot product).
-fn exact_scores(collection: &Collection, q: &[f32], keys: &HashSet<u64>, k: usize) -> Result<Vec<(u64, f32)>> {
-    let mut order: Vec<u64> = keys.iter().copied().collect();
-    order.sort_unstable();
-    let (present, matrix) = collection.vectors_of(&order)?;
+/// Exact top-k over the vectors of `keys` (ascending; the kernels' SIMD dot product).
+fn exact_scores(collection: &Collection, q: &[f32], keys: &[u64], k: usize) -> Result<Vec<(u64, f32)>> {
+    let (present, matrix) = collection.vectors_of(keys)?;
     let top = sousuo_kernels::top_k_dot(&matrix, q.len(), q, k)
         .map_err(|e| Error::BadParameter { name: "query vector", reason: e.to_string() })?;
     Ok(top.into_iter().map(|h| (present[h.index], h.score)).collect())
