@@ -56,7 +56,12 @@ impl ShardLog {
                 duplicate_window: DUPLICATE_WINDOW,
                 ..Default::default()
             };
-            js.get_or_create_stream(config).await.map_err(|e| Error::nats("create shard stream", e))?;
+            // Idempotent, so retried like an append: a JetStream request can time out while
+            // the cluster elects a new leader (a NATS server just died).
+            retrying("create shard stream", || async {
+                js.get_or_create_stream(config.clone()).await.map_err(|e| Error::nats("create shard stream", e))
+            })
+            .await?;
         }
         Ok(ShardLog { js: js.clone(), spec: spec.clone() })
     }
