@@ -72,6 +72,17 @@ impl Decision {
         }
     }
 
+    /// The question names something no source mentions.
+    pub fn unmentioned(name: &str) -> Self {
+        Decision {
+            kind: AnswerKind::InsufficientEvidence,
+            text: NOT_SAID.into(),
+            sentences: Vec::new(),
+            invalid_citations: Vec::new(),
+            reason: format!("no source mentions \"{name}\", which the question names"),
+        }
+    }
+
     /// The short answer's sentence does not match the question's focus.
     pub fn off_focus() -> Self {
         Decision {

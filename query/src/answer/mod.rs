@@ -12,10 +12,12 @@
 //! uses the collection's own encoder, so it runs wherever search runs.
 
 mod decide;
+mod mention;
 mod passages;
 mod prompt;
 mod rewrite;
 mod short;
+mod span;
 mod terms;
 mod verify;
 
@@ -258,7 +260,11 @@ pub fn answer(
     let evidence = passages.iter().map(|x| x.source.relevance).fold(0.0f32, f32::max);
     let sources: Vec<Source> = passages.iter().map(|x| x.source.clone()).collect();
     on(AnswerEvent::Sources(&sources));
-    let covered = !passages.is_empty() && evidence >= p.evidence_floor;
+    let close = !passages.is_empty() && evidence >= p.evidence_floor;
+    // A name the question holds that no source mentions: the sources are not about it.
+    let whole: Vec<&str> = passages.iter().map(|x| x.whole.as_str()).collect();
+    let unnamed = if close { mention::unmentioned(&query, &whole) } else { None };
+    let covered = close && unnamed.is_none();
     let direct = covered && p.direct && decoder.is_some();
     let ranked = if direct { short::rank_sentences(&query, &qv, &passages) } else { Vec::new() };
     let outcome = match decoder {
@@ -278,7 +284,10 @@ pub fn answer(
     };
     let t = Instant::now();
     let decision = match (&generation, &outcome) {
-        _ if !covered => Decision::not_covered(evidence, p.evidence_floor),
+        _ if !covered => match &unnamed {
+            Some(name) => Decision::unmentioned(name),
+            None => Decision::not_covered(evidence, p.evidence_floor),
+        },
         (_, Outcome::Found(s)) => Decision::direct(s, &ranked),
         (_, Outcome::NoneOfKind(kind)) => Decision::none_of_kind(*kind),
         (_, Outcome::OffFocus) => Decision::off_focus(),

@@ -121,6 +121,8 @@ pub(crate) struct Passage {
     pub source: Source,
     pub sentences: Vec<String>,
     pub vectors: Vec<Vec<f32>>,
+    /// The chunk's title and whole text, untrimmed.
+    pub whole: String,
 }
 
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -206,6 +208,7 @@ pub(crate) fn select_passages(
             },
             sentences: kept.iter().map(|&i| sents[i].clone()).collect(),
             vectors: kept.iter().map(|&i| vectors[i].clone()).collect(),
+            whole: format!("{} {}", hit.title, hit.passage),
         });
     }
     Ok(out)

@@ -1,11 +1,14 @@
 //! The direct answer: the sources' sentences ranked against the question (encoder cosine plus
 //! the share of the question's content terms each holds), then the decoder picks a few words
-//! from the best two with decoding constrained to copy from them, so the short answer exists
+//! from the best two with decoding constrained to copy from them, and the words are chosen in
+//! the best sentence holding a run of the kind asked for (`span`: closeness to the question's
+//! terms, length, names, and the decoder's pick as one signal), so the short answer exists
 //! verbatim in a cited sentence by construction. Words the question itself supplies (or stop
 //! words alone) are not an answer.
 
 use super::passages::{dot, Passage};
 use super::prompt::defuse;
+use super::span;
 use super::terms::terms;
 use super::{AnswerEvent, AnswerParams};
 use crate::Result;
@@ -84,10 +87,10 @@ pub(crate) fn rank_sentences<'a>(question: &str, qv: &[f32], passages: &'a [Pass
     all
 }
 
-/// The decoder's short answer copied from the best-ranked sentences, if it found words the
-/// question does not already hold. It may copy only runs of words between the question's own
-/// content words (an answer is what the question lacks), and a worked example shows the
-/// decoder what a short answer is.
+/// A short answer copied from the best-ranked sentences, if one holds words the question does
+/// not already hold. The decoder may copy only runs of words between the question's own
+/// content words (an answer is what the question lacks; a worked example shows it what a
+/// short answer is); its pick then weighs in the choice among the best sentence's runs.
 pub(crate) fn short_answer(
     d: &Decoder,
     question: &str,
@@ -107,7 +110,7 @@ pub(crate) fn short_answer(
         return Ok(if on_focus(top[0]) { Outcome::Describe } else { Outcome::OffFocus });
     }
     let q: HashSet<String> = terms(question).into_iter().collect();
-    let runs: Vec<String> = top.iter().flat_map(|t| candidate_runs(&defuse(t.text), &q)).collect();
+    let runs: Vec<String> = top.iter().flat_map(|t| span::runs(&defuse(t.text), &q, false)).map(|r| r.text).collect();
     // Runs of the kind the question asks for, when there are any.
     let typed: Vec<&String> = runs.iter().filter(|r| fits(r, expect)).collect();
     if runs.is_empty() {
@@ -141,63 +144,27 @@ pub(crate) fn short_answer(
         on(AnswerEvent::Token(tok));
         !p.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     })?;
-    let span = clean(&g.text);
-    if !answers(&span, question) {
-        return Ok(Outcome::Unsure);
-    }
-    let Some(r) = top.iter().find(|t| t.text.contains(&span)) else {
+    // The words are chosen in the best sentence: its runs of the kind asked for, scored by
+    // closeness to the question's terms, with the decoder's pick as one signal among others.
+    // (The first of the best sentences that holds a run of that kind: one does, see above.)
+    let of_kind = |t: &Ranked| -> Vec<span::Run> {
+        span::runs(t.text, &q, true).into_iter().filter(|r| fits(&r.text, expect)).collect()
+    };
+    let Some((best, cut)) = top.iter().map(|t| (*t, of_kind(t))).find(|(_, cut)| !cut.is_empty()) else {
         return Ok(Outcome::Unsure);
     };
-    if !on_focus(r) {
+    let chosen = span::pick(best.text, question, &q, &cut, &clean(&g.text));
+    let Some(span) = chosen.map(|r| clean(&r.text)).filter(|s| answers(s, question) && best.text.contains(s.as_str()))
+    else {
+        return Ok(Outcome::Unsure);
+    };
+    if !on_focus(best) {
         // The span's sentence answers another question on the topic: with the best sentence
         // off the question's focus too, the sources do not answer it; otherwise let the
         // decoder write the answer, checked as usual.
         return Ok(if on_focus(top[0]) { Outcome::Unsure } else { Outcome::OffFocus });
     }
-    Ok(Outcome::Found(Short { text: span, n: r.n, sentence: r.text.to_string() }))
-}
-
-/// Words that neither begin nor end a short answer.
-const EDGE_WORDS: &[&str] = &[
-    "the", "a", "an", "of", "in", "on", "at", "to", "for", "by", "with", "and", "or", "but", "is", "was", "were",
-    "are", "be", "been", "being", "as", "that", "which", "who", "whom", "whose", "it", "its", "their", "his", "her",
-    "from", "after", "before", "during", "this", "these", "those", "has", "had", "have", "than", "then", "also",
-    "into", "over", "under", "about", "such", "there", "they", "he", "she", "we", "not", "can", "could", "would",
-];
-
-/// The runs of `sentence`'s words a short answer may copy: broken at the question's own
-/// content terms and at clause punctuation (", ", ";", ":", brackets, quotes), with stop words
-/// trimmed from both ends.
-pub(crate) fn candidate_runs(sentence: &str, question: &HashSet<String>) -> Vec<String> {
-    let mut runs: Vec<Vec<&str>> = vec![Vec::new()];
-    for w in sentence.split_whitespace() {
-        let bare = w.trim_matches(|c: char| !c.is_alphanumeric());
-        if terms(bare).iter().any(|t| question.contains(t)) {
-            runs.push(Vec::new());
-            continue;
-        }
-        let opens = w.starts_with(['(', '"', '“', '‘', '\'', '[']);
-        if opens {
-            runs.push(Vec::new());
-        }
-        if let Some(run) = runs.last_mut() {
-            run.push(w);
-        }
-        if w.ends_with([',', ';', ':', ')', '"', '”', '’', ']', '.']) || w.ends_with("'") {
-            runs.push(Vec::new());
-        }
-    }
-    let edge = |w: &&str| {
-        let bare = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
-        bare.is_empty() || EDGE_WORDS.contains(&bare.as_str())
-    };
-    runs.into_iter()
-        .filter_map(|run| {
-            let start = run.iter().position(|w| !edge(w))?;
-            let end = run.iter().rposition(|w| !edge(w))?;
-            Some(run[start..=end].join(" "))
-        })
-        .collect()
+    Ok(Outcome::Found(Short { text: span, n: best.n, sentence: best.text.to_string() }))
 }
 
 /// What kind of answer the question asks for, from its first words.
@@ -285,12 +252,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runs_stop_at_the_question_terms_and_clauses() {
-        let q: HashSet<String> = terms("Who led the Swiss Reformation?").into_iter().collect();
-        assert_eq!(
-            candidate_runs("Farel, a student of Lefevre, went on to lead the Swiss Reformation in 1523.", &q),
-            vec!["Farel,", "student of Lefevre,", "went on to lead", "1523."]
-        );
+    fn what_the_question_asks_for() {
         assert_eq!(expected("How many items is the library home to?"), Expect::Number);
         assert_eq!(expected("Who designed it?"), Expect::Name);
         assert_eq!(expected("What is HNSW?"), Expect::Description);
