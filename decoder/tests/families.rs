@@ -2,10 +2,13 @@
 //! real tokenizer files (scripts/test-data/fetch-tokenizers, run here when they are missing),
 //! put into GGUF metadata as a converted model carries them. Token ids must equal Hugging Face
 //! `tokenizers` and prompts Python jinja2's rendering (decoder/tests/fixtures/family_tokens.json,
-//! written by scripts/test-data/family-fixtures.py).
+//! written by scripts/test-data/family-fixtures.py). Then whole GGUF files written by llama.cpp's
+//! own writer (scripts/test-data/tiny-gguf: the same tokenizers, tiny random weights): the
+//! Llama 3 one loads, tokenizes and renders as the reference does, and generates; the Qwen 3
+//! one is refused naming its architecture.
 
 use candle_core::quantized::gguf_file::{Content, Value, VersionedMagic};
-use sousuo_decoder::{ChatTemplate, DecoderTokenizer, Message};
+use sousuo_decoder::{ChatTemplate, Decoder, DecoderTokenizer, Error, GenerateOptions, Message};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -78,12 +81,7 @@ fn check(family: &str, pre: &str) {
     let bos = config["bos_token"].as_str().unwrap_or_default().to_string();
     let t = ChatTemplate::new(Some(template), bos, config["eos_token"].as_str().unwrap().to_string())
         .expect("the family's chat template renders");
-    let messages: Vec<Message> = want["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| Message { role: m["role"].as_str().unwrap().into(), content: m["content"].as_str().unwrap().into() })
-        .collect();
+    let messages = fixture_messages(want);
     assert_eq!(t.render(&messages).unwrap(), want["prompt"].as_str().unwrap(), "{family}: the rendered prompt");
 }
 
@@ -102,4 +100,51 @@ fn a_tokenizer_with_an_unknown_pre_tokenizer_is_refused() {
     let (ct, _) = content(&tokenizer_dir().join("qwen3"), "deepseek-v3");
     let err = DecoderTokenizer::from_gguf(&ct).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("deepseek-v3"), "{err}");
+}
+
+/// The tiny GGUF files (written when missing; they need the PyPI registry the first time).
+fn tiny_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(root.join("scripts/test-data/tiny-gguf"))
+        .output()
+        .expect("scripts/test-data/tiny-gguf runs (it needs python3 and the PyPI registry)");
+    assert!(out.status.success(), "tiny-gguf failed: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn fixture_messages(want: &serde_json::Value) -> Vec<Message> {
+    want["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| Message { role: m["role"].as_str().unwrap().into(), content: m["content"].as_str().unwrap().into() })
+        .collect()
+}
+
+#[test]
+fn a_llama3_gguf_written_by_llama_cpp_tools_loads_and_generates() {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/family_tokens.json")).expect("fixture parses");
+    let want = &fixture["llama3"];
+    let d = Decoder::load(&tiny_dir().join("llama3-tiny.gguf"), 2).expect("the Llama 3 file loads");
+    for case in want["cases"].as_array().unwrap() {
+        let ids: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(d.tokenizer().encode(case["text"].as_str().unwrap()).unwrap(), ids);
+    }
+    let messages = fixture_messages(want);
+    assert_eq!(d.template().render(&messages).unwrap(), want["prompt"].as_str().unwrap());
+    let prompt = d.chat_prompt(&messages).unwrap();
+    let options = GenerateOptions { max_tokens: 8, ignore_stop: true, ..GenerateOptions::default() };
+    let a = d.generate(prompt.clone(), &options, |_| true).expect("generation runs");
+    assert_eq!((a.prompt_tokens, a.generated_tokens), (prompt.len(), 8));
+    // Greedy decoding: the same tokens again (random weights, so the text is noise).
+    let b = d.generate(prompt, &options, |_| true).unwrap();
+    assert_eq!(a.text, b.text);
+}
+
+#[test]
+fn a_qwen3_gguf_is_refused_naming_its_architecture() {
+    let Err(err) = Decoder::load(&tiny_dir().join("qwen3-tiny.gguf"), 2) else { panic!("Qwen 3 is refused") };
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(err.to_string().contains("qwen3"), "{err}");
 }
