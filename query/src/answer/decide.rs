@@ -94,6 +94,17 @@ impl Decision {
         }
     }
 
+    /// The question asks about what is not so, and the closest sentences negate nothing.
+    pub fn negation_unstated() -> Self {
+        Decision {
+            kind: AnswerKind::InsufficientEvidence,
+            text: NOT_SAID.into(),
+            sentences: Vec::new(),
+            invalid_citations: Vec::new(),
+            reason: "the question asks what is not so, and the sentences closest to it state no negation".into(),
+        }
+    }
+
     /// The question asks for a number or a name that the best-matching sentences lack.
     pub fn none_of_kind(kind: Expect) -> Self {
         let what = if kind == Expect::Number { "number or date" } else { "name" };

@@ -291,6 +291,7 @@ pub fn answer(
         (_, Outcome::Found(s)) => Decision::direct(s, &ranked),
         (_, Outcome::NoneOfKind(kind)) => Decision::none_of_kind(*kind),
         (_, Outcome::OffFocus) => Decision::off_focus(),
+        (_, Outcome::NegationUnstated) => Decision::negation_unstated(),
         (_, Outcome::Describe) => Decision::described(&qv, &passages),
         (Some(g), _) => {
             let verdict = verify::verify(encoder, &query, &g.text, &passages, p.support_threshold)?;

@@ -10,6 +10,7 @@ use super::passages::{dot, Passage};
 use super::prompt::defuse;
 use super::span;
 use super::terms::terms;
+use super::verify::negations;
 use super::{AnswerEvent, AnswerParams};
 use crate::Result;
 use sousuo_decoder::{Decoder, GenerateOptions, Message};
@@ -55,6 +56,9 @@ pub(crate) enum Outcome {
     OffFocus,
     /// The question asks for an explanation: the sentences are the answer.
     Describe,
+    /// The question asks about what is not so ("What is not an example of...?") and none of the
+    /// best sentences states a negation.
+    NegationUnstated,
 }
 
 /// A source sentence scored against the question.
@@ -105,6 +109,9 @@ pub(crate) fn short_answer(
     // A sentence holds the question's focus when it holds most of its content terms, or is
     // close to it in meaning (cosine at strong evidence).
     let on_focus = |r: &Ranked| r.share >= FOCUS_SHARE || r.cosine >= p.strong_evidence;
+    if asks_negated(question) && top.iter().all(|t| negations(t.text) == 0) {
+        return Ok(Outcome::NegationUnstated);
+    }
     let expect = expected(question);
     if expect == Expect::Description {
         return Ok(if on_focus(top[0]) { Outcome::Describe } else { Outcome::OffFocus });
@@ -165,6 +172,13 @@ pub(crate) fn short_answer(
         return Ok(if on_focus(top[0]) { Outcome::Unsure } else { Outcome::OffFocus });
     }
     Ok(Outcome::Found(Short { text: span, n: best.n, sentence: best.text.to_string() }))
+}
+
+/// Whether the question asks about a negation: one of its words negates, not just after "or"
+/// ("whether or not", "may or may not" ask both ways).
+fn asks_negated(question: &str) -> bool {
+    let words: Vec<&str> = question.split_whitespace().collect();
+    (0..words.len()).any(|i| negations(words[i]) > 0 && !words[i.saturating_sub(2)..i].contains(&"or"))
 }
 
 /// What kind of answer the question asks for, from its first words.
@@ -250,6 +264,14 @@ pub(crate) fn answers(span: &str, question: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negated_questions() {
+        assert!(asks_negated("What machines are not equally powerful in principle?"));
+        assert!(asks_negated("Which cells doesn't it attack?"));
+        assert!(!asks_negated("Whether or not a problem can be solved is asked by what field?"));
+        assert!(!asks_negated("How powerful may or may not a Turing machine be?"));
+    }
 
     #[test]
     fn what_the_question_asks_for() {

@@ -273,7 +273,8 @@ pub fn is_supported(encoder: &Encoder, sentence: &str, passage: &str, question: 
 
 const NEGATIONS: &[&str] = &["not", "no", "never", "none", "neither", "nor", "cannot", "without"];
 
-fn negations(text: &str) -> usize {
+/// How many negation words `text` holds ("not", "never", "doesn't"...).
+pub(crate) fn negations(text: &str) -> usize {
     text.split(|c: char| !c.is_alphanumeric() && c != '\'')
         .map(str::to_lowercase)
         .filter(|w| NEGATIONS.contains(&w.as_str()) || w.ends_with("n't"))
