@@ -60,7 +60,7 @@ fn model_err(path: &Path, e: impl std::fmt::Display) -> Error {
 
 fn open(path: &Path) -> Result<(File, Content)> {
     let mut file = File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    let ct = Content::read(&mut file).map_err(|e| model_err(path, format!("not a readable GGUF file: {e}")))?;
+    let ct = crate::read_gguf(&mut file).map_err(|e| model_err(path, format!("not a readable GGUF file: {e}")))?;
     crate::llama::check_tensors(&ct, &mut file).map_err(|e| model_err(path, e))?;
     Ok((file, ct))
 }

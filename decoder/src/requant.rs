@@ -24,7 +24,7 @@ pub fn needs_requant(ct: &Content) -> bool {
 pub fn requantize_q8(src: &Path, dst: &Path) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| Error::Model(format!("requantising {}: {e}", src.display()));
     let mut file = File::open(src).map_err(|e| err(&e))?;
-    let ct = Content::read(&mut file).map_err(|e| err(&e))?;
+    let ct = crate::read_gguf(&mut file).map_err(|e| err(&e))?;
     let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
     names.sort();
     let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
@@ -60,7 +60,7 @@ pub fn requantize_q8(src: &Path, dst: &Path) -> Result<()> {
 /// source's size so a replaced file is converted again).
 pub fn prepare_gguf(src: &Path, cache_dir: &Path) -> Result<PathBuf> {
     let mut file = File::open(src).map_err(|e| Error::Io { path: src.to_path_buf(), source: e })?;
-    let ct = Content::read(&mut file)
+    let ct = crate::read_gguf(&mut file)
         .map_err(|e| Error::Model(format!("{}: not a readable GGUF file: {e}", src.display())))?;
     if !needs_requant(&ct) {
         return Ok(src.to_path_buf());

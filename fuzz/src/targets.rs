@@ -112,9 +112,8 @@ fn syntax(data: &[u8]) {
 }
 
 fn gguf(data: &[u8]) {
-    use candle_core::quantized::gguf_file::Content;
     let mut file = Cursor::new(data);
-    let Ok(ct) = Content::read(&mut file) else { return };
+    let Ok(ct) = sousuo_decoder::read_gguf(&mut file) else { return };
     let _ = sousuo_decoder::DecoderTokenizer::from_gguf(&ct);
     if sousuo_decoder::LlamaConfig::from_gguf(&ct).is_ok() {
         let _ = sousuo_decoder::NativeLlama::from_gguf(&ct, &mut file, 1);
