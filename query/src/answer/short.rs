@@ -128,6 +128,15 @@ pub(crate) fn short_answer(
         // The best sentences hold nothing of the kind asked for (no number for "how many").
         return Ok(Outcome::NoneOfKind(expect));
     }
+    // The words will be chosen in the first of the best sentences holding a run of the kind
+    // asked for (cut finer than the decoder's runs, also at auxiliary verbs and relative words).
+    let of_kind = |t: &Ranked| -> Vec<span::Run> {
+        span::runs(t.text, &q, true).into_iter().filter(|r| fits(&r.text, expect)).collect()
+    };
+    let Some((best, cut)) = top.iter().map(|t| (*t, of_kind(t))).find(|(_, cut)| !cut.is_empty()) else {
+        // Nothing to choose from: no need to run the decoder for a pick.
+        return Ok(Outcome::Unsure);
+    };
     let text = top.iter().map(|t| defuse(t.text)).collect::<Vec<_>>().join(" ");
     let user = |text: &str, q: &str| format!("Text: {text}\n\nQuestion: {q}");
     let prompt = d.chat_prompt(&[
@@ -151,15 +160,7 @@ pub(crate) fn short_answer(
         on(AnswerEvent::Token(tok));
         !p.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     })?;
-    // The words are chosen in the best sentence: its runs of the kind asked for, scored by
-    // closeness to the question's terms, with the decoder's pick as one signal among others.
-    // (The first of the best sentences that holds a run of that kind: one does, see above.)
-    let of_kind = |t: &Ranked| -> Vec<span::Run> {
-        span::runs(t.text, &q, true).into_iter().filter(|r| fits(&r.text, expect)).collect()
-    };
-    let Some((best, cut)) = top.iter().map(|t| (*t, of_kind(t))).find(|(_, cut)| !cut.is_empty()) else {
-        return Ok(Outcome::Unsure);
-    };
+    // Its runs scored by closeness to the question's terms, the decoder's pick one signal.
     let chosen = span::pick(best.text, question, &q, &cut, &clean(&g.text));
     let Some(span) = chosen.map(|r| clean(&r.text)).filter(|s| answers(s, question) && best.text.contains(s.as_str()))
     else {
