@@ -6,8 +6,9 @@
 //! (no padding at all: a dense layer is one `[tokens x in] * [in x out]` product), attention
 //! runs per sequence and head on strided views of the packed Q/K/V (no copies), bias + GELU and
 //! bias + residual + LayerNorm are fused (`sousuo_kernels::ops`), and the matmuls use gemm's
-//! AVX-512 kernels where the CPU has them. With [`Precision::Int8`] the dense layers and the
-//! attention run in integers (`sousuo_kernels::int8`, `sousuo_kernels::attention`).
+//! AVX-512 kernels where the CPU has them. With [`Precision::Int8`] the dense layers run in
+//! integers (`sousuo_kernels::int8`); the attention stays f32 (in integers it cost SciFact's
+//! dense nDCG@10 0.003 against f32 for 15% of indexing speed: docs/benchmarks.md).
 //!
 //! Threads: [`Parallelism::Sequences`] gives each thread whole sequences (no synchronisation
 //! inside the forward pass); [`Parallelism::Matmul`] splits each product across threads.
@@ -16,7 +17,6 @@
 use crate::weights::{BertShape, BertWeights};
 use crate::{Error, Pooling, Result};
 use rayon::prelude::*;
-use sousuo_kernels::attention::AttentionInt8;
 use sousuo_kernels::int8::{matmul_int8, matmul_int8_bias, QuantizedMatrix, QuantizedRows};
 use sousuo_kernels::matmul::{matmul, MatMut, MatRef};
 use sousuo_kernels::ops;
@@ -51,8 +51,7 @@ pub enum Precision {
     #[default]
     F32,
     /// int8 weights (per output channel) and activations (per token), i32 accumulation
-    /// (AVX-512 VNNI where the CPU has it); attention in integers too (Q/K per row, V per
-    /// channel, the softmax's weights as bytes); norms and GELU stay f32.
+    /// (AVX-512 VNNI where the CPU has it); attention, norms and GELU stay f32.
     Int8,
 }
 
@@ -134,7 +133,6 @@ struct Scratch {
     scores: Vec<f32>,
     inv: Vec<f32>,
     q: QuantizedRows,
-    attention: AttentionInt8,
 }
 
 impl NativeBert {
@@ -289,8 +287,8 @@ impl NativeBert {
             (&mut s.ctx, tokens * h),
             (&mut s.tmp, tokens * h),
             (&mut s.inter, tokens * inter),
-            // The f32 attention's score matrix (int8 attention keeps its own, per tile).
-            (&mut s.scores, if self.quantized.is_some() { 0 } else { longest * longest }),
+            // The attention's score matrix (one head of one sequence at a time).
+            (&mut s.scores, longest * longest),
             (&mut s.inv, longest),
         ] {
             buf.resize(len, 0.0);
@@ -335,14 +333,8 @@ impl NativeBert {
                 let len = seq.len();
                 let block = &s.qkv[off * 3 * h..(off + len) * 3 * h];
                 let ctx = &mut s.ctx[off * h..(off + len) * h];
-                match q {
-                    // int8: integer scores and values, each head's softmax between them in L1.
-                    Some(_) => s.attention.run(block, len, h, heads, scale, ctx)?,
-                    None => {
-                        for hd in 0..heads {
-                            attention_f32(block, len, h, hd, dh, scale, threads, &mut s.scores, &mut s.inv, ctx)?;
-                        }
-                    }
+                for hd in 0..heads {
+                    attention_f32(block, len, h, hd, dh, scale, threads, &mut s.scores, &mut s.inv, ctx)?;
                 }
                 off += len;
             }

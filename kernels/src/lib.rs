@@ -7,7 +7,6 @@
 
 #![warn(missing_docs)]
 
-pub mod attention;
 pub mod blockq;
 pub mod dot8;
 mod error;
