@@ -13,6 +13,7 @@
 
 mod decide;
 mod mention;
+mod numeric;
 mod passages;
 mod prompt;
 mod rewrite;

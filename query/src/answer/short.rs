@@ -6,6 +6,7 @@
 //! verbatim in a cited sentence by construction. Words the question itself supplies (or stop
 //! words alone) are not an answer.
 
+use super::numeric;
 use super::passages::{dot, Passage};
 use super::prompt::defuse;
 use super::span;
@@ -130,8 +131,14 @@ pub(crate) fn short_answer(
     }
     // The words will be chosen in the first of the best sentences holding a run of the kind
     // asked for (cut finer than the decoder's runs, also at auxiliary verbs and relative words).
+    // A number question's runs are cut to their numbers ("1988", not "1988 but ...").
+    let style = numeric::style(question).filter(|_| expect == Expect::Number);
     let of_kind = |t: &Ranked| -> Vec<span::Run> {
-        span::runs(t.text, &q, true).into_iter().filter(|r| fits(&r.text, expect)).collect()
+        let runs: Vec<span::Run> = span::runs(t.text, &q, true).into_iter().filter(|r| fits(&r.text, expect)).collect();
+        match style {
+            Some(style) => numeric::cores(t.text, &runs, style, &q),
+            None => runs,
+        }
     };
     let Some((best, cut)) = top.iter().map(|t| (*t, of_kind(t))).find(|(_, cut)| !cut.is_empty()) else {
         // Nothing to choose from: no need to run the decoder for a pick.
@@ -196,6 +203,15 @@ pub(crate) enum Expect {
 
 pub(crate) fn expected(question: &str) -> Expect {
     let q = question.trim().to_lowercase();
+    // "When X happens, what does Y do?": the clause sets the scene, a later question word asks.
+    if let Some(rest) = q.strip_prefix("when ") {
+        let asks = |w: &str| {
+            ["what", "which", "who", "whom", "whose", "how"].contains(&w.trim_matches(|c: char| !c.is_alphanumeric()))
+        };
+        if let Some(at) = rest.split_whitespace().position(asks) {
+            return expected(&rest.split_whitespace().skip(at).collect::<Vec<_>>().join(" "));
+        }
+    }
     let q = q.as_str();
     const NUMBER: &[&str] = &[
         "how many",
@@ -231,14 +247,10 @@ pub(crate) fn expected(question: &str) -> Expect {
 
 /// Whether a run can be the kind of answer asked for.
 fn fits(run: &str, expect: Expect) -> bool {
-    const NUMBER_WORDS: &[&str] = &[
-        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "hundred",
-        "thousand", "million", "billion", "dozen", "several", "century", "decade",
-    ];
     match expect {
         Expect::Number => run.split_whitespace().any(|w| {
             let w = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
-            w.chars().any(|c| c.is_ascii_digit()) || NUMBER_WORDS.contains(&w.as_str())
+            w.chars().any(|c| c.is_ascii_digit()) || numeric::NUMBER_WORDS.contains(&w.as_str())
         }),
         Expect::Name => run.split_whitespace().any(|w| w.chars().next().is_some_and(char::is_uppercase)),
         Expect::Description | Expect::Any => true,
@@ -280,6 +292,9 @@ mod tests {
         assert_eq!(expected("Who designed it?"), Expect::Name);
         assert_eq!(expected("What is HNSW?"), Expect::Description);
         assert_eq!(expected("What is the Rankine cycle sometimes called?"), Expect::Any);
+        assert_eq!(expected("When was the treaty signed?"), Expect::Number);
+        assert_eq!(expected("When a cell is eaten, who eats it?"), Expect::Name);
+        assert_eq!(expected("When a pathogen is eaten it becomes trapped in what vesicle?"), Expect::Any);
         assert!(fits("over two million", Expect::Number) && !fits("student of Lefevre", Expect::Number));
     }
 
