@@ -135,10 +135,13 @@ pub(crate) fn short_answer(
     let style = numeric::style(question).filter(|_| expect == Expect::Number);
     let of_kind = |t: &Ranked| -> Vec<span::Run> {
         let runs: Vec<span::Run> = span::runs(t.text, &q, true).into_iter().filter(|r| fits(&r.text, expect)).collect();
-        match style {
+        let runs = match style {
             Some(style) => numeric::cores(t.text, &runs, style, &q),
             None => runs,
-        }
+        };
+        // A run holding nothing the question does not ("the", the question's own words cut
+        // apart) is no candidate: choosing it would drop the short answer altogether.
+        runs.into_iter().filter(|r| answers(&clean(&r.text), question)).collect()
     };
     let Some((best, cut)) = top.iter().map(|t| (*t, of_kind(t))).find(|(_, cut)| !cut.is_empty()) else {
         // Nothing to choose from: no need to run the decoder for a pick.
