@@ -216,28 +216,12 @@ pub(crate) fn expected(question: &str) -> Expect {
         }
     }
     let q = q.as_str();
-    const NUMBER: &[&str] = &[
-        "how many",
-        "how much",
-        "how long",
-        "how old",
-        "how far",
-        "how large",
-        "how big",
-        "when",
-        "what year",
-        "in what year",
-        "which year",
-        "what date",
-        "what percentage",
-        "what percent",
-    ];
     const DESCRIPTION: &[&str] = &["how does", "how do", "how is", "how are", "how can", "why", "explain", "describe"];
     // "What is X?" with X a few words: a definition is asked for.
     let definition = ["what is ", "what are ", "what's "].iter().any(|p| {
         q.strip_prefix(p).is_some_and(|rest| rest.trim_end_matches(['?', ' ']).split_whitespace().count() <= 4)
     });
-    if NUMBER.iter().any(|p| q.starts_with(p)) {
+    if numeric::style(q).is_some() {
         Expect::Number
     } else if definition || DESCRIPTION.iter().any(|p| q.starts_with(p)) {
         Expect::Description
