@@ -21,7 +21,7 @@ pub(crate) enum Style {
 }
 
 /// Number words a run may hold in place of digits.
-pub(crate) const NUMBER_WORDS: &[&str] = &[
+const NUMBER_WORDS: &[&str] = &[
     "one",
     "two",
     "three",
@@ -132,6 +132,11 @@ pub(crate) fn style(question: &str) -> Option<Style> {
 
 fn bare(word: &str) -> String {
     word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()
+}
+
+/// Whether a word is a number: digits or a number word ("two", "million", "dozen").
+pub(crate) fn is_number(word: &str) -> bool {
+    numeric(word, Style::Count)
 }
 
 /// Whether a word is (part of) a number in this style.
