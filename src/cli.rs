@@ -391,12 +391,13 @@ pub struct IndexArgs {
 /// Which decoder runs.
 #[derive(Args, Clone, Debug)]
 pub struct DecoderArgs {
-    /// A GGUF decoder (llama family) instead of the default SmolLM2-135M-Instruct.
+    /// A GGUF decoder (architecture llama, qwen2 or qwen3) instead of the default
+    /// SmolLM2-135M-Instruct.
     #[arg(long, env = "SOUSUO_DECODER")]
     pub decoder: Option<PathBuf>,
     /// The decoder's forward pass: native (Sousuo's int8 block kernels), candle
-    /// (candle-transformers' quantized llama, on a Q8_0 conversion made once), or auto (native
-    /// when the model is a llama without experts).
+    /// (candle-transformers' quantized model of the file's architecture, on a Q8_0 conversion made
+    /// once), or auto (native unless the model is a llama with experts).
     #[arg(long, env = "SOUSUO_DECODER_BACKEND", default_value = "auto")]
     pub decoder_backend: sousuo_decoder::Backend,
 }

@@ -1,7 +1,7 @@
-//! The decoder: a GGUF llama-family model on a worker thread, with its tokenizer and chat
-//! template read from the same file. The forward pass is Sousuo's own ([`NativeLlama`], int8
-//! kernels) where the model fits it, candle-transformers' quantized llama otherwise
-//! ([`Backend`]).
+//! The decoder: a GGUF model of the llama, Qwen 2 or Qwen 3 architecture ([`Family`]) on a
+//! worker thread, with its tokenizer and chat template read from the same file. The forward
+//! pass is Sousuo's own ([`NativeLlama`], int8 kernels) where the model fits it,
+//! candle-transformers' quantized model of the architecture otherwise ([`Backend`]).
 //!
 //! Callers send a prompt through a bounded queue and read a [`Stream`] of events; the worker
 //! prefills the prompt, then decodes one token at a time reusing the KV cache, handing each
@@ -32,7 +32,7 @@ pub use error::{Error, Result};
 pub use generate::{DecoderStats, Event, GenerateOptions, Generation, StopReason, Stream};
 pub use handle::Decoder;
 pub use header::read_gguf;
-pub use llama::{LlamaConfig, NativeLlama};
+pub use llama::{Family, LlamaConfig, NativeLlama};
 pub use model::Backend;
 pub use requant::{needs_requant, prepare_gguf, requantize_q8};
 pub use template::{ChatTemplate, Message};

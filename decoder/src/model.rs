@@ -1,14 +1,14 @@
 //! Loading a decoder: the GGUF header, the choice of forward pass, the tokenizer and chat
 //! template from the metadata, and the weights (requantised once and cached).
 
-use crate::llama::{LlamaConfig, NativeLlama};
+use crate::llama::{Family, LlamaConfig, NativeLlama};
 use crate::requant::{needs_requant, prepare_gguf};
 use crate::template::ChatTemplate;
 use crate::tokenizer::DecoderTokenizer;
 use crate::{Error, Result};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_llama::ModelWeights;
+use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
 use std::fs::File;
 use std::path::Path;
 use std::str::FromStr;
@@ -16,12 +16,14 @@ use std::str::FromStr;
 /// Which forward pass runs the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// Sousuo's own pass when the model fits it (llama without experts), else candle.
+    /// Sousuo's own pass when the model fits it (llama without experts, Qwen 2 and 3), else
+    /// candle.
     #[default]
     Auto,
     /// Sousuo's own pass ([`NativeLlama`]); an error for models it does not implement.
     Native,
-    /// candle-transformers' quantized llama (slow Q4/Q5 types converted to Q8_0 first).
+    /// candle-transformers' quantized llama, Qwen 2 or Qwen 3 (slow Q4/Q5 types converted to
+    /// Q8_0 first).
     Candle,
 }
 
@@ -43,7 +45,14 @@ impl FromStr for Backend {
 /// The loaded model, as the worker thread runs it.
 pub(crate) enum Model {
     Native(Box<NativeLlama>, Vec<f32>),
-    Candle(Box<ModelWeights>),
+    Candle(Box<CandleModel>),
+}
+
+/// candle-transformers' model of the file's architecture.
+pub(crate) enum CandleModel {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
 }
 
 /// What loading a GGUF file gives: the weights and what the handle keeps.
@@ -68,13 +77,10 @@ fn open(path: &Path) -> Result<(File, Content)> {
 /// Loads `path` on `backend`; `requant_dir` caches requantised weights.
 pub(crate) fn load(path: &Path, backend: Backend, requant_dir: Option<&Path>) -> Result<Loaded> {
     let (mut file, ct) = open(path)?;
-    let arch = ct.metadata.get("general.architecture").and_then(|v| v.to_string().ok().cloned()).unwrap_or_default();
-    if arch != "llama" {
-        return Err(Error::Unsupported(format!(
-            "{}: architecture {arch:?} (Sousuo runs llama-family GGUF decoders)",
-            path.display()
-        )));
-    }
+    let family = Family::from_gguf(&ct).map_err(|e| match e {
+        Error::Unsupported(what) => Error::Unsupported(format!("{}: {what}", path.display())),
+        other => other,
+    })?;
     let native = match backend {
         Backend::Candle => false,
         Backend::Native => {
@@ -97,19 +103,21 @@ pub(crate) fn load(path: &Path, backend: Backend, requant_dir: Option<&Path>) ->
         name(tokenizer.bos_id),
         name(tokenizer.stop_ids.first().copied()),
     )?;
-    let context_length = ct.metadata.get("llama.context_length").and_then(|v| v.to_u32().ok()).unwrap_or(2048) as usize;
+    let context_length =
+        ct.metadata.get(&format!("{}.context_length", family.key())).and_then(|v| v.to_u32().ok()).unwrap_or(2048)
+            as usize;
     let model = if native {
         let threads = sousuo_common::threads::resolve(0);
         Model::Native(Box::new(NativeLlama::load(path, &ct, &mut file, threads, requant_dir)?), Vec::new())
     } else {
-        load_candle(path, ct, file, requant_dir)?
+        load_candle(path, family, ct, file, requant_dir)?
     };
     Ok(Loaded { model, tokenizer, template, context_length })
 }
 
-/// candle's quantized llama, from the file's Q8_0 conversion when it holds types candle runs
-/// without SIMD and a cache directory is given.
-fn load_candle(path: &Path, ct: Content, file: File, requant_dir: Option<&Path>) -> Result<Model> {
+/// candle's quantized model of `family`, from the file's Q8_0 conversion when it holds types
+/// candle runs without SIMD and a cache directory is given.
+fn load_candle(path: &Path, family: Family, ct: Content, file: File, requant_dir: Option<&Path>) -> Result<Model> {
     let (ct, mut file, from) = match requant_dir.filter(|_| needs_requant(&ct)) {
         Some(dir) => {
             let q8 = prepare_gguf(path, dir)?;
@@ -123,8 +131,13 @@ fn load_candle(path: &Path, ct: Content, file: File, requant_dir: Option<&Path>)
             (ct, file, path.to_path_buf())
         }
     };
-    let weights = ModelWeights::from_gguf(ct, &mut file, &Device::Cpu)
-        .map_err(|e| model_err(&from, format!("cannot load the weights: {e}")))?;
+    let cpu = &Device::Cpu;
+    let weights = match family {
+        Family::Llama => quantized_llama::ModelWeights::from_gguf(ct, &mut file, cpu).map(CandleModel::Llama),
+        Family::Qwen2 => quantized_qwen2::ModelWeights::from_gguf(ct, &mut file, cpu).map(CandleModel::Qwen2),
+        Family::Qwen3 => quantized_qwen3::ModelWeights::from_gguf(ct, &mut file, cpu).map(CandleModel::Qwen3),
+    }
+    .map_err(|e| model_err(&from, format!("cannot load the weights: {e}")))?;
     Ok(Model::Candle(Box::new(weights)))
 }
 
@@ -139,10 +152,12 @@ impl Model {
             }
             Model::Candle(m) => {
                 let input = Tensor::new(tokens, &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(err)?;
-                m.forward(&input, pos)
-                    .and_then(|l| l.squeeze(0))
-                    .and_then(|l| l.to_dtype(candle_core::DType::F32))
-                    .map_err(err)
+                let logits = match m.as_mut() {
+                    CandleModel::Llama(m) => m.forward(&input, pos),
+                    CandleModel::Qwen2(m) => m.forward(&input, pos),
+                    CandleModel::Qwen3(m) => m.forward(&input, pos),
+                };
+                logits.and_then(|l| l.squeeze(0)).and_then(|l| l.to_dtype(candle_core::DType::F32)).map_err(err)
             }
         }
     }
@@ -156,7 +171,11 @@ impl Model {
     pub fn clear(&mut self) {
         match self {
             Model::Native(m, _) => m.clear(),
-            Model::Candle(m) => m.clear_kv_cache(),
+            Model::Candle(m) => match m.as_mut() {
+                CandleModel::Llama(m) => m.clear_kv_cache(),
+                CandleModel::Qwen2(m) => m.clear_kv_cache(),
+                CandleModel::Qwen3(m) => m.clear_kv_cache(),
+            },
         }
     }
 

@@ -10,17 +10,7 @@ use sousuo_decoder::{prepare_gguf, DecoderTokenizer, NativeLlama};
 use std::path::Path;
 
 mod common;
-use common::{cache, shipped};
-
-/// Logits at each position after the first `prefix` tokens of `ids`: the prefix in one call
-/// (prefill), then one token per call (decoding from the cache).
-fn stepwise(mut forward: impl FnMut(&[u32], usize) -> Vec<f32>, ids: &[u32], prefix: usize) -> Vec<Vec<f32>> {
-    let mut out = vec![forward(&ids[..prefix], 0)];
-    for (i, id) in ids[prefix..].iter().enumerate() {
-        out.push(forward(&[*id], prefix + i));
-    }
-    out
-}
+use common::{agreement, cache, shipped, stepwise};
 
 /// candle's logits, on a thread of their own: with `exact`, every weight dequantised to f32.
 fn candle_logits(path: &Path, ids: &[u32], prefix: usize, exact: bool) -> Vec<Vec<f32>> {
@@ -45,21 +35,6 @@ fn candle_logits_here(path: &Path, ids: &[u32], prefix: usize) -> Vec<Vec<f32>> 
         ids,
         prefix,
     )
-}
-
-fn agreement(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f32, f32) {
-    let argmax = |v: &[f32]| v.iter().enumerate().fold(0, |best, (i, x)| if *x > v[best] { i } else { best });
-    let same = a.iter().zip(b).filter(|(x, y)| argmax(x) == argmax(y)).count() as f32 / a.len() as f32;
-    let cos = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let dot: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
-            let n = |v: &[f32]| v.iter().map(|p| p * p).sum::<f32>().sqrt();
-            dot / (n(x) * n(y))
-        })
-        .fold(1.0f32, f32::min);
-    (same, cos)
 }
 
 /// Sousuo's forward pass (8-bit blocks of weights and activations) against the shipped weights in f32,

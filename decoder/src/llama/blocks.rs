@@ -10,8 +10,13 @@ use sousuo_kernels::matmul::{matmul, MatMut, MatRef};
 
 pub(super) struct Layer {
     pub(super) attn_norm: Vec<f32>,
-    /// Q, K and V stacked: `dim + 2 * kv_dim` output channels.
+    /// Q, K and V stacked: `q_dim + 2 * kv_dim` output channels.
     pub(super) qkv: BlockMatrix,
+    /// Their biases, stacked the same way (Qwen 2).
+    pub(super) qkv_bias: Option<Vec<f32>>,
+    /// RMS norm weights of each query and each key head, `head_dim` each (Qwen 3).
+    pub(super) q_norm: Option<Vec<f32>>,
+    pub(super) k_norm: Option<Vec<f32>>,
     pub(super) wo: BlockMatrix,
     pub(super) ffn_norm: Vec<f32>,
     /// Gate then up: `2 * ffn` output channels.
@@ -90,9 +95,9 @@ pub(super) fn attention(
     step: Step,
 ) -> Result<()> {
     let Step { pos, t, threads } = step;
-    let (dim, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
+    let (dim, qd, kv, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
     let total = pos + t;
-    let qkv_cols = dim + 2 * kv;
+    let qkv_cols = qd + 2 * kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let group = c.heads / c.kv_heads;
     rms_norm(&s.x, &mut s.h, &layer.attn_norm, dim, c.eps);
@@ -100,21 +105,31 @@ pub(super) fn attention(
     s.qkv.resize(t * qkv_cols, 0.0);
     matmul_block(&mut s.qkv, &s.rows, &layer.qkv, threads).map_err(kerr)?;
     let half = c.rope_dim / 2;
+    let turn = if c.family.rope_halves() { rope_halves } else { rope };
     for (i, row) in s.qkv.chunks_exact_mut(qkv_cols).enumerate() {
+        if let Some(b) = &layer.qkv_bias {
+            add(row, b);
+        }
+        let (q, k) = row[..qd + kv].split_at_mut(qd);
+        for (heads, w) in [(q, &layer.q_norm), (k, &layer.k_norm)] {
+            if let Some(w) = w {
+                heads.chunks_exact_mut(hd).for_each(|h| rms_norm_in_place(h, w, c.eps));
+            }
+        }
         let p = pos + i;
         let (cos, sin) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
-        for head in row[..dim + kv].chunks_exact_mut(hd) {
-            rope(&mut head[..c.rope_dim], cos, sin);
+        for head in row[..qd + kv].chunks_exact_mut(hd) {
+            turn(&mut head[..c.rope_dim], cos, sin);
         }
     }
     layer.k.resize(total * kv, 0.0);
     layer.v.resize(total * kv, 0.0);
     for (i, row) in s.qkv.chunks_exact(qkv_cols).enumerate() {
         let p = pos + i;
-        layer.k[p * kv..(p + 1) * kv].copy_from_slice(&row[dim..dim + kv]);
-        layer.v[p * kv..(p + 1) * kv].copy_from_slice(&row[dim + kv..]);
+        layer.k[p * kv..(p + 1) * kv].copy_from_slice(&row[qd..qd + kv]);
+        layer.v[p * kv..(p + 1) * kv].copy_from_slice(&row[qd + kv..]);
     }
-    s.att.resize(t * dim, 0.0);
+    s.att.resize(t * qd, 0.0);
     let a = Attention { qkv: &s.qkv, qkv_cols, k: &layer.k, v: &layer.v, kv, hd, pos, t, scale };
     if threads > 1 {
         // Prompt chunks: heads in parallel, each into its own buffers, then gathered.
@@ -124,17 +139,17 @@ pub(super) fn attention(
             a.head(h / group, h, scores, MatMut::row_major(out, t, hd).map_err(kerr)?)
         })?;
         for (h, (_, out)) in s.heads.iter().enumerate() {
-            for (dst, src) in s.att.chunks_exact_mut(dim).zip(out.chunks_exact(hd)) {
+            for (dst, src) in s.att.chunks_exact_mut(qd).zip(out.chunks_exact(hd)) {
                 dst[h * hd..(h + 1) * hd].copy_from_slice(src);
             }
         }
     } else {
         for h in 0..c.heads {
-            let out = MatMut::new(&mut s.att[h * hd..], t, hd, dim).map_err(kerr)?;
+            let out = MatMut::new(&mut s.att[h * hd..], t, hd, qd).map_err(kerr)?;
             a.head(h / group, h, &mut s.scores, out)?;
         }
     }
-    s.rows.quantize(&s.att, t, dim).map_err(kerr)?;
+    s.rows.quantize(&s.att, t, qd).map_err(kerr)?;
     s.out.resize(t * dim, 0.0);
     matmul_block(&mut s.out, &s.rows, &layer.wo, threads).map_err(kerr)?;
     add(&mut s.x, &s.out);
@@ -174,6 +189,25 @@ pub(super) fn rms_norm(x: &[f32], out: &mut Vec<f32>, w: &[f32], dim: usize, eps
         for ((o, v), w) in o.iter_mut().zip(row).zip(w) {
             *o = v * r * w;
         }
+    }
+}
+
+/// `x = x / rms(x) * w` (one head).
+fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let ss: f32 = x.iter().map(|v| v * v).sum();
+    let r = 1.0 / (ss / x.len() as f32 + eps).sqrt();
+    for (v, w) in x.iter_mut().zip(w) {
+        *v *= r * w;
+    }
+}
+
+/// Rotary embedding over the two halves: pairs `(i, i + half)` turned by angle `i`.
+fn rope_halves(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let (lo, hi) = x.split_at_mut(x.len() / 2);
+    for (((a, b), c), s) in lo.iter_mut().zip(hi).zip(cos).zip(sin) {
+        let (x1, x2) = (*a, *b);
+        *a = x1 * c - x2 * s;
+        *b = x2 * c + x1 * s;
     }
 }
 

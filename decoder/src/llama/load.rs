@@ -11,7 +11,7 @@ use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 /// The first bytes of a requantised-weights cache file (the version is in the text).
-const CACHE_MAGIC: &[u8; 16] = b"sousuo-llama-b1\n";
+const CACHE_MAGIC: &[u8; 16] = b"sousuo-llama-b2\n";
 
 /// Checks every tensor's shape and place against the file before any is read: a file whose
 /// sizes lie (dimensions whose product overflows, data past the end of the file) is refused by
@@ -51,6 +51,15 @@ fn vector<R: Read + Seek>(ct: &Content, file: &mut R, name: &str, len: usize) ->
     Ok(data)
 }
 
+/// The tensor `name` when the file has it (a vector of `len`), else `None`.
+fn optional<R: Read + Seek>(ct: &Content, file: &mut R, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
+    if ct.tensor_infos.contains_key(name) {
+        vector(ct, file, name, len).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// Loads and quantises `[out x inputs]` matrices stacked along the output channels.
 fn stacked<R: Read + Seek>(ct: &Content, file: &mut R, names: &[(&str, usize)], inputs: usize) -> Result<BlockMatrix> {
     let mut all = Vec::new();
@@ -75,7 +84,7 @@ impl NativeLlama {
     pub fn from_gguf<R: Read + Seek>(ct: &Content, file: &mut R, threads: usize) -> Result<Self> {
         let cfg = LlamaConfig::from_gguf(ct)?;
         check_tensors(ct, file)?;
-        let (dim, kv, ffn) = (cfg.dim, cfg.kv_dim(), cfg.ffn);
+        let (dim, qd, kv, ffn, hd) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ffn, cfg.head_dim);
         let embed = stacked(ct, file, &[("token_embd.weight", cfg.vocab)], dim)?;
         let output = if ct.tensor_infos.contains_key("output.weight") {
             Some(stacked(ct, file, &[("output.weight", cfg.vocab)], dim)?)
@@ -86,10 +95,23 @@ impl NativeLlama {
         let mut layers = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let b = |s: &str| format!("blk.{i}.{s}.bias");
+            // Biases come as the three or none.
+            let qkv_bias = match optional(ct, file, &b("attn_q"), qd)? {
+                Some(mut all) => {
+                    all.extend(vector(ct, file, &b("attn_k"), kv)?);
+                    all.extend(vector(ct, file, &b("attn_v"), kv)?);
+                    Some(all)
+                }
+                None => None,
+            };
             layers.push(Layer {
                 attn_norm: vector(ct, file, &n("attn_norm"), dim)?,
-                qkv: stacked(ct, file, &[(&n("attn_q"), dim), (&n("attn_k"), kv), (&n("attn_v"), kv)], dim)?,
-                wo: stacked(ct, file, &[(&n("attn_output"), dim)], dim)?,
+                qkv: stacked(ct, file, &[(&n("attn_q"), qd), (&n("attn_k"), kv), (&n("attn_v"), kv)], dim)?,
+                qkv_bias,
+                q_norm: optional(ct, file, &n("attn_q_norm"), hd)?,
+                k_norm: optional(ct, file, &n("attn_k_norm"), hd)?,
+                wo: stacked(ct, file, &[(&n("attn_output"), dim)], qd)?,
                 ffn_norm: vector(ct, file, &n("ffn_norm"), dim)?,
                 gate_up: stacked(ct, file, &[(&n("ffn_gate"), ffn), (&n("ffn_up"), ffn)], dim)?,
                 down: stacked(ct, file, &[(&n("ffn_down"), dim)], ffn)?,
@@ -115,7 +137,7 @@ impl NativeLlama {
         let Some(dir) = cache_dir else { return Self::from_gguf(ct, file, threads) };
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "decoder".into());
-        let cached = dir.join(format!("{stem}.{len}.blocks-v1.bin"));
+        let cached = dir.join(format!("{stem}.{len}.blocks-v2.bin"));
         match std::fs::File::open(&cached) {
             Ok(f) => match Self::from_cache(&mut std::io::BufReader::new(f), cfg, threads) {
                 Ok(m) => return Ok(m),
@@ -141,6 +163,9 @@ impl NativeLlama {
                 w.write_all(&(v.len() as u64).to_le_bytes())?;
                 v.iter().try_for_each(|x| w.write_all(&x.to_le_bytes()))
             };
+            // An absent vector is written as one of length 0.
+            let maybe =
+                |w: &mut sousuo_common::fs::FileWriter, v: &Option<Vec<f32>>| floats(w, v.as_deref().unwrap_or(&[]));
             w.write_all(CACHE_MAGIC)?;
             floats(w, &self.output_norm)?;
             self.embed.write(w)?;
@@ -152,6 +177,9 @@ impl NativeLlama {
             for l in &self.layers {
                 floats(w, &l.attn_norm)?;
                 l.qkv.write(w)?;
+                maybe(w, &l.qkv_bias)?;
+                maybe(w, &l.q_norm)?;
+                maybe(w, &l.k_norm)?;
                 l.wo.write(w)?;
                 floats(w, &l.ffn_norm)?;
                 l.gate_up.write(w)?;
@@ -177,17 +205,22 @@ impl NativeLlama {
         if &magic != CACHE_MAGIC {
             return Err(corrupt("unknown format".into()));
         }
-        let floats = |r: &mut dyn Read, len: usize| -> Result<Vec<f32>> {
-            if word(r)? != len as u64 {
-                return Err(corrupt(format!("a vector is not {len} long")));
+        // A vector of `len`, or (`optional`) an absent one, written with length 0.
+        let maybe = |r: &mut dyn Read, len: usize, optional: bool| -> Result<Option<Vec<f32>>> {
+            match word(r)? {
+                0 if optional => Ok(None),
+                n if n == len as u64 => {
+                    let mut bytes = vec![0u8; len * 4];
+                    r.read_exact(&mut bytes).map_err(io)?;
+                    Ok(Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+                }
+                _ => Err(corrupt(format!("a vector is not {len} long"))),
             }
-            let mut bytes = vec![0u8; len * 4];
-            r.read_exact(&mut bytes).map_err(io)?;
-            Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         };
+        let floats = |r: &mut dyn Read, len: usize| maybe(r, len, false).map(Option::unwrap_or_default);
         let matrix =
             |r: &mut dyn Read, out, inputs| BlockMatrix::read(r, out, inputs).map_err(|e| corrupt(e.to_string()));
-        let (dim, kv, ffn) = (cfg.dim, cfg.kv_dim(), cfg.ffn);
+        let (dim, qd, kv, ffn, hd) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ffn, cfg.head_dim);
         let output_norm = floats(r, dim)?;
         let embed = matrix(r, cfg.vocab, dim)?;
         let mut flag = [0u8; 1];
@@ -200,8 +233,11 @@ impl NativeLlama {
         for _ in 0..cfg.layers {
             layers.push(Layer {
                 attn_norm: floats(r, dim)?,
-                qkv: matrix(r, dim + 2 * kv, dim)?,
-                wo: matrix(r, dim, dim)?,
+                qkv: matrix(r, qd + 2 * kv, dim)?,
+                qkv_bias: maybe(r, qd + 2 * kv, true)?,
+                q_norm: maybe(r, hd, true)?,
+                k_norm: maybe(r, hd, true)?,
+                wo: matrix(r, dim, qd)?,
                 ffn_norm: floats(r, dim)?,
                 gate_up: matrix(r, 2 * ffn, dim)?,
                 down: matrix(r, dim, ffn)?,

@@ -10,8 +10,10 @@
 //! attention runs on strided views of the cache through the f32 matmul. The output head reuses
 //! the embedding table when the file ties them, so the embeddings are held once, quantised.
 //!
-//! Supported: GGUF architecture `llama` without experts, interleaved ("NORM") RoPE, RMSNorm,
-//! SiLU-gated MLP, grouped-query attention. Others load through candle (see `Backend`).
+//! Supported: the GGUF architectures `llama` (without experts; interleaved, "NORM", RoPE),
+//! `qwen2` (biases on Q, K and V) and `qwen3` (RMS norms on each query and key head, heads wider
+//! than `dim / heads`), the two Qwen ones with RoPE over the two halves of each head ("NEOX");
+//! RMSNorm, SiLU-gated MLP, grouped-query attention. Others load through candle (see `Backend`).
 
 //!
 //! - `mod.rs`: the model's shape and the forward call (input checks, embedding, layers, head).
@@ -27,16 +29,60 @@ use blocks::{attention, feed_forward, kerr, rms_norm, Layer, Scratch, Step};
 use candle_core::quantized::gguf_file::Content;
 use sousuo_kernels::blockq::{matmul_block, BlockMatrix};
 
+/// The GGUF architectures the native pass runs (`general.architecture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `llama` (SmolLM2, Llama 2/3, Mistral without sliding windows).
+    Llama,
+    /// `qwen2`: Qwen 2 and 2.5, biases on the query, key and value products.
+    Qwen2,
+    /// `qwen3`: Qwen 3, RMS norms on each query and key head.
+    Qwen3,
+}
+
+impl Family {
+    /// The file's architecture, refused by name when it is none of these.
+    pub fn from_gguf(ct: &Content) -> Result<Self> {
+        let arch = ct.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).cloned();
+        match arch.as_deref().unwrap_or_default() {
+            "llama" => Ok(Family::Llama),
+            "qwen2" => Ok(Family::Qwen2),
+            "qwen3" => Ok(Family::Qwen3),
+            other => Err(Error::Unsupported(format!(
+                "architecture {other:?} (Sousuo runs the GGUF architectures llama, qwen2 and qwen3)"
+            ))),
+        }
+    }
+
+    /// The prefix of the file's metadata keys (`llama.embedding_length`, `qwen3.block_count`...).
+    pub fn key(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+        }
+    }
+
+    /// Whether RoPE turns the two halves of each head against each other (llama.cpp's NEOX
+    /// style, which Qwen's files keep) rather than interleaved pairs (llama's files, whose
+    /// converter permutes Q and K for it).
+    pub fn rope_halves(self) -> bool {
+        self != Family::Llama
+    }
+}
+
 /// The shape of a llama-family model, from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    /// The architecture.
+    pub family: Family,
     /// Width of the residual stream.
     pub dim: usize,
     /// Query heads.
     pub heads: usize,
     /// Key/value heads (grouped-query attention shares each among `heads / kv_heads`).
     pub kv_heads: usize,
-    /// Width of one head.
+    /// Width of one head (`dim / heads` unless the file says otherwise, as Qwen 3's do).
     pub head_dim: usize,
     /// Width of the feed-forward layer.
     pub ffn: usize,
@@ -57,27 +103,39 @@ pub struct LlamaConfig {
 impl LlamaConfig {
     /// Reads the shape, refusing what this pass does not implement.
     pub fn from_gguf(ct: &Content) -> Result<Self> {
-        let md = |key: &str| ct.metadata.get(key);
+        let family = Family::from_gguf(ct)?;
+        let arch = family.key();
+        let md = |key: &str| ct.metadata.get(&format!("{arch}.{key}"));
+        let opt = |key: &str| md(key).and_then(|v| v.to_u32().ok()).map(|v| v as usize);
         let int = |key: &str| -> Result<usize> {
-            md(key)
-                .and_then(|v| v.to_u32().ok())
-                .map(|v| v as usize)
-                .ok_or_else(|| Error::Model(format!("the GGUF metadata lacks `{key}`")))
+            opt(key).ok_or_else(|| Error::Model(format!("the GGUF metadata lacks `{arch}.{key}`")))
         };
-        let experts = md("llama.expert_count").and_then(|v| v.to_u32().ok()).unwrap_or(0);
+        let experts = opt("expert_count").unwrap_or(0);
         if experts > 1 {
             return Err(Error::Unsupported(format!("mixture-of-experts models ({experts} experts)")));
         }
-        let dim = int("llama.embedding_length")?;
-        let heads = int("llama.attention.head_count")?;
-        let kv_heads = md("llama.attention.head_count_kv").and_then(|v| v.to_u32().ok()).map_or(heads, |v| v as usize);
-        if heads == 0 || kv_heads == 0 || dim % heads != 0 || heads % kv_heads != 0 {
+        let dim = int("embedding_length")?;
+        let heads = int("attention.head_count")?;
+        let kv_heads = opt("attention.head_count_kv").unwrap_or(heads);
+        let head_dim = match opt("attention.key_length") {
+            Some(k) => k,
+            None if heads > 0 => dim / heads,
+            None => 0,
+        };
+        let inconsistent = heads == 0
+            || kv_heads == 0
+            || head_dim == 0
+            || heads % kv_heads != 0
+            || (opt("attention.key_length").is_none() && dim % heads != 0);
+        if inconsistent {
             return Err(Error::Model(format!(
-                "inconsistent attention shape: {dim} dims, {heads} heads, {kv_heads} key/value heads"
+                "inconsistent attention shape: {dim} dims, {heads} heads of {head_dim}, {kv_heads} key/value heads"
             )));
         }
-        let head_dim = dim / heads;
-        let rope_dim = md("llama.rope.dimension_count").and_then(|v| v.to_u32().ok()).map_or(head_dim, |v| v as usize);
+        if let Some(v) = opt("attention.value_length").filter(|&v| v != head_dim) {
+            return Err(Error::Unsupported(format!("value heads of {v} dimensions with key heads of {head_dim}")));
+        }
+        let rope_dim = opt("rope.dimension_count").unwrap_or(head_dim);
         if rope_dim > head_dim || rope_dim % 2 != 0 {
             return Err(Error::Unsupported(format!("RoPE over {rope_dim} of {head_dim} head dimensions")));
         }
@@ -87,18 +145,24 @@ impl LlamaConfig {
             .map(|t| t.shape.dims().first().copied().unwrap_or(0))
             .ok_or_else(|| Error::Model("the GGUF file has no `token_embd.weight`".into()))?;
         Ok(LlamaConfig {
+            family,
             dim,
             heads,
             kv_heads,
             head_dim,
-            ffn: int("llama.feed_forward_length")?,
+            ffn: int("feed_forward_length")?,
             vocab,
-            layers: int("llama.block_count")?,
-            context: md("llama.context_length").and_then(|v| v.to_u32().ok()).map_or(2048, |v| v as usize),
-            eps: md("llama.attention.layer_norm_rms_epsilon").and_then(|v| v.to_f32().ok()).unwrap_or(1e-5),
-            rope_base: md("llama.rope.freq_base").and_then(|v| v.to_f32().ok()).unwrap_or(10_000.0),
+            layers: int("block_count")?,
+            context: opt("context_length").unwrap_or(2048),
+            eps: md("attention.layer_norm_rms_epsilon").and_then(|v| v.to_f32().ok()).unwrap_or(1e-5),
+            rope_base: md("rope.freq_base").and_then(|v| v.to_f32().ok()).unwrap_or(10_000.0),
             rope_dim,
         })
+    }
+
+    /// Width of the queries (and of the attention's output): `heads x head_dim`.
+    fn q_dim(&self) -> usize {
+        self.heads * self.head_dim
     }
 
     fn kv_dim(&self) -> usize {

@@ -1,4 +1,6 @@
-//! The shipped decoder model for the decoder tests, fetched into the cache if missing.
+//! The shipped decoder model for the decoder tests, fetched into the cache if missing, and the
+//! comparison of two forward passes' logits.
+#![allow(dead_code)] // each test binary uses a part
 
 use sousuo_common::models::{default_cache_root, ModelCache};
 use sousuo_decoder::SMOLLM2;
@@ -16,4 +18,31 @@ pub fn shipped() -> PathBuf {
         .ensure(&SMOLLM2, |m| eprintln!("fetching {} for the tests", m.name))
         .unwrap_or_else(|e| panic!("the decoder tests need {}: {e}; run `cargo run -- models fetch`", SMOLLM2.name));
     dir.join(SMOLLM2.files[0].dest)
+}
+
+/// Logits at each position after the first `prefix` tokens of `ids`: the prefix in one call
+/// (prefill), then one token per call (decoding from the cache).
+pub fn stepwise(mut forward: impl FnMut(&[u32], usize) -> Vec<f32>, ids: &[u32], prefix: usize) -> Vec<Vec<f32>> {
+    let mut out = vec![forward(&ids[..prefix], 0)];
+    for (i, id) in ids[prefix..].iter().enumerate() {
+        out.push(forward(&[*id], prefix + i));
+    }
+    out
+}
+
+/// How closely two runs' logits agree: the share of positions with the same top token, and the
+/// lowest cosine.
+pub fn agreement(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f32, f32) {
+    let argmax = |v: &[f32]| v.iter().enumerate().fold(0, |best, (i, x)| if *x > v[best] { i } else { best });
+    let same = a.iter().zip(b).filter(|(x, y)| argmax(x) == argmax(y)).count() as f32 / a.len() as f32;
+    let cos = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let dot: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+            let n = |v: &[f32]| v.iter().map(|p| p * p).sum::<f32>().sqrt();
+            dot / (n(x) * n(y))
+        })
+        .fold(1.0f32, f32::min);
+    (same, cos)
 }
