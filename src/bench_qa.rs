@@ -16,6 +16,7 @@ use sousuo_indexer::Collection;
 use sousuo_query::qa::{contains_answer, exact_match, f1};
 use sousuo_query::{answer, Answer, AnswerKind, AnswerParams};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 
 #[derive(Deserialize, Clone)]
@@ -66,9 +67,24 @@ pub fn run(g: &Global, args: &BenchAnswerArgs, dir: &Path, encoder: &Encoder, de
     let runs: &[(&str, bool)] =
         if args.baseline { &[("baseline", false), ("direct", true)] } else { &[("direct", true)] };
     let mut all = BTreeMap::new();
+    let mut log = match &args.per_question {
+        Some(f) => Some(std::io::BufWriter::new(
+            std::fs::File::create(f).with_context(|| format!("cannot create {}", f.display()))?,
+        )),
+        None => None,
+    };
     for &(name, direct) in runs {
         let p = AnswerParams { direct, ..AnswerParams::default() };
-        let figures = ask_all(g, &collection, encoder, decoder, &sample, &p)?;
+        let answers = ask_all(g, &collection, encoder, decoder, &sample, &p)?;
+        if let Some(w) = log.as_mut() {
+            for (q, a) in answers.values().flatten() {
+                let line = serde_json::json!({"run": name, "q": q.q, "kind": q.kind, "doc": q.doc,
+                    "answers": q.answers, "short_f1": f1(a.short_answer.as_deref().unwrap_or_default(), &q.answers),
+                    "answer": a});
+                writeln!(w, "{line}")?;
+            }
+        }
+        let figures: BTreeMap<String, KindFigures> = answers.iter().map(|(k, v)| (k.clone(), figures(v))).collect();
         if !args.json {
             println!(
                 "{name} ({} questions, {})",
@@ -78,6 +94,9 @@ pub fn run(g: &Global, args: &BenchAnswerArgs, dir: &Path, encoder: &Encoder, de
             print(&figures);
         }
         all.insert(name, figures);
+    }
+    if let Some(mut w) = log {
+        w.flush()?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&all)?);
@@ -133,7 +152,9 @@ fn follow_ups(
     Ok(())
 }
 
-/// Every question of the sample answered with `p`; the figures per kind.
+/// Every question of the sample answered with `p`, by kind.
+type ByKind = BTreeMap<String, Vec<(QaQuestion, Answer)>>;
+
 fn ask_all(
     g: &Global,
     collection: &Collection,
@@ -141,9 +162,9 @@ fn ask_all(
     decoder: &Decoder,
     sample: &[QaQuestion],
     p: &AnswerParams,
-) -> Result<BTreeMap<String, KindFigures>> {
+) -> Result<ByKind> {
     let bar = crate::util::progress(sample.len() as u64, "questions");
-    let mut by_kind: BTreeMap<String, Vec<(QaQuestion, Answer)>> = BTreeMap::new();
+    let mut by_kind = ByKind::new();
     for q in sample {
         let a = answer(collection, encoder, Some(decoder), &q.q, p, &mut |_| {})?;
         if g.verbose > 0 {
@@ -153,7 +174,7 @@ fn ask_all(
         by_kind.entry(q.kind.clone()).or_default().push((q.clone(), a));
     }
     bar.finish_and_clear();
-    Ok(by_kind.iter().map(|(k, v)| (k.clone(), figures(v))).collect())
+    Ok(by_kind)
 }
 
 /// Up to `per_kind` questions of each kind, a seeded sample in the file's order (0: all).

@@ -135,8 +135,13 @@ pub struct BenchAnswerArgs {
     /// set (an article's name in a question replaced by a pronoun; --sample of them).
     #[arg(long)]
     pub follow_ups: bool,
+    /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
+    /// With --qa: write every question's whole answer to FILE, a JSON line each (the run, the
+    /// question, its kind, gold paragraph and answers, the short answer's F1, the answer).
+    #[arg(long, value_name = "FILE")]
+    pub per_question: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]

@@ -31,6 +31,9 @@ pub struct GenerateOptions {
     /// When not empty, decoding may only copy: each token continues a contiguous run of one of
     /// these token sequences, and the generation ends (end of turn) when no token can.
     pub copy_from: Vec<Vec<u32>>,
+    /// Continuations whose log-probability after the prompt is computed before generating
+    /// ([`Generation::scores`]; with `max_tokens` 0 nothing is generated).
+    pub score: Vec<Vec<u32>>,
 }
 
 impl Default for GenerateOptions {
@@ -44,6 +47,7 @@ impl Default for GenerateOptions {
             repeat_last_n: 64,
             ignore_stop: false,
             copy_from: Vec::new(),
+            score: Vec::new(),
         }
     }
 }
@@ -73,7 +77,7 @@ pub struct Generation {
     pub stop: StopReason,
     /// Time waiting in the queue.
     pub queue_ms: f64,
-    /// Prompt processing, up to and including the first generated token's logits.
+    /// Prompt processing (and scoring), up to and including the first generated token's logits.
     pub prefill_ms: f64,
     /// Every decode step after the first token.
     pub decode_ms: f64,
@@ -81,6 +85,9 @@ pub struct Generation {
     pub prefill_tokens_per_s: f64,
     /// Generated tokens per second after the first.
     pub decode_tokens_per_s: f64,
+    /// With [`GenerateOptions::score`]: each continuation's log-probability (natural log).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<f32>,
 }
 
 /// Counters for metrics.
@@ -175,6 +182,14 @@ fn generate(model: &mut Model, tok: &DecoderTokenizer, job: &mut Job, counters: 
         pos += piece.len();
     }
     let mut logits = logits.ok_or_else(|| Error::BadParameter { name: "prompt", reason: "empty".into() })?;
+    // Continuations to score run after the prompt and are overwritten by the generation.
+    let mut scores = Vec::with_capacity(o.score.len());
+    if !o.score.is_empty() {
+        let last = logits.to_vec1::<f32>().map_err(err)?;
+        for c in &o.score {
+            scores.push(model.log_prob(&last, c, pos)?);
+        }
+    }
     let mut stream = TokenStream::new(tok);
     let mut generated: Vec<u32> = Vec::new();
     let mut stop = StopReason::MaxTokens;
@@ -228,6 +243,10 @@ fn generate(model: &mut Model, tok: &DecoderTokenizer, job: &mut Job, counters: 
         logits = model.forward(&[next], pos)?;
         pos += 1;
     }
+    if prefill_ms == 0.0 {
+        // Nothing was generated (scoring only, or no token could be copied).
+        prefill_ms = started.elapsed().as_secs_f64() * 1000.0;
+    }
     let decode_ms = decode_started.elapsed().as_secs_f64() * 1000.0;
     let decoded_steps = generated.len().saturating_sub(1);
     Ok(Generation {
@@ -240,5 +259,6 @@ fn generate(model: &mut Model, tok: &DecoderTokenizer, job: &mut Job, counters: 
         decode_ms,
         prefill_tokens_per_s: if prefill_ms > 0.0 { job.prompt.len() as f64 / (prefill_ms / 1000.0) } else { 0.0 },
         decode_tokens_per_s: if decode_ms > 0.0 { decoded_steps as f64 / (decode_ms / 1000.0) } else { 0.0 },
+        scores,
     })
 }

@@ -158,7 +158,8 @@ impl Decoder {
         if prompt.is_empty() {
             return Err(Error::BadParameter { name: "prompt", reason: "empty".into() });
         }
-        if prompt.len() + options.max_tokens > self.inner.context_length {
+        let longest = options.score.iter().map(Vec::len).max().unwrap_or(0);
+        if prompt.len() + options.max_tokens.max(longest) > self.inner.context_length {
             return Err(Error::BadParameter {
                 name: "prompt",
                 reason: format!(

@@ -162,6 +162,36 @@ impl Model {
         }
     }
 
+    /// The log-probability of `continuation` after the tokens cached before `pos`, whose last
+    /// logits are `last` (the continuation's tokens are run at `pos`, replacing what the cache
+    /// held from there).
+    pub fn log_prob(&mut self, last: &[f32], continuation: &[u32], pos: usize) -> Result<f32> {
+        let Some((&first, rest)) = continuation.split_first() else { return Ok(0.0) };
+        let mut total = log_softmax_at(last, first);
+        if rest.is_empty() {
+            return Ok(total);
+        }
+        let fed = &continuation[..continuation.len() - 1];
+        match self {
+            Model::Native(m, logits) => {
+                m.forward_all(fed, pos, logits)?;
+                let vocab = m.config().vocab;
+                for (row, &next) in logits.chunks_exact(vocab).zip(rest) {
+                    total += log_softmax_at(row, next);
+                }
+            }
+            Model::Candle(_) => {
+                // candle's models give the last position's logits: one token at a time.
+                for (i, (&t, &next)) in fed.iter().zip(rest).enumerate() {
+                    let row =
+                        self.forward(&[t], pos + i)?.to_vec1::<f32>().map_err(|e| Error::Generation(e.to_string()))?;
+                    total += log_softmax_at(&row, next);
+                }
+            }
+        }
+        Ok(total)
+    }
+
     pub fn reserve(&mut self, positions: usize) {
         if let Model::Native(m, _) = self {
             m.reserve(positions);
@@ -185,4 +215,11 @@ impl Model {
             Model::Candle(_) => "candle",
         }
     }
+}
+
+/// `log softmax(logits)[id]` (negative infinity for an id outside the logits).
+fn log_softmax_at(logits: &[f32], id: u32) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+    logits.get(id as usize).map_or(f32::NEG_INFINITY, |l| l - max - sum.ln())
 }

@@ -270,3 +270,46 @@ fn an_architecture_sousuo_does_not_run_is_refused_by_name() {
     assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
     assert!(err.to_string().contains("phi3") && err.to_string().contains("qwen3"), "{err}");
 }
+
+/// `log softmax(logits)[id]`, as a reference.
+fn log_prob_at(logits: &[f32], id: u32) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    logits[id as usize] as f64 - max - sum.ln()
+}
+
+/// Scoring continuations (`GenerateOptions::score`) gives each one's log-probability after
+/// the prompt, as stepping the model token by token does; then generation runs as usual from
+/// the prompt (the scored tokens do not stay in the cache).
+#[test]
+fn scored_continuations_have_their_stepwise_log_probability() {
+    let path = tiny_dir().join("qwen3-tiny.gguf");
+    let d = Decoder::load(&path, 2).expect("the Qwen 3 file loads");
+    let prompt = d.chat_prompt(&[Message::user("Who designed the bridge?")]).unwrap();
+    let conts: Vec<Vec<u32>> =
+        ["Maria Costa", "the engineer", "1932"].iter().map(|t| d.tokenizer().encode_plain(t).unwrap()).collect();
+    let options = GenerateOptions { max_tokens: 4, score: conts.clone(), ..GenerateOptions::default() };
+    let g = d.generate(prompt.clone(), &options, |_| true).expect("scoring runs");
+    assert_eq!(g.scores.len(), 3);
+    let plain = d.generate(prompt.clone(), &GenerateOptions { max_tokens: 4, ..GenerateOptions::default() }, |_| true);
+    assert_eq!(g.text, plain.unwrap().text, "scoring first leaves the generation as it was");
+    let mut f = std::fs::File::open(&path).unwrap();
+    let ct = Content::read(&mut f).unwrap();
+    let mut m = NativeLlama::from_gguf(&ct, &mut f, 1).unwrap();
+    let mut logits = Vec::new();
+    for (c, &got) in conts.iter().zip(&g.scores) {
+        m.forward(&prompt, 0, &mut logits).unwrap();
+        let mut want = 0.0;
+        for (i, &id) in c.iter().enumerate() {
+            want += log_prob_at(&logits, id);
+            m.forward(&[id], prompt.len() + i, &mut logits).unwrap();
+        }
+        assert!(got < 0.0 && (got as f64 - want).abs() < 1e-3 * want.abs(), "{got} against {want}");
+    }
+    // candle's model scores the same continuations alike (f32 weights, against 8-bit blocks).
+    let c = Decoder::load_with(&path, 2, Backend::Candle, None).unwrap();
+    let theirs = c.generate(prompt, &GenerateOptions { max_tokens: 0, ..options }, |_| true).unwrap();
+    for (a, b) in g.scores.iter().zip(&theirs.scores) {
+        assert!((a - b).abs() < 0.02 * b.abs(), "native {a}, candle {b}");
+    }
+}

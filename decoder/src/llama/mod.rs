@@ -210,6 +210,16 @@ impl NativeLlama {
     /// Runs `tokens` at positions `pos..pos + tokens.len()` (`pos`: tokens already in the
     /// cache; 0 starts over) and writes the last position's logits into `logits`.
     pub fn forward(&mut self, tokens: &[u32], pos: usize, logits: &mut Vec<f32>) -> Result<()> {
+        self.run(tokens, pos, logits, false)
+    }
+
+    /// Like [`Self::forward`], but writes every position's logits (`tokens.len() x vocab`):
+    /// what scoring a continuation needs.
+    pub fn forward_all(&mut self, tokens: &[u32], pos: usize, logits: &mut Vec<f32>) -> Result<()> {
+        self.run(tokens, pos, logits, true)
+    }
+
+    fn run(&mut self, tokens: &[u32], pos: usize, logits: &mut Vec<f32>, all: bool) -> Result<()> {
         self.check_input(tokens, pos)?;
         let c = self.cfg.clone();
         let t = tokens.len();
@@ -228,10 +238,11 @@ impl NativeLlama {
             feed_forward(&c, layer, s, step)?;
         }
         self.len = pos + t;
-        // The head, on the last position only.
-        rms_norm(&s.x[(t - 1) * dim..], &mut s.h, &self.output_norm, dim, c.eps);
-        s.rows.quantize(&s.h, 1, dim).map_err(kerr)?;
-        logits.resize(c.vocab, 0.0);
+        // The head, on the last position only unless every one is asked for.
+        let rows = if all { t } else { 1 };
+        rms_norm(&s.x[(t - rows) * dim..], &mut s.h, &self.output_norm, dim, c.eps);
+        s.rows.quantize(&s.h, rows, dim).map_err(kerr)?;
+        logits.resize(rows * c.vocab, 0.0);
         let head = self.output.as_ref().unwrap_or(&self.embed);
         matmul_block(logits, &s.rows, head, step.threads).map_err(kerr)?;
         Ok(())

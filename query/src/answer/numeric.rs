@@ -152,9 +152,9 @@ fn numeric(word: &str, style: Style) -> bool {
 }
 
 /// Whether a window reads as a date: a year (three or four digits, or a decade), a month, a
-/// century or an era.
+/// century or an era; a range of years ("1763–1775") too.
 pub(crate) fn date_like(text: &str) -> bool {
-    text.split_whitespace().any(|w| {
+    text.split(|c: char| c.is_whitespace() || c == '–' || c == '-').any(|w| {
         let b = bare(w);
         let year = (3..=4).contains(&b.len()) && b.chars().all(|c| c.is_ascii_digit());
         year || b.ends_with("0s") || MONTHS.contains(&b.as_str()) || DATE_WORDS.contains(&b.as_str())
@@ -162,8 +162,8 @@ pub(crate) fn date_like(text: &str) -> bool {
 }
 
 /// The numeric windows of `runs` (runs of `sentence`'s words) for a question of `style` whose
-/// content terms are `question`. For a date, only windows that read as dates when the
-/// sentence has any.
+/// content terms are `question`. For a date, only windows that read as dates ("a few
+/// thousand" is no answer to "when").
 pub(crate) fn cores(sentence: &str, runs: &[Run], style: Style, question: &HashSet<String>) -> Vec<Run> {
     let words: Vec<&str> = sentence.split_whitespace().collect();
     let mut out = Vec::new();
@@ -222,7 +222,7 @@ pub(crate) fn cores(sentence: &str, runs: &[Run], style: Style, question: &HashS
             i = end + 1;
         }
     }
-    if style == Style::Date && out.iter().any(|r| date_like(&r.text)) {
+    if style == Style::Date {
         out.retain(|r| date_like(&r.text));
     }
     out
@@ -264,8 +264,10 @@ mod tests {
             cut("It lasted from 4 August 1915 until November 1918.", "When did it last?"),
             ["4 August 1915 until November 1918"]
         );
-        // Money is not a date when a year is there.
+        // Money is not a date when a year is there, nor a number that is not a date.
         assert_eq!(cut("Since 2007 families earning $60,000 pay less.", "When did families pay less?"), ["2007"]);
+        assert!(cut("Families pay only a few thousand dollars a year.", "When did inequality rise?").is_empty());
+        assert!(date_like("1763–1775") && date_like("the 1970s") && !date_like("a few thousand"));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! the share of the question's content terms each holds), then the decoder picks a few words
 //! from the best two with decoding constrained to copy from them, and the words are chosen in
 //! the best sentence holding a run of the kind asked for (`span`: closeness to the question's
-//! terms, length, names, and the decoder's pick as one signal), so the short answer exists
+//! terms, length, names, the decoder's pick and its likelihood of each run as the whole answer,
+//! scored in the same decoder job), so the short answer exists
 //! verbatim in a cited sentence by construction. Words the question itself supplies (or stop
 //! words alone) are not an answer.
 
@@ -119,8 +120,12 @@ pub(crate) fn short_answer(
     }
     let q: HashSet<String> = terms(question).into_iter().collect();
     let runs: Vec<String> = top.iter().flat_map(|t| span::runs(&defuse(t.text), &q, false)).map(|r| r.text).collect();
-    // Runs of the kind the question asks for, when there are any.
-    let typed: Vec<&String> = runs.iter().filter(|r| fits(r, expect)).collect();
+    let style = numeric::style(question).filter(|_| expect == Expect::Number);
+    // Runs of the kind the question asks for, when there are any (a date for "when").
+    let typed: Vec<&String> = runs
+        .iter()
+        .filter(|r| fits(r, expect) && (style != Some(numeric::Style::Date) || numeric::date_like(r)))
+        .collect();
     if runs.is_empty() {
         // Nothing to copy (every word is the question's, or a script without spaces).
         return Ok(Outcome::Unsure);
@@ -132,7 +137,6 @@ pub(crate) fn short_answer(
     // The words will be chosen in the first of the best sentences holding a run of the kind
     // asked for (cut finer than the decoder's runs, also at auxiliary verbs and relative words).
     // A number question's runs are cut to their numbers ("1988", not "1988 but ...").
-    let style = numeric::style(question).filter(|_| expect == Expect::Number);
     let of_kind = |t: &Ranked| -> Vec<span::Run> {
         let runs: Vec<span::Run> = span::runs(t.text, &q, true).into_iter().filter(|r| fits(&r.text, expect)).collect();
         let runs = match style {
@@ -163,15 +167,23 @@ pub(crate) fn short_answer(
     if copy_from.is_empty() {
         return Ok(Outcome::Unsure);
     }
+    // Each candidate scored as the whole answer: its words, then the end of the turn.
+    let mut score = Vec::with_capacity(cut.len());
+    for run in &cut {
+        let mut ids = tok.encode_plain(&clean(&run.text))?;
+        ids.extend(tok.stop_ids.first().copied());
+        score.push(ids);
+    }
     let options =
-        GenerateOptions { max_tokens: MAX_TOKENS, repeat_penalty: 1.0, copy_from, ..GenerateOptions::default() };
+        GenerateOptions { max_tokens: MAX_TOKENS, repeat_penalty: 1.0, copy_from, score, ..GenerateOptions::default() };
     let stream = if p.wait_for_decoder { d.start(prompt, &options)? } else { d.try_start(prompt, &options)? };
     let g = stream.finish(|tok| {
         on(AnswerEvent::Token(tok));
         !p.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     })?;
-    // Its runs scored by closeness to the question's terms, the decoder's pick one signal.
-    let chosen = span::pick(best.text, question, &q, &cut, &clean(&g.text));
+    // Its runs scored by closeness to the question's terms, the decoder's pick and its
+    // likelihood of each as the answer.
+    let chosen = span::pick(best.text, question, &q, &cut, &clean(&g.text), &g.scores);
     let Some(span) = chosen.map(|r| clean(&r.text)).filter(|s| best.text.contains(s.as_str())) else {
         return Ok(Outcome::Unsure);
     };

@@ -2,7 +2,8 @@
 //! lacks (cut at the question's own terms and at clause punctuation); the chosen one sits
 //! closest to the question's terms in the sentence (the answer to "In what unit is the size of
 //! the input measured?" follows "input" in "...the size of the input in bits"), is short,
-//! holds a name where one can, and agrees with the words the decoder picked.
+//! holds a name where one can, agrees with the words the decoder picked, and is likely as the
+//! whole answer to the decoder (its log-probability with the end of the turn after it).
 //!
 //! The weights were chosen on half of a seeded sample of SQuAD 2.0's answerable questions and
 //! checked on the other half, then on another sample (docs/answers.md); the rules are the
@@ -35,6 +36,9 @@ const LONG: usize = 3;
 const NAME: f32 = 0.3;
 /// A run gains this times the share of the decoder's words it holds.
 const DECODER: f32 = 1.0;
+/// A run loses this times how far (in nats) the decoder's log-probability of it as the whole
+/// answer (its tokens, then the end of the turn) falls below the likeliest candidate's.
+const LIKELY: f32 = 0.06;
 /// A run starting just after the question's last term before its question word gains this
 /// over the gap in words ("bind to what" -> "bind to specific immune receptors"), up to
 /// [`ANCHOR_GAP`].
@@ -101,13 +105,16 @@ pub(crate) fn anchor(question: &str) -> Option<String> {
 }
 
 /// The best of `candidates` (runs of `sentence`) as a short answer to `question` (its content
-/// terms `question_terms`), given the words the decoder copied (`decoded`, possibly empty).
+/// terms `question_terms`), given the words the decoder copied (`decoded`, possibly empty) and
+/// the decoder's log-probability of each candidate as the whole answer (`likely`, aligned with
+/// `candidates`; empty when not scored).
 pub(crate) fn pick<'a>(
     sentence: &str,
     question: &str,
     question_terms: &HashSet<String>,
     candidates: &'a [Run],
     decoded: &str,
+    likely: &[f32],
 ) -> Option<&'a Run> {
     let anchor = anchor(question);
     let mut anchors: Vec<usize> = Vec::new();
@@ -153,7 +160,13 @@ pub(crate) fn pick<'a>(
             + if name { NAME } else { 0.0 }
             + DECODER * agree
     };
-    candidates.iter().max_by(|a, b| score(a).total_cmp(&score(b)))
+    let top = likely.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lm = |i: usize| likely.get(i).filter(|l| l.is_finite()).map_or(0.0, |l| LIKELY * (l - top));
+    candidates
+        .iter()
+        .enumerate()
+        .max_by(|(i, a), (j, b)| (score(a) + lm(*i)).total_cmp(&(score(b) + lm(*j))))
+        .map(|(_, r)| r)
 }
 
 #[cfg(test)]
@@ -179,21 +192,24 @@ mod tests {
         let s = "This is usually taken to be the size of the input in bits.";
         let qt = q("In what unit is the size of the input measured?");
         let c = runs(s, &qt, true);
-        assert_eq!(pick(s, "", &qt, &c, "").map(|r| r.text.as_str()), Some("bits."));
+        assert_eq!(pick(s, "", &qt, &c, "", &[]).map(|r| r.text.as_str()), Some("bits."));
         // The decoder's words break a tie in their favour.
         let s = "Around 1800 Richard Trevithick and, separately, Oliver Evans in 1801 introduced engines.";
         let qt = q("Who introduced engines around 1800?");
         let c = runs(s, &qt, true);
-        assert_eq!(pick(s, "", &qt, &c, "Oliver Evans").map(|r| r.text.as_str()), Some("Oliver Evans in 1801"));
-        assert_eq!(pick(s, "", &qt, &c, "Richard Trevithick").map(|r| r.text.as_str()), Some("Richard Trevithick"));
+        assert_eq!(pick(s, "", &qt, &c, "Oliver Evans", &[]).map(|r| r.text.as_str()), Some("Oliver Evans in 1801"));
+        assert_eq!(
+            pick(s, "", &qt, &c, "Richard Trevithick", &[]).map(|r| r.text.as_str()),
+            Some("Richard Trevithick")
+        );
         // The words right after the question's term before "what" win over closer ones.
         let s = "Phagocytes generally patrol the body searching for pathogens, but can be called to specific locations by cytokines.";
         let question = "Phagocytes can be called to a specific location by what?";
         let (qt, c) = (q(question), runs(s, &q(question), true));
         assert_eq!(anchor(question).as_deref(), Some("locat"));
-        assert_eq!(pick(s, question, &qt, &c, "").map(|r| r.text.as_str()), Some("cytokines."));
+        assert_eq!(pick(s, question, &qt, &c, "", &[]).map(|r| r.text.as_str()), Some("cytokines."));
         assert_eq!(
-            pick(s, "", &qt, &c, "").map(|r| r.text.as_str()),
+            pick(s, "", &qt, &c, "", &[]).map(|r| r.text.as_str()),
             Some("generally patrol the body searching for pathogens,")
         );
     }
