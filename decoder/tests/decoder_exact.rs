@@ -10,7 +10,7 @@ use sousuo_decoder::{prepare_gguf, DecoderTokenizer, NativeLlama};
 use std::path::Path;
 
 mod common;
-use common::{agreement, cache, shipped, stepwise};
+use common::{agreement, cache, native_stepwise, shipped, stepwise};
 
 /// candle's logits, on a thread of their own: with `exact`, every weight dequantised to f32.
 fn candle_logits(path: &Path, ids: &[u32], prefix: usize, exact: bool) -> Vec<Vec<f32>> {
@@ -58,15 +58,7 @@ fn native_forward_pass_tracks_the_exact_model() {
         candle_logits(&prepare_gguf(&shipped(), &cache().root().join("requantized")).unwrap(), &ids, prefix, false);
     let q41 = candle_logits(&shipped(), &ids, prefix, false);
     let mut native = NativeLlama::from_gguf(&ct, &mut f, 1).unwrap();
-    let mut logits = Vec::new();
-    let ours = stepwise(
-        |t, pos| {
-            native.forward(t, pos, &mut logits).unwrap();
-            logits.clone()
-        },
-        &ids,
-        prefix,
-    );
+    let ours = native_stepwise(&mut native, &ids, prefix);
     let (q8_same, q8_cos) = agreement(&q8, &reference);
     let (q41_same, q41_cos) = agreement(&q41, &reference);
     let (same, cos) = agreement(&ours, &reference);
@@ -80,17 +72,9 @@ fn native_forward_pass_tracks_the_exact_model() {
     // Split over threads (products by panels, prompt heads in parallel): the same numbers.
     let mut f = std::fs::File::open(shipped()).unwrap();
     let mut split = NativeLlama::from_gguf(&ct, &mut f, 2).unwrap();
-    let mut l2 = Vec::new();
-    let theirs = stepwise(
-        |t, pos| {
-            split.forward(t, pos, &mut l2).unwrap();
-            l2.clone()
-        },
-        &ids,
-        prefix,
-    );
-    assert_eq!(theirs, ours);
+    assert_eq!(native_stepwise(&mut split, &ids, prefix), ours);
     // Restarting at position 0 replaces the cache; positions past it are refused.
+    let mut logits = Vec::new();
     native.forward(&ids[..prefix], 0, &mut logits).unwrap();
     assert_eq!(logits, ours[0]);
     assert!(native.forward(&ids[..1], prefix + 5, &mut logits).is_err());

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{agreement, stepwise};
+use common::{agreement, native_stepwise, stepwise};
 
 /// Runs `scripts/test-data/NAME` (it fetches what is missing; `needs` says from where) and
 /// returns the directory it prints.
@@ -229,15 +229,7 @@ fn the_native_pass_agrees_with_candle_on_each_family() {
         let ids = tok.encode(fixture[family]["prompt"].as_str().unwrap()).unwrap();
         let prefix = ids.len() / 2;
         let mut native = NativeLlama::from_gguf(&ct, &mut f, 1).unwrap();
-        let mut logits = Vec::new();
-        let ours = stepwise(
-            |t, pos| {
-                native.forward(t, pos, &mut logits).unwrap();
-                logits.clone()
-            },
-            &ids,
-            prefix,
-        );
+        let ours = native_stepwise(&mut native, &ids, prefix);
         let theirs = candle_logits(&path, arch, &ids, prefix);
         let (same, cos) = agreement(&ours, &theirs);
         eprintln!("{name}: {} positions, top-1 agreement {same:.3}, min cosine {cos:.5}", ours.len());

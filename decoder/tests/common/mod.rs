@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses a part
 
 use sousuo_common::models::{default_cache_root, ModelCache};
-use sousuo_decoder::SMOLLM2;
+use sousuo_decoder::{NativeLlama, SMOLLM2};
 use std::path::PathBuf;
 
 pub fn cache() -> ModelCache {
@@ -28,6 +28,19 @@ pub fn stepwise(mut forward: impl FnMut(&[u32], usize) -> Vec<f32>, ids: &[u32],
         out.push(forward(&[*id], prefix + i));
     }
     out
+}
+
+/// `stepwise` through Sousuo's own pass.
+pub fn native_stepwise(m: &mut NativeLlama, ids: &[u32], prefix: usize) -> Vec<Vec<f32>> {
+    let mut logits = Vec::new();
+    stepwise(
+        |t, pos| {
+            m.forward(t, pos, &mut logits).unwrap();
+            logits.clone()
+        },
+        ids,
+        prefix,
+    )
 }
 
 /// How closely two runs' logits agree: the share of positions with the same top token, and the
