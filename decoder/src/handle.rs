@@ -158,14 +158,14 @@ impl Decoder {
         if prompt.is_empty() {
             return Err(Error::BadParameter { name: "prompt", reason: "empty".into() });
         }
-        let longest = options.score.iter().map(Vec::len).max().unwrap_or(0);
-        if prompt.len() + options.max_tokens.max(longest) > self.inner.context_length {
+        // Scored continuations and the generation each follow the prompt, one after the other.
+        let after = options.score.iter().map(Vec::len).fold(options.max_tokens, usize::max);
+        if prompt.len() + after > self.inner.context_length {
             return Err(Error::BadParameter {
                 name: "prompt",
                 reason: format!(
-                    "{} prompt tokens + {} to generate exceed the model's context of {}",
+                    "{} prompt tokens + {after} to generate or score exceed the model's context of {}",
                     prompt.len(),
-                    options.max_tokens,
                     self.inner.context_length
                 ),
             });

@@ -180,12 +180,17 @@ pub(super) fn kerr(e: sousuo_kernels::Error) -> Error {
     Error::Kernel(e)
 }
 
+/// `1 / rms(x)`.
+fn inverse_rms(x: &[f32], eps: f32) -> f32 {
+    let ss: f32 = x.iter().map(|v| v * v).sum();
+    1.0 / (ss / x.len() as f32 + eps).sqrt()
+}
+
 /// `out = x / rms(x) * w` per row of `dim`.
 pub(super) fn rms_norm(x: &[f32], out: &mut Vec<f32>, w: &[f32], dim: usize, eps: f32) {
     out.resize(x.len(), 0.0);
     for (row, o) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
-        let ss: f32 = row.iter().map(|v| v * v).sum();
-        let r = 1.0 / (ss / dim as f32 + eps).sqrt();
+        let r = inverse_rms(row, eps);
         for ((o, v), w) in o.iter_mut().zip(row).zip(w) {
             *o = v * r * w;
         }
@@ -194,8 +199,7 @@ pub(super) fn rms_norm(x: &[f32], out: &mut Vec<f32>, w: &[f32], dim: usize, eps
 
 /// `x = x / rms(x) * w` (one head).
 fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
-    let ss: f32 = x.iter().map(|v| v * v).sum();
-    let r = 1.0 / (ss / x.len() as f32 + eps).sqrt();
+    let r = inverse_rms(x, eps);
     for (v, w) in x.iter_mut().zip(w) {
         *v *= r * w;
     }

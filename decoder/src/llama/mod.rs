@@ -117,16 +117,14 @@ impl LlamaConfig {
         let dim = int("embedding_length")?;
         let heads = int("attention.head_count")?;
         let kv_heads = opt("attention.head_count_kv").unwrap_or(heads);
-        let head_dim = match opt("attention.key_length") {
-            Some(k) => k,
-            None if heads > 0 => dim / heads,
-            None => 0,
-        };
+        // Qwen 3 gives its heads' width; otherwise the heads split the stream.
+        let key_length = opt("attention.key_length");
+        let head_dim = key_length.unwrap_or_else(|| dim.checked_div(heads).unwrap_or(0));
         let inconsistent = heads == 0
             || kv_heads == 0
             || head_dim == 0
             || heads % kv_heads != 0
-            || (opt("attention.key_length").is_none() && dim % heads != 0);
+            || (key_length.is_none() && dim % heads != 0);
         if inconsistent {
             return Err(Error::Model(format!(
                 "inconsistent attention shape: {dim} dims, {heads} heads of {head_dim}, {kv_heads} key/value heads"

@@ -212,5 +212,14 @@ mod tests {
             pick(s, "", &qt, &c, "", &[]).map(|r| r.text.as_str()),
             Some("generally patrol the body searching for pathogens,")
         );
+        // The decoder's likelihood of each run as the whole answer weighs in: far less likely
+        // (40 nats) outweighs the anchor, a small gap (2 nats) does not.
+        let ranked = |likely: &[f32]| pick(s, question, &qt, &c, "", likely).map(|r| r.text.as_str());
+        let at = |text: &str| c.iter().position(|r| r.text == text).expect("a candidate");
+        let mut likely = vec![0.0; c.len()];
+        likely[at("cytokines.")] = -40.0;
+        assert_ne!(ranked(&likely), Some("cytokines."));
+        likely[at("cytokines.")] = -2.0;
+        assert_eq!(ranked(&likely), Some("cytokines."));
     }
 }
