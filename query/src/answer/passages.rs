@@ -129,12 +129,71 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Splits text into sentences (Unicode rules; CJK full stops included).
+/// Splits text into sentences (Unicode rules; CJK full stops included). The Unicode rules break
+/// after any full stop before a capital, so a break after an initial ("biologist E. O. Wilson"),
+/// a common abbreviation ("Dr.", "e.g.", "approx.") or inside parentheses is undone.
 pub fn sentences(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .flat_map(|para| para.unicode_sentences().map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")))
-        .filter(|s| !s.is_empty())
-        .collect()
+    let mut out = Vec::new();
+    for para in text.split("\n\n") {
+        let para = unwrap_lines(para);
+        let mut pending = String::new();
+        for s in para.unicode_sentences() {
+            let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+            if s.is_empty() {
+                continue;
+            }
+            if !pending.is_empty() {
+                pending.push(' ');
+            }
+            pending.push_str(&s);
+            if !continues(&pending) {
+                out.push(std::mem::take(&mut pending));
+            }
+        }
+        if !pending.is_empty() {
+            out.push(pending);
+        }
+    }
+    out
+}
+
+/// A paragraph's hard-wrapped lines joined (the Unicode rules end a sentence at every line
+/// break): a line goes on when the next one starts with a word, not a list item, a heading or
+/// a table row, and is not a heading itself.
+fn unwrap_lines(para: &str) -> String {
+    let mut out = String::with_capacity(para.len());
+    let mut lines = para.lines().peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        let Some(next) = lines.peek() else { break };
+        let starts_word = next.trim_start().chars().next().is_some_and(|c| c.is_alphanumeric() || "(\"“‘'".contains(c));
+        let item = next.trim_start().split_whitespace().next().is_some_and(|w| {
+            w.strip_suffix(['.', ')']).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        });
+        let heading = line.trim_start().starts_with('#');
+        out.push(if starts_word && !item && !heading { ' ' } else { '\n' });
+    }
+    out
+}
+
+/// Abbreviations that end in a full stop inside a sentence (lower-cased, without the stop).
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "prof", "st", "mt", "ft", "jr", "sr", "gen", "col", "lt", "capt", "sgt", "rev", "gov",
+    "sen", "rep", "vs", "no", "nos", "vol", "pp", "fig", "figs", "eq", "approx", "ca", "cf", "al", "e.g", "i.e", "viz",
+    "max", "min", "est", "op", "ed", "eds", "jan", "feb", "mar", "apr", "aug", "sept", "oct", "nov", "dec",
+];
+
+/// Whether a sentence the Unicode rules ended goes on: it ends in an initial or an abbreviation,
+/// or leaves a parenthesis open.
+fn continues(sentence: &str) -> bool {
+    if sentence.matches('(').count() > sentence.matches(')').count() {
+        return true;
+    }
+    let Some(word) = sentence.strip_suffix('.').and_then(|s| s.split_whitespace().last()) else {
+        return false;
+    };
+    let word = word.trim_start_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+    (word.chars().count() == 1 && word.chars().all(char::is_alphabetic)) || ABBREVIATIONS.contains(&word.as_str())
 }
 
 /// The hits' passages, each trimmed to its best sentences when long, until the context budget
@@ -249,5 +308,20 @@ mod tests {
     fn sentences_split_english_and_chinese() {
         assert_eq!(sentences("One two. Three four!\n\nFive"), vec!["One two.", "Three four!", "Five"]);
         assert_eq!(sentences("向量检索很快。它很有用。").len(), 2);
+        // Initials, abbreviations and parentheses do not end a sentence.
+        assert_eq!(
+            sentences("Its faculty includes biologist E. O. Wilson and Dr. Smith. Then more."),
+            vec!["Its faculty includes biologist E. O. Wilson and Dr. Smith.", "Then more."]
+        );
+        assert_eq!(
+            sentences("Some were razed (e.g. Kronenberg Palace). It rose (max. 6.5 m above the river). Next."),
+            vec!["Some were razed (e.g. Kronenberg Palace).", "It rose (max. 6.5 m above the river).", "Next."]
+        );
+        assert_eq!(sentences("It was built in the U.S. The end."), vec!["It was built in the U.S.", "The end."]);
+        // Hard-wrapped lines are one sentence; list items and headings stay apart.
+        assert_eq!(
+            sentences("Q4_1 keeps 4-bit\nintegers per block.\n# Next\nText here\n- one\n- two\n1. three"),
+            vec!["Q4_1 keeps 4-bit integers per block.", "# Next", "Text here", "- one", "- two", "1. three"]
+        );
     }
 }

@@ -21,8 +21,12 @@ use std::collections::HashSet;
 const SYSTEM: &str = "You answer a question with the shortest phrase from the text that answers it: \
 a name, a number, a date, or a few words. Copy the words exactly. Do not write a sentence.";
 
-/// How much a sentence's share of the question's terms adds to its cosine when ranking.
+/// How much a sentence's share of the question's terms (each weighted by its rarity among the
+/// sources' sentences) adds to its cosine when ranking.
 const TERM_WEIGHT: f32 = 0.5;
+/// How much the share of the question's terms only the sentence before holds adds, when the
+/// sentence opens by referring back to it.
+const PREVIOUS: f32 = 0.2;
 /// Below this share of the question's content terms (and below strong evidence in cosine) a
 /// sentence does not hold the question's focus.
 const FOCUS_SHARE: f32 = 0.5;
@@ -66,7 +70,8 @@ pub(crate) enum Outcome {
 /// A source sentence scored against the question.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ranked<'a> {
-    /// Cosine plus [`TERM_WEIGHT`] times `share`.
+    /// Cosine plus [`TERM_WEIGHT`] times the rarity-weighted share of the question's terms
+    /// (plus [`PREVIOUS`] times those only the sentence before holds).
     pub score: f32,
     pub cosine: f32,
     /// Share of the question's content terms the sentence holds.
@@ -79,19 +84,55 @@ pub(crate) struct Ranked<'a> {
 /// The sources' sentences, best match to the question first.
 pub(crate) fn rank_sentences<'a>(question: &str, qv: &[f32], passages: &'a [Passage]) -> Vec<Ranked<'a>> {
     let q: HashSet<String> = terms(question).into_iter().collect();
+    let sets: Vec<Vec<HashSet<String>>> =
+        passages.iter().map(|p| p.sentences.iter().map(|s| terms(s).into_iter().collect()).collect()).collect();
+    let n = sets.iter().map(Vec::len).sum::<usize>() as f32;
+    // A term rare among the sources' sentences says more about which one answers.
+    let idf = |t: &String| -> f32 {
+        let df = sets.iter().flatten().filter(|s| s.contains(t)).count() as f32;
+        ((n + 1.0) / (df + 0.5)).ln().max(0.1)
+    };
+    let total: f32 = q.iter().map(idf).sum();
     let mut all = Vec::new();
-    for p in passages {
-        for (s, v) in p.sentences.iter().zip(&p.vectors) {
-            let have: HashSet<String> = terms(s).into_iter().collect();
+    for (p, ps) in passages.iter().zip(&sets) {
+        for (i, (s, v)) in p.sentences.iter().zip(&p.vectors).enumerate() {
+            let have = &ps[i];
             let share =
                 if q.is_empty() { 0.0 } else { q.iter().filter(|t| have.contains(*t)).count() as f32 / q.len() as f32 };
+            let weighted =
+                if q.is_empty() { 0.0 } else { q.iter().filter(|t| have.contains(*t)).map(idf).sum::<f32>() / total };
+            // Terms the sentence lacks but the source's sentence before it holds, when it refers
+            // back to that one ("It stands on the Vistula" after one naming Warsaw).
+            let previous = if i > 0 && !q.is_empty() && refers_back(s) {
+                q.iter().filter(|t| !have.contains(*t) && ps[i - 1].contains(*t)).map(idf).sum::<f32>() / total
+            } else {
+                0.0
+            };
             let cosine = dot(v, qv);
-            all.push(Ranked { score: cosine + TERM_WEIGHT * share, cosine, share, n: p.source.n, text: s.as_str() });
+            all.push(Ranked {
+                score: cosine + TERM_WEIGHT * weighted + PREVIOUS * previous,
+                cosine,
+                share,
+                n: p.source.n,
+                text: s.as_str(),
+            });
         }
     }
     all.sort_by(|a, b| b.score.total_cmp(&a.score));
     all
 }
+
+/// Whether a sentence opens by referring back to the one before ("It stands on...", "These
+/// were...").
+fn refers_back(sentence: &str) -> bool {
+    let first = sentence.split_whitespace().next().unwrap_or("");
+    let first = first.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+    ANAPHORA.contains(&first.as_str())
+}
+
+/// Words that open a sentence about what the sentence before named.
+const ANAPHORA: &[&str] =
+    &["it", "its", "they", "their", "them", "he", "his", "she", "her", "this", "these", "those", "such", "there"];
 
 /// A short answer copied from the best-ranked sentences, if one holds words the question does
 /// not already hold. The decoder may copy only runs of words between the question's own
@@ -271,6 +312,55 @@ pub(crate) fn answers(span: &str, question: &HashSet<String>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::Source;
+
+    fn passage(sentences: &[&str]) -> Passage {
+        let source = Source {
+            n: 1,
+            doc_id: "d".into(),
+            title: String::new(),
+            uri: String::new(),
+            passage: sentences.join(" "),
+            snippet: String::new(),
+            page: None,
+            score: 0.0,
+            relevance: 0.0,
+            withheld: 0,
+        };
+        Passage {
+            source,
+            sentences: sentences.iter().map(|s| s.to_string()).collect(),
+            // Orthogonal to the question: only the terms rank.
+            vectors: vec![vec![0.0, 1.0]; sentences.len()],
+            whole: String::new(),
+        }
+    }
+
+    #[test]
+    fn rare_terms_and_a_sentence_referring_back_rank_first() {
+        let qv = [1.0, 0.0];
+        let p = [passage(&[
+            "Warsaw is large.",
+            "Warsaw has many parks.",
+            "Warsaw grew fast.",
+            "Kronenberg built a palace there.",
+        ])];
+        // "Warsaw" is in most sentences, "Kronenberg" in one: one term each, but the rare one
+        // says more.
+        let ranked = rank_sentences("Which palace did Kronenberg have in Warsaw?", &qv, &p);
+        assert_eq!(ranked[0].text, "Kronenberg built a palace there.");
+        // A sentence opening with "It" carries the terms of the one before it (here "Vistula"),
+        // after a sentence without them it does not.
+        let it = |sentences: &[&str]| {
+            let p = [passage(sentences)];
+            let ranked = rank_sentences("How long is the Vistula?", &qv, &p);
+            (ranked[0].text.to_string(), ranked.iter().find(|r| r.text.starts_with("It")).map(|r| r.score))
+        };
+        let (first, after) = it(&["The Vistula crosses Warsaw.", "It is 1,047 km long.", "Poland is large."]);
+        assert_eq!(first, "It is 1,047 km long.");
+        let (_, apart) = it(&["The Vistula crosses Warsaw.", "Poland is large.", "It is 1,047 km long."]);
+        assert!(after > apart, "{after:?} {apart:?}");
+    }
 
     #[test]
     fn negated_questions() {

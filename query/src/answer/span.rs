@@ -21,6 +21,17 @@ const EDGE_WORDS: &[&str] = &[
     "into", "over", "under", "about", "such", "there", "they", "he", "she", "we", "not", "can", "could", "would",
 ];
 
+/// Sentence adverbs and connectives: they link a sentence to the text around it and answer
+/// nothing ("Thus", "However", "as well"), so they neither begin nor end a short answer.
+#[rustfmt::skip]
+const CONNECTIVES: &[&str] = &[
+    "thus", "however", "therefore", "hence", "moreover", "furthermore", "indeed", "instead", "nonetheless",
+    "nevertheless", "similarly", "likewise", "otherwise", "meanwhile", "besides", "since", "although", "though",
+    "because", "while", "whereas", "yet", "still", "well", "so", "even", "just", "only", "too", "either", "neither",
+    "nor", "rather", "namely", "especially", "particularly", "respectively", "eventually", "finally", "subsequently",
+    "consequently", "accordingly", "additionally", "alternatively", "conversely", "notably",
+];
+
 /// Words that end a clause inside a sentence: an answer is a phrase, not a predicate.
 const CLAUSE_WORDS: &[&str] = &[
     "is", "was", "are", "were", "be", "been", "being", "has", "had", "have", "which", "that", "who", "whom", "whose",
@@ -44,6 +55,27 @@ const LIKELY: f32 = 0.06;
 /// [`ANCHOR_GAP`].
 const ANCHOR: f32 = 2.0;
 const ANCHOR_GAP: usize = 3;
+/// The noun a question word asks about ("what river", "which treaty"): a run just before its
+/// occurrence in the sentence ("the Vistula River") gains this, one starting within two words
+/// after it ("the theorem of Blum") [`HEAD_AFTER`].
+const HEAD_BEFORE: f32 = 1.0;
+const HEAD_AFTER: f32 = 0.5;
+const AUXILIARIES: &[&str] = &["did", "does", "do", "can", "may", "might", "must", "should", "will", "would"];
+/// Words between a question word and the noun it asks about.
+const HEAD_SKIP: &[&str] = &["type", "kind", "sort", "form", "of", "the", "a", "an"];
+
+/// The content term a question word asks about ("river" in "On what river does Warsaw
+/// stand?"), when a noun follows the question word directly (or after "type of").
+pub(crate) fn head(question: &str) -> Option<String> {
+    let words: Vec<String> =
+        question.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()).collect();
+    let at = words.iter().position(|w| w == "what" || w == "which" || w == "whose")?;
+    let next = words[at + 1..].iter().find(|w| !HEAD_SKIP.contains(&w.as_str()))?;
+    let t = terms(next).pop()?;
+    // "What is", "which did": a verb, not a noun.
+    let verb = AUXILIARIES.contains(&next.as_str()) || EDGE_WORDS.contains(&next.as_str());
+    (!verb && !super::terms::STOPWORDS.contains(&next.as_str())).then_some(t)
+}
 /// Question words: the answer stands where the question has one of these.
 const QUESTION_WORDS: &[&str] = &["what", "which", "who", "whom", "whose", "where", "when", "how"];
 
@@ -79,7 +111,7 @@ pub(crate) fn runs(sentence: &str, question: &HashSet<String>, clauses: bool) ->
     }
     let edge = |w: &str| {
         let bare = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
-        bare.is_empty() || EDGE_WORDS.contains(&bare.as_str())
+        bare.is_empty() || EDGE_WORDS.contains(&bare.as_str()) || CONNECTIVES.contains(&bare.as_str())
     };
     runs.into_iter()
         .filter_map(|run| {
@@ -117,6 +149,8 @@ pub(crate) fn pick<'a>(
     likely: &[f32],
 ) -> Option<&'a Run> {
     let anchor = anchor(question);
+    let head = head(question);
+    let mut heads: Vec<usize> = Vec::new();
     let mut anchors: Vec<usize> = Vec::new();
     // Where each of the question's terms occurs in the sentence.
     let mut at: Vec<(String, Vec<usize>)> = Vec::new();
@@ -124,6 +158,9 @@ pub(crate) fn pick<'a>(
         for t in terms(w) {
             if anchor.as_ref() == Some(&t) {
                 anchors.push(i);
+            }
+            if head.as_ref() == Some(&t) {
+                heads.push(i);
             }
             if !question_terms.contains(&t) {
                 continue;
@@ -155,7 +192,17 @@ pub(crate) fn pick<'a>(
             .filter_map(|&a| r.first.checked_sub(a).filter(|gap| (1..=ANCHOR_GAP).contains(gap)))
             .map(|gap| 1.0 / gap as f32)
             .fold(0.0, f32::max);
+        let before = heads.iter().any(|&h| r.last + 1 == h);
+        let after_head = heads.iter().any(|&h| r.first > h && r.first - h <= 2);
+        let headed = if before {
+            HEAD_BEFORE
+        } else if after_head {
+            HEAD_AFTER
+        } else {
+            0.0
+        };
         PROXIMITY * proximity - LENGTH * n.saturating_sub(LONG) as f32
+            + headed
             + ANCHOR * after
             + if name { NAME } else { 0.0 }
             + DECODER * agree
@@ -185,6 +232,28 @@ mod tests {
         assert_eq!(text(runs(s, &qt, false)), vec!["Farel,", "student of Lefevre,", "went on to lead", "1523."]);
         let s = "P is strictly contained in EXPTIME";
         assert_eq!(text(runs(s, &q("What constrains P?"), true)), vec!["P", "strictly contained in EXPTIME"]);
+    }
+
+    #[test]
+    fn connectives_are_no_answer() {
+        let s = "Thus, in an Aristotelian universe, the cannonball would land behind the foot of the mast.";
+        let found: Vec<String> =
+            runs(s, &q("Where would the cannonball land?"), true).into_iter().map(|r| r.text).collect();
+        assert!(!found.iter().any(|r| r.starts_with("Thus")), "{found:?}");
+    }
+
+    #[test]
+    fn the_noun_a_question_word_asks_about() {
+        assert_eq!(head("On what river does Warsaw stand?").as_deref(), Some("river"));
+        assert_eq!(head("What type of vote must the Parliament have?").as_deref(), Some("vote"));
+        assert_eq!(head("What is the capital of Poland?"), None);
+        assert_eq!(head("Which did they build first?"), None);
+        assert_eq!(head("Who built it?"), None);
+        // The run just before that noun in the sentence is the answer ("the Vistula River").
+        let question = "On what river does Warsaw stand?";
+        let s = "It stands on the Vistula River in east-central Poland, 260 kilometres from the Baltic Sea.";
+        let (qt, c) = (q(question), runs(s, &q(question), true));
+        assert_eq!(pick(s, question, &qt, &c, "", &[]).map(|r| r.text.as_str()), Some("Vistula"));
     }
 
     #[test]
