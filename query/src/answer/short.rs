@@ -182,6 +182,8 @@ pub(crate) fn short_answer(
         let runs: Vec<span::Run> = span::runs(t.text, &q, true).into_iter().filter(|r| fits(&r.text, expect)).collect();
         let runs = match style {
             Some(style) => numeric::cores(t.text, &runs, style, &q),
+            // A "who" question's runs are cut to the names in them.
+            None if expect == Expect::Name => span::names(t.text, &runs),
             None => runs,
         };
         // A run holding nothing the question does not ("the", the question's own words cut

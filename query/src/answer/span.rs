@@ -64,17 +64,24 @@ const AUXILIARIES: &[&str] = &["did", "does", "do", "can", "may", "might", "must
 /// Words between a question word and the noun it asks about.
 const HEAD_SKIP: &[&str] = &["type", "kind", "sort", "form", "of", "the", "a", "an"];
 
-/// The content term a question word asks about ("river" in "On what river does Warsaw
-/// stand?"), when a noun follows the question word directly (or after "type of").
+/// The noun a question word asks about ("river" in "On what river does Warsaw stand?"),
+/// lower-cased, when one follows the question word directly (or after "type of").
 pub(crate) fn head(question: &str) -> Option<String> {
     let words: Vec<String> =
         question.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()).collect();
     let at = words.iter().position(|w| w == "what" || w == "which" || w == "whose")?;
     let next = words[at + 1..].iter().find(|w| !HEAD_SKIP.contains(&w.as_str()))?;
-    let t = terms(next).pop()?;
     // "What is", "which did": a verb, not a noun.
     let verb = AUXILIARIES.contains(&next.as_str()) || EDGE_WORDS.contains(&next.as_str());
-    (!verb && !super::terms::STOPWORDS.contains(&next.as_str())).then_some(t)
+    (!verb && !terms(next).is_empty()).then(|| next.clone())
+}
+
+/// Whether a sentence's word is the question's noun, or its plural or singular (the whole
+/// word: the five-letter stems make "theory" one with "theorem").
+fn same_noun(word: &str, noun: &str) -> bool {
+    let word = word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+    [word.as_str(), word.strip_suffix("es").unwrap_or(""), word.strip_suffix('s').unwrap_or("")].contains(&noun)
+        || [noun.strip_suffix("es"), noun.strip_suffix('s')].contains(&Some(word.as_str()))
 }
 /// Question words: the answer stands where the question has one of these.
 const QUESTION_WORDS: &[&str] = &["what", "which", "who", "whom", "whose", "where", "when", "how"];
@@ -127,6 +134,44 @@ pub(crate) fn runs(sentence: &str, question: &HashSet<String>, clauses: bool) ->
         .collect()
 }
 
+/// Lower-case words that join the capitalised words of one name ("Kingdom of Prussia",
+/// "Ludwig van Beethoven").
+const NAME_JOINERS: &[&str] =
+    &["of", "the", "de", "del", "della", "der", "den", "van", "von", "la", "le", "du", "di", "da", "bin", "ibn", "al"];
+
+/// Each run cut to the names in it: its longest sequences of capitalised words (joined by
+/// [`NAME_JOINERS`]), for a question asking "who" ("James Clerk Maxwell", not "James Clerk
+/// Maxwell unified a number of earlier theories").
+pub(crate) fn names(sentence: &str, runs: &[Run]) -> Vec<Run> {
+    let words: Vec<&str> = sentence.split_whitespace().collect();
+    let capital = |w: &str| w.trim_start_matches(|c: char| !c.is_alphanumeric()).starts_with(char::is_uppercase);
+    let mut out = Vec::new();
+    for run in runs {
+        let last = run.last.min(words.len().saturating_sub(1));
+        let mut i = run.first;
+        while i <= last {
+            if !capital(words[i]) {
+                i += 1;
+                continue;
+            }
+            let mut end = i;
+            let mut j = i + 1;
+            while j <= last && !words[j - 1].ends_with([',', ';', ':', ')']) {
+                let bare = words[j].trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+                if capital(words[j]) {
+                    end = j;
+                } else if !NAME_JOINERS.contains(&bare.as_str()) {
+                    break;
+                }
+                j += 1;
+            }
+            out.push(Run { first: i, last: end, text: words[i..=end].join(" ") });
+            i = end + 1;
+        }
+    }
+    out
+}
+
 /// The content term just before the question word ("location" in "called to a specific
 /// location by what?"), when the question word is not the first.
 pub(crate) fn anchor(question: &str) -> Option<String> {
@@ -155,12 +200,12 @@ pub(crate) fn pick<'a>(
     // Where each of the question's terms occurs in the sentence.
     let mut at: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, w) in sentence.split_whitespace().enumerate() {
+        if head.as_ref().is_some_and(|h| same_noun(w, h)) {
+            heads.push(i);
+        }
         for t in terms(w) {
             if anchor.as_ref() == Some(&t) {
                 anchors.push(i);
-            }
-            if head.as_ref() == Some(&t) {
-                heads.push(i);
             }
             if !question_terms.contains(&t) {
                 continue;
@@ -235,6 +280,14 @@ mod tests {
     }
 
     #[test]
+    fn names_are_cut_from_their_runs() {
+        let s = "It was explained in 1864 when James Clerk Maxwell unified the theories of the Kingdom of Prussia.";
+        let qt = q("Who explained it first?");
+        let found: Vec<String> = names(s, &runs(s, &qt, true)).into_iter().map(|r| r.text).collect();
+        assert_eq!(found, vec!["James Clerk Maxwell", "Kingdom of Prussia."]);
+    }
+
+    #[test]
     fn connectives_are_no_answer() {
         let s = "Thus, in an Aristotelian universe, the cannonball would land behind the foot of the mast.";
         let found: Vec<String> =
@@ -249,6 +302,7 @@ mod tests {
         assert_eq!(head("What is the capital of Poland?"), None);
         assert_eq!(head("Which did they build first?"), None);
         assert_eq!(head("Who built it?"), None);
+        assert!(same_noun("Rivers,", "river") && same_noun("river", "rivers") && !same_noun("theory", "theorem"));
         // The run just before that noun in the sentence is the answer ("the Vistula River").
         let question = "On what river does Warsaw stand?";
         let s = "It stands on the Vistula River in east-central Poland, 260 kilometres from the Baltic Sea.";
