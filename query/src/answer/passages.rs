@@ -167,7 +167,7 @@ fn unwrap_lines(para: &str) -> String {
         out.push_str(line);
         let Some(next) = lines.peek() else { break };
         let starts_word = next.trim_start().chars().next().is_some_and(|c| c.is_alphanumeric() || "(\"“‘'".contains(c));
-        let item = next.trim_start().split_whitespace().next().is_some_and(|w| {
+        let item = next.split_whitespace().next().is_some_and(|w| {
             w.strip_suffix(['.', ')']).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
         });
         let heading = line.trim_start().starts_with('#');
