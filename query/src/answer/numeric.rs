@@ -6,7 +6,7 @@
 //! qualify a number ("about", "nearly", "early") before it and, for measures, its unit after it.
 
 use super::span::Run;
-use super::terms::terms;
+use super::terms::{bare, terms};
 use std::collections::HashSet;
 
 /// How the question wants its number.
@@ -128,10 +128,6 @@ pub(crate) fn style(question: &str) -> Option<Style> {
     } else {
         None
     }
-}
-
-fn bare(word: &str) -> String {
-    word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()
 }
 
 /// Whether a word is a number: digits or a number word ("two", "million", "dozen").

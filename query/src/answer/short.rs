@@ -1,8 +1,10 @@
 //! The direct answer: the sources' sentences ranked against the question (encoder cosine plus
-//! the share of the question's content terms each holds), then the decoder picks a few words
+//! the share of the question's content terms each holds, weighted by their rarity among the
+//! sources' sentences), then the decoder picks a few words
 //! from the best two with decoding constrained to copy from them, and the words are chosen in
-//! the best sentence holding a run of the kind asked for (`span`: closeness to the question's
-//! terms, length, names, the decoder's pick and its likelihood of each run as the whole answer,
+//! the best sentence holding a run of the kind asked for (cut to its numbers or names where
+//! those are asked for; `span`: closeness to the question's terms and the noun its question
+//! word asks about, length, names, the decoder's pick and its likelihood of each run as the whole answer,
 //! scored in the same decoder job), so the short answer exists
 //! verbatim in a cited sentence by construction. Words the question itself supplies (or stop
 //! words alone) are not an answer.
@@ -11,7 +13,7 @@ use super::numeric;
 use super::passages::{dot, Passage};
 use super::prompt::defuse;
 use super::span;
-use super::terms::terms;
+use super::terms::{bare, terms};
 use super::verify::negations;
 use super::{AnswerEvent, AnswerParams};
 use crate::Result;
@@ -87,24 +89,33 @@ pub(crate) fn rank_sentences<'a>(question: &str, qv: &[f32], passages: &'a [Pass
     let sets: Vec<Vec<HashSet<String>>> =
         passages.iter().map(|p| p.sentences.iter().map(|s| terms(s).into_iter().collect()).collect()).collect();
     let n = sets.iter().map(Vec::len).sum::<usize>() as f32;
-    // A term rare among the sources' sentences says more about which one answers.
-    let idf = |t: &String| -> f32 {
-        let df = sets.iter().flatten().filter(|s| s.contains(t)).count() as f32;
-        ((n + 1.0) / (df + 0.5)).ln().max(0.1)
-    };
-    let total: f32 = q.iter().map(idf).sum();
+    // Each question term weighed once: one rare among the sources' sentences says more about
+    // which one answers.
+    let weights: Vec<(&String, f32)> = q
+        .iter()
+        .map(|t| {
+            let df = sets.iter().flatten().filter(|s| s.contains(t)).count() as f32;
+            (t, ((n + 1.0) / (df + 0.5)).ln().max(0.1))
+        })
+        .collect();
+    let total: f32 = weights.iter().map(|(_, w)| w).sum();
     let mut all = Vec::new();
     for (p, ps) in passages.iter().zip(&sets) {
         for (i, (s, v)) in p.sentences.iter().zip(&p.vectors).enumerate() {
             let have = &ps[i];
             let share =
                 if q.is_empty() { 0.0 } else { q.iter().filter(|t| have.contains(*t)).count() as f32 / q.len() as f32 };
-            let weighted =
-                if q.is_empty() { 0.0 } else { q.iter().filter(|t| have.contains(*t)).map(idf).sum::<f32>() / total };
+            let weighted = if q.is_empty() {
+                0.0
+            } else {
+                weights.iter().filter(|(t, _)| have.contains(*t)).map(|(_, w)| w).sum::<f32>() / total
+            };
             // Terms the sentence lacks but the source's sentence before it holds, when it refers
             // back to that one ("It stands on the Vistula" after one naming Warsaw).
             let previous = if i > 0 && !q.is_empty() && refers_back(s) {
-                q.iter().filter(|t| !have.contains(*t) && ps[i - 1].contains(*t)).map(idf).sum::<f32>() / total
+                let before = &ps[i - 1];
+                weights.iter().filter(|(t, _)| !have.contains(*t) && before.contains(*t)).map(|(_, w)| w).sum::<f32>()
+                    / total
             } else {
                 0.0
             };
@@ -125,9 +136,7 @@ pub(crate) fn rank_sentences<'a>(question: &str, qv: &[f32], passages: &'a [Pass
 /// Whether a sentence opens by referring back to the one before ("It stands on...", "These
 /// were...").
 fn refers_back(sentence: &str) -> bool {
-    let first = sentence.split_whitespace().next().unwrap_or("");
-    let first = first.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
-    ANAPHORA.contains(&first.as_str())
+    sentence.split_whitespace().next().is_some_and(|w| ANAPHORA.contains(&bare(w).as_str()))
 }
 
 /// Words that open a sentence about what the sentence before named.

@@ -9,7 +9,7 @@
 //! checked on the other half, then on another sample (docs/answers.md); the rules are the
 //! classic sliding-window ones of extractive question answering, not fitted per question type.
 
-use super::terms::terms;
+use super::terms::{bare, terms};
 use crate::qa::normalize;
 use std::collections::HashSet;
 
@@ -67,8 +67,7 @@ const HEAD_SKIP: &[&str] = &["type", "kind", "sort", "form", "of", "the", "a", "
 /// The noun a question word asks about ("river" in "On what river does Warsaw stand?"),
 /// lower-cased, when one follows the question word directly (or after "type of").
 pub(crate) fn head(question: &str) -> Option<String> {
-    let words: Vec<String> =
-        question.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()).collect();
+    let words: Vec<String> = question.split_whitespace().map(bare).collect();
     let at = words.iter().position(|w| w == "what" || w == "which" || w == "whose")?;
     let next = words[at + 1..].iter().find(|w| !HEAD_SKIP.contains(&w.as_str()))?;
     // "What is", "which did": a verb, not a noun.
@@ -79,7 +78,7 @@ pub(crate) fn head(question: &str) -> Option<String> {
 /// Whether a sentence's word is the question's noun, or its plural or singular (the whole
 /// word: the five-letter stems make "theory" one with "theorem").
 fn same_noun(word: &str, noun: &str) -> bool {
-    let word = word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+    let word = bare(word);
     [word.as_str(), word.strip_suffix("es").unwrap_or(""), word.strip_suffix('s').unwrap_or("")].contains(&noun)
         || [noun.strip_suffix("es"), noun.strip_suffix('s')].contains(&Some(word.as_str()))
 }
@@ -117,8 +116,8 @@ pub(crate) fn runs(sentence: &str, question: &HashSet<String>, clauses: bool) ->
         }
     }
     let edge = |w: &str| {
-        let bare = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
-        bare.is_empty() || EDGE_WORDS.contains(&bare.as_str()) || CONNECTIVES.contains(&bare.as_str())
+        let w = bare(w);
+        w.is_empty() || EDGE_WORDS.contains(&w.as_str()) || CONNECTIVES.contains(&w.as_str())
     };
     runs.into_iter()
         .filter_map(|run| {
@@ -157,10 +156,9 @@ pub(crate) fn names(sentence: &str, runs: &[Run]) -> Vec<Run> {
             let mut end = i;
             let mut j = i + 1;
             while j <= last && !words[j - 1].ends_with([',', ';', ':', ')']) {
-                let bare = words[j].trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
                 if capital(words[j]) {
                     end = j;
-                } else if !NAME_JOINERS.contains(&bare.as_str()) {
+                } else if !NAME_JOINERS.contains(&bare(words[j]).as_str()) {
                     break;
                 }
                 j += 1;
@@ -176,7 +174,6 @@ pub(crate) fn names(sentence: &str, runs: &[Run]) -> Vec<Run> {
 /// location by what?"), when the question word is not the first.
 pub(crate) fn anchor(question: &str) -> Option<String> {
     let words: Vec<&str> = question.split_whitespace().collect();
-    let bare = |w: &str| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
     let at = words.iter().position(|w| QUESTION_WORDS.contains(&bare(w).as_str()))?;
     words[..at].iter().rev().find_map(|w| terms(w).pop())
 }

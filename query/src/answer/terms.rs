@@ -8,6 +8,11 @@ pub(crate) const STOPWORDS: &[&str] = &[
     "each", "were", "been", "being", "will", "shall", "what's", "it's", "sources", "say",
 ];
 
+/// A word lower-cased, without the punctuation around it.
+pub(crate) fn bare(word: &str) -> String {
+    word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()
+}
+
 /// Content terms of a text for the lexical check: lower-cased words of three or more
 /// characters outside a stop list, cut to five characters (a crude stem), and character
 /// bigrams of CJK runs.
