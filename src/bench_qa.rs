@@ -74,7 +74,9 @@ pub fn run(g: &Global, args: &BenchAnswerArgs, dir: &Path, encoder: &Encoder, de
         None => None,
     };
     for &(name, direct) in runs {
-        let p = AnswerParams { direct, ..AnswerParams::default() };
+        // The baseline is the pipeline before direct answers and the likelihood gate.
+        let gain_floor = if direct { args.gain_floor.or(AnswerParams::default().gain_floor) } else { None };
+        let p = AnswerParams { direct, gain_floor, ..AnswerParams::default() };
         let answers = ask_all(g, &collection, encoder, decoder, &sample, &p)?;
         if let Some(w) = log.as_mut() {
             for (q, a) in answers.values().flatten() {

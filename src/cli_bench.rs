@@ -135,6 +135,11 @@ pub struct BenchAnswerArgs {
     /// set (an article's name in a question replaced by a pronoun; --sample of them).
     #[arg(long)]
     pub follow_ups: bool,
+    /// With --qa: the question-likelihood gain a passage must reach to be answered from
+    /// (default: the shipped one; a large negative value measures the gain without gating,
+    /// for calibration with --per-question).
+    #[arg(long, value_name = "NATS", allow_hyphen_values = true)]
+    pub gain_floor: Option<f32>,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,

@@ -39,6 +39,20 @@ impl Decision {
         }
     }
 
+    /// The passage the answer would rest on does not make the question likelier.
+    pub fn not_answered(gain: f32, evidence: f32) -> Self {
+        Decision {
+            kind: AnswerKind::InsufficientEvidence,
+            text: NOT_SAID.into(),
+            sentences: Vec::new(),
+            invalid_citations: Vec::new(),
+            reason: format!(
+                "the closest passage is on the topic but does not answer the question \
+                 (question-likelihood gain {gain:.2} at evidence {evidence:.2})"
+            ),
+        }
+    }
+
     /// The decoder's short answer, then the sentence it is copied from and the next
     /// best-matching sentence (when about as close to the question), all cited.
     pub fn direct(s: &Short, ranked: &[Ranked<'_>]) -> Self {

@@ -12,6 +12,7 @@
 //! uses the collection's own encoder, so it runs wherever search runs.
 
 mod decide;
+mod likely;
 mod mention;
 mod numeric;
 mod passages;
@@ -45,6 +46,12 @@ pub const SUPPORT_THRESHOLD: f32 = 0.58;
 /// Below this best query-passage cosine, the collection is taken not to cover the question
 /// (calibrated on corpora/sample/questions.jsonl).
 pub const EVIDENCE_FLOOR: f32 = 0.46;
+/// With a decoder, the lowest evidence at which the question-likelihood gain is measured; above
+/// it the gain, weighed with the evidence, decides (`likely`).
+pub const LOWEST_EVIDENCE: f32 = 0.40;
+/// Question-likelihood gain (nats per token, at evidence 0.6; `likely::grounded`) below which
+/// the best passage is taken not to answer the question (docs/answers.md).
+pub const GAIN_FLOOR: f32 = 0.2;
 /// At or above this, retrieval is strong enough to answer by quoting when generation fails.
 pub const STRONG_EVIDENCE: f32 = 0.50;
 /// Turns of history kept for rewriting follow-up questions.
@@ -76,6 +83,10 @@ pub struct AnswerParams {
     pub evidence_floor: f32,
     /// Evidence above which an extractive answer stands even when generation fails.
     pub strong_evidence: f32,
+    /// With a decoder: the question-likelihood gain the best passage must reach (weighed with
+    /// the evidence) for the question to count as covered; `evidence_floor` then gives way to
+    /// [`LOWEST_EVIDENCE`]. `None`: the evidence floor alone decides.
+    pub gain_floor: Option<f32>,
     /// Earlier turns of the conversation, oldest first (only the last [`MAX_HISTORY`] count).
     pub history: Vec<Turn>,
     /// Wait for a decoder queue slot (`false`: fail with `Busy` (decoder) when it is full).
@@ -101,6 +112,7 @@ impl Default for AnswerParams {
             support_threshold: SUPPORT_THRESHOLD,
             evidence_floor: EVIDENCE_FLOOR,
             strong_evidence: STRONG_EVIDENCE,
+            gain_floor: Some(GAIN_FLOOR),
             history: Vec::new(),
             wait_for_decoder: true,
             direct: true,
@@ -183,6 +195,9 @@ pub struct Timings {
     pub retrieval_ms: f64,
     /// Selecting passages and rendering the prompt.
     pub prompt_ms: f64,
+    /// Measuring whether the best passages answer the question (the decoder's question
+    /// likelihood with and without them).
+    pub gain_ms: f64,
     /// Generation.
     pub generation_ms: f64,
     /// Until the first generated token, from the start.
@@ -223,6 +238,10 @@ pub struct Answer {
     pub reason: String,
     /// The best question-passage cosine of the retrieved passages.
     pub evidence: f32,
+    /// How much the passage the answer would rest on raised the decoder's likelihood of the
+    /// question (nats per token), when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gain: Option<f32>,
     /// Where the time went.
     pub timings: Timings,
     /// The decoder's own report, when it ran.
@@ -261,13 +280,36 @@ pub fn answer(
     let evidence = passages.iter().map(|x| x.source.relevance).fold(0.0f32, f32::max);
     let sources: Vec<Source> = passages.iter().map(|x| x.source.clone()).collect();
     on(AnswerEvent::Sources(&sources));
-    let close = !passages.is_empty() && evidence >= p.evidence_floor;
+    let judged = decoder.zip(p.gain_floor);
+    let floor = if judged.is_some() { LOWEST_EVIDENCE.min(p.evidence_floor) } else { p.evidence_floor };
+    let close = !passages.is_empty() && evidence >= floor;
     // A name the question holds that no source mentions: the sources are not about it.
     let whole: Vec<&str> = passages.iter().map(|x| x.whole.as_str()).collect();
     let unnamed = if close { mention::unmentioned(&query, &whole) } else { None };
-    let covered = close && unnamed.is_none();
+    let named = close && unnamed.is_none();
+    let ranked = if named && decoder.is_some() { short::rank_sentences(&query, &qv, &passages) } else { Vec::new() };
+    // Does the passage the answer would rest on (the best sentence's, or retrieval's first)
+    // answer the question? The better of the two.
+    let gain = match judged {
+        Some((d, _)) if named => {
+            let t = Instant::now();
+            let mut g = likely::gain(d, &query, &passages[0].source.passage, p)?;
+            if let Some(own) = ranked.first().and_then(|r| passages.iter().find(|x| x.source.n == r.n)) {
+                if own.source.n != passages[0].source.n {
+                    g = g.max(likely::gain(d, &query, &own.source.passage, p)?);
+                }
+            }
+            timings.gain_ms = ms(t);
+            Some(g)
+        }
+        _ => None,
+    };
+    let ungrounded = match (gain, judged) {
+        (Some(g), Some((_, floor))) => !likely::grounded(g, evidence, floor),
+        _ => false,
+    };
+    let covered = named && !ungrounded;
     let direct = covered && p.direct && decoder.is_some();
-    let ranked = if direct { short::rank_sentences(&query, &qv, &passages) } else { Vec::new() };
     let outcome = match decoder {
         Some(d) if direct => {
             let t = Instant::now();
@@ -285,9 +327,10 @@ pub fn answer(
     };
     let t = Instant::now();
     let decision = match (&generation, &outcome) {
-        _ if !covered => match &unnamed {
-            Some(name) => Decision::unmentioned(name),
-            None => Decision::not_covered(evidence, p.evidence_floor),
+        _ if !covered => match (&unnamed, gain) {
+            (Some(name), _) => Decision::unmentioned(name),
+            (None, Some(g)) if close => Decision::not_answered(g, evidence),
+            _ => Decision::not_covered(evidence, floor),
         },
         (_, Outcome::Found(s)) => Decision::direct(s, &ranked),
         (_, Outcome::NoneOfKind(kind)) => Decision::none_of_kind(*kind),
@@ -317,6 +360,7 @@ pub fn answer(
         generated_text: generation.as_ref().map(|g| g.text.clone()),
         reason: decision.reason,
         evidence,
+        gain,
         timings,
         generation,
     })

@@ -1,0 +1,60 @@
+//! Whether a passage answers the question, not only shares its topic: how much more likely the
+//! decoder finds the question's words after reading the passage than without it (pointwise
+//! mutual information per token, the question-likelihood relevance of Sachan et al.'s
+//! unsupervised passage reranking). A passage that holds the answer predicts the question's
+//! wording; a neighbouring article's passage on a similar subject ("Harvard's library" for a
+//! question on Chicago's) does not, however close its embedding comes.
+//!
+//! Weighed with retrieval evidence in [`grounded`]: the weaker the embedding match, the more
+//! the passage must raise the question's likelihood. Calibrated on SQuAD 2.0's answerable and
+//! off-corpus questions (docs/answers.md, "Does the passage answer it").
+
+use super::prompt::defuse;
+use super::AnswerParams;
+use crate::Result;
+use sousuo_decoder::{Decoder, GenerateOptions, Message};
+
+const SYSTEM: &str = "Write the question that the text answers.";
+/// Stands for the text when the question's own likelihood is measured.
+const NO_TEXT: &str = "(none)";
+/// Evidence at which the gain needs to reach [`AnswerParams::gain_floor`] exactly.
+const PIVOT: f32 = 0.6;
+/// Gain (nats per token) that each unit of evidence above [`PIVOT`] stands in for.
+const SLOPE: f32 = 4.0;
+
+/// The question's log-likelihood per token after `passage`, less its log-likelihood per token
+/// after no text.
+pub(crate) fn gain(d: &Decoder, question: &str, passage: &str, p: &AnswerParams) -> Result<f32> {
+    let tok = d.tokenizer();
+    let mut ids = tok.encode_plain(&defuse(question))?;
+    ids.extend(tok.stop_ids.first().copied());
+    let tokens = ids.len().max(1) as f32;
+    let options = GenerateOptions { max_tokens: 0, score: vec![ids], ..GenerateOptions::default() };
+    let likelihood = |text: &str| -> Result<f32> {
+        let prompt = d.chat_prompt(&[Message::system(SYSTEM), Message::user(format!("Text: {text}"))])?;
+        let stream = if p.wait_for_decoder { d.start(prompt, &options)? } else { d.try_start(prompt, &options)? };
+        let g = stream.finish(|_| true)?;
+        Ok(g.scores.first().copied().unwrap_or(f32::NEG_INFINITY))
+    };
+    let with = likelihood(&defuse(passage))?;
+    let without = likelihood(NO_TEXT)?;
+    Ok((with - without) / tokens)
+}
+
+/// Whether the passage's gain, weighed with the retrieval evidence, says it answers the question.
+pub(crate) fn grounded(gain: f32, evidence: f32, floor: f32) -> bool {
+    gain + SLOPE * (evidence - PIVOT) >= floor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weaker_evidence_needs_more_gain() {
+        assert!(grounded(0.3, 0.6, 0.2));
+        assert!(!grounded(0.3, 0.5, 0.2));
+        assert!(grounded(-0.1, 0.7, 0.2));
+        assert!(!grounded(f32::NEG_INFINITY, 0.9, 0.2));
+    }
+}
