@@ -56,14 +56,36 @@ pub(super) async fn add(
             };
             let n = staged.len();
             for (fname, data) in &staged {
-                let p = dir.join(fname);
                 // The file's name, not the server's path to it.
-                std::fs::write(&p, data).map_err(|e| ApiError::internal(format!("cannot stage {fname}: {e}")))?;
+                stage(&dir.join(fname), data).map_err(|e| ApiError::internal(format!("cannot stage {fname}: {e}")))?;
             }
+            // The task is recorded (and answered 202) only once its files are on disk: a crash
+            // after the answer re-runs the task on restart, from whole files.
+            let parent = dir.parent().unwrap_or(&dir);
+            sync_dir(&dir)
+                .and_then(|()| sync_dir(parent))
+                .map_err(|e| ApiError::internal(format!("cannot stage the upload: {e}")))?;
             s.tasks.enqueue(&name, dir, n)
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(task)))
+}
+
+/// Writes one staged file and flushes it to disk.
+fn stage(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+/// Flushes a directory's entries (the staged files' names) to disk.
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// The files of a multipart upload: supported formats only, at least one.
