@@ -22,9 +22,9 @@ const PIVOT: f32 = 0.6;
 /// Gain (nats per token) that each unit of evidence above [`PIVOT`] stands in for.
 const SLOPE: f32 = 4.0;
 
-/// The question's log-likelihood per token after `passage`, less its log-likelihood per token
-/// after no text.
-pub(crate) fn gain(d: &Decoder, question: &str, passage: &str, p: &AnswerParams) -> Result<f32> {
+/// For each of `passages`, the question's log-likelihood per token after it, less its
+/// log-likelihood per token after no text (measured once).
+pub(crate) fn gains(d: &Decoder, question: &str, passages: &[&str], p: &AnswerParams) -> Result<Vec<f32>> {
     let tok = d.tokenizer();
     let mut ids = tok.encode_plain(&defuse(question))?;
     ids.extend(tok.stop_ids.first().copied());
@@ -36,9 +36,8 @@ pub(crate) fn gain(d: &Decoder, question: &str, passage: &str, p: &AnswerParams)
         let g = stream.finish(|_| true)?;
         Ok(g.scores.first().copied().unwrap_or(f32::NEG_INFINITY))
     };
-    let with = likelihood(&defuse(passage))?;
     let without = likelihood(NO_TEXT)?;
-    Ok((with - without) / tokens)
+    passages.iter().map(|x| Ok((likelihood(&defuse(x))? - without) / tokens)).collect()
 }
 
 /// Whether the passage's gain, weighed with the retrieval evidence, says it answers the question.

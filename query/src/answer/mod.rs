@@ -293,12 +293,12 @@ pub fn answer(
     let gain = match judged {
         Some((d, _)) if named => {
             let t = Instant::now();
-            let mut g = likely::gain(d, &query, &passages[0].source.passage, p)?;
-            if let Some(own) = ranked.first().and_then(|r| passages.iter().find(|x| x.source.n == r.n)) {
-                if own.source.n != passages[0].source.n {
-                    g = g.max(likely::gain(d, &query, &own.source.passage, p)?);
-                }
+            let mut judge = vec![passages[0].source.passage.as_str()];
+            let own = ranked.first().and_then(|r| passages.iter().find(|x| x.source.n == r.n));
+            if let Some(own) = own.filter(|o| o.source.n != passages[0].source.n) {
+                judge.push(own.source.passage.as_str());
             }
+            let g = likely::gains(d, &query, &judge, p)?.into_iter().fold(f32::NEG_INFINITY, f32::max);
             timings.gain_ms = ms(t);
             Some(g)
         }
