@@ -219,6 +219,12 @@ pub struct SearchArgs {
     /// With --nats: fail rather than answer without a shard that no replica answers for.
     #[arg(long)]
     pub complete: bool,
+    /// Rerank the first 10 hits by how much each raises the decoder's likelihood of the query
+    /// (better order, ~0.2-0.3 s a hit on a laptop CPU: docs/retrieval.md).
+    #[arg(long)]
+    pub rerank: bool,
+    #[command(flatten)]
+    pub decoder: DecoderArgs,
 }
 
 /// The retrieval modes `eval` measures.
@@ -263,6 +269,12 @@ pub struct EvalArgs {
     /// Also try a grid of fusion settings (RRF k, convex weights) for the hybrid mode.
     #[arg(long)]
     pub sweep: bool,
+    /// Also measure the hybrid mode with its first 10 hits reranked by the decoder's query
+    /// likelihood (`search --rerank`).
+    #[arg(long)]
+    pub rerank: bool,
+    #[command(flatten)]
+    pub decoder: DecoderArgs,
     /// Evaluate a temporary clustered collection on these NATS servers (running nodes hold
     /// its shards) instead of a local one.
     #[arg(long)]

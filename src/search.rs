@@ -45,7 +45,17 @@ pub fn search(g: &Global, args: SearchArgs) -> Result<()> {
         complete: args.complete,
         ..params(&args.retrieval, mode)
     };
-    let results = target.retriever().search(&encoder, &args.query, &p)?;
+    let results = if args.rerank {
+        // The first DEPTH hits are reranked, then the page is cut from them.
+        let depth = sousuo_query::rerank::DEPTH.max(args.offset + args.limit);
+        let mut r = target.retriever().search(&encoder, &args.query, &SearchParams { limit: depth, offset: 0, ..p })?;
+        let d = crate::paths::load_decoder(g, &args.decoder, 1)?;
+        sousuo_query::rerank::rerank(&d, &args.query, &mut r.hits, sousuo_query::rerank::DEPTH)?;
+        r.hits = r.hits.into_iter().skip(args.offset).take(args.limit).collect();
+        r
+    } else {
+        target.retriever().search(&encoder, &args.query, &p)?
+    };
     warn_missing(&results.missing_shards);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
@@ -130,7 +140,7 @@ fn eval_dir(g: &Global, args: &EvalArgs, dir: &Path, encoder: &Encoder) -> Resul
     }
     let done = |label: String, modes| DirReport { label, dir: dir.to_path_buf(), queries: judged.queries.len(), modes };
     if let Some(nats) = &args.nats {
-        let (label, modes) = eval_cluster(args, nats, dir, encoder, &judged)?;
+        let (label, modes) = eval_cluster(g, args, nats, dir, encoder, &judged)?;
         return Ok(done(label, modes));
     }
     let tmp;
@@ -160,13 +170,14 @@ fn eval_dir(g: &Global, args: &EvalArgs, dir: &Path, encoder: &Encoder) -> Resul
         "collection {name}: {} documents ({} embedded now, {:.0} s)",
         summary.documents_seen, summary.documents_indexed, summary.seconds
     );
-    let modes = measure(args, &collection, encoder, &judged)?;
+    let modes = measure(g, args, &collection, encoder, &judged)?;
     Ok(done(name, modes))
 }
 
 /// `eval --nats`: the corpus in a temporary clustered collection of `--shards` shards, held by
 /// the running nodes, evaluated by scatter-gather.
 fn eval_cluster(
+    g: &Global,
     args: &EvalArgs,
     nats: &str,
     dir: &Path,
@@ -179,11 +190,12 @@ fn eval_cluster(
     let summary = tmp.0.index(encoder, &[dir.join("corpus.jsonl")], &IndexOptions::default(), false, false)?;
     eprintln!("collection {name}: {} documents in {} shards", summary.documents_seen, args.shards);
     let label = format!("{name} ({} shards)", args.shards);
-    Ok((label, measure(args, &tmp.0.collection, encoder, judged)?))
+    Ok((label, measure(g, args, &tmp.0.collection, encoder, judged)?))
 }
 
 /// Evaluates each asked mode (and the sweep) on `collection`.
 fn measure(
+    g: &Global,
     args: &EvalArgs,
     collection: &dyn Retriever,
     encoder: &Encoder,
@@ -193,7 +205,12 @@ fn measure(
         args.mode.modes().into_iter().map(|m| (m.as_str().to_string(), params(&args.retrieval, m))).collect();
     let mut reports: Vec<(String, ModeReport)> = Vec::new();
     for (name, p) in &modes {
-        reports.push((name.clone(), evaluate(collection, encoder, judged, p)?));
+        reports.push((name.clone(), evaluate(collection, encoder, judged, p, None)?));
+    }
+    if args.rerank {
+        let d = crate::paths::load_decoder(g, &args.decoder, 1)?;
+        let p = params(&args.retrieval, Mode::Hybrid);
+        reports.push(("hybrid+rerank".into(), evaluate(collection, encoder, judged, &p, Some(&d))?));
     }
     if args.sweep {
         let mut grid: Vec<(String, Fusion)> =
@@ -204,7 +221,7 @@ fn measure(
         }));
         for (name, f) in grid {
             let p = SearchParams { fusion: f, ..params(&args.retrieval, Mode::Hybrid) };
-            reports.push((name, evaluate(collection, encoder, judged, &p)?));
+            reports.push((name, evaluate(collection, encoder, judged, &p, None)?));
         }
     }
     Ok(reports)

@@ -37,18 +37,24 @@ pub struct ModeReport {
     pub latency_ms: Latency,
 }
 
-/// Runs every judged query with `params` (limit 100, no snippets) and averages the metrics.
+/// Runs every judged query with `params` (limit 100, no snippets) and averages the metrics;
+/// with `rerank`, the first [`crate::rerank::DEPTH`] hits are reranked by that decoder
+/// (latency included).
 pub fn evaluate(
     collection: &dyn Retriever,
     encoder: &Encoder,
     judged: &Judged,
     params: &SearchParams,
+    rerank: Option<&sousuo_decoder::Decoder>,
 ) -> Result<ModeReport> {
     let p = SearchParams { limit: 100, offset: 0, snippets: false, ..params.clone() };
     let (mut ndcg, mut mrr, mut recall, mut lat) = (0.0, 0.0, 0.0, Vec::with_capacity(judged.queries.len()));
     for (qid, text) in &judged.queries {
         let t = Instant::now();
-        let results = collection.search(encoder, text, &p)?;
+        let mut results = collection.search(encoder, text, &p)?;
+        if let Some(d) = rerank {
+            crate::rerank::rerank(d, text, &mut results.hits, crate::rerank::DEPTH)?;
+        }
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
         let ranked: Vec<String> = results.hits.into_iter().map(|h| h.doc_id).collect();
         let qrels = &judged.qrels[qid];

@@ -20,6 +20,7 @@ pub mod filter;
 pub mod metrics;
 pub mod qa;
 mod rank;
+pub mod rerank;
 pub mod retriever;
 pub mod search;
 pub mod shard;

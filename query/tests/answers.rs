@@ -190,3 +190,25 @@ fn a_cancelled_answer_stops_at_its_next_token() {
     let a = ask("What is retrieval-augmented generation?", Vec::new());
     assert_ne!(a.kind, AnswerKind::InsufficientEvidence);
 }
+
+#[test]
+fn reranking_reorders_the_first_hits_by_query_likelihood() {
+    let f = fixture();
+    let q = "What does the KV cache store?";
+    let p = sousuo_query::search::SearchParams { limit: 10, ..Default::default() };
+    let before = sousuo_query::search(&f.collection, &f.encoder, q, &p).unwrap().hits;
+    let mut after = before.clone();
+    sousuo_query::rerank::rerank(&f.decoder, q, &mut after, 10).unwrap();
+    // The same hits, in the reranker's order, the passage that answers first.
+    let ids = |h: &[sousuo_query::Hit]| {
+        let mut v: Vec<u64> = h.iter().map(|x| x.chunk_key).collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(ids(&before), ids(&after));
+    assert!(after[0].title.contains("KV cache"), "first after reranking: {:?}", after[0].title);
+    // A hit the fusion ranked below another can move above it (the order is the reranker's).
+    let order: Vec<u64> = after.iter().map(|h| h.chunk_key).collect();
+    let fused: Vec<u64> = before.iter().map(|h| h.chunk_key).collect();
+    assert_ne!(order, fused, "the reranker kept the fused order of all {} hits", before.len());
+}

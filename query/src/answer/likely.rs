@@ -10,21 +10,20 @@
 //! off-corpus questions (docs/answers.md, "Does the passage answer it").
 
 use super::prompt::defuse;
-use super::AnswerParams;
 use crate::Result;
 use sousuo_decoder::{Decoder, GenerateOptions, Message};
 
 const SYSTEM: &str = "Write the question that the text answers.";
 /// Stands for the text when the question's own likelihood is measured.
 const NO_TEXT: &str = "(none)";
-/// Evidence at which the gain needs to reach [`AnswerParams::gain_floor`] exactly.
+/// Evidence at which the gain needs to reach `AnswerParams::gain_floor` exactly.
 const PIVOT: f32 = 0.6;
 /// Gain (nats per token) that each unit of evidence above [`PIVOT`] stands in for.
 const SLOPE: f32 = 4.0;
 
 /// For each of `passages`, the question's log-likelihood per token after it, less its
 /// log-likelihood per token after no text (measured once).
-pub(crate) fn gains(d: &Decoder, question: &str, passages: &[&str], p: &AnswerParams) -> Result<Vec<f32>> {
+pub(crate) fn gains(d: &Decoder, question: &str, passages: &[&str], wait: bool) -> Result<Vec<f32>> {
     let tok = d.tokenizer();
     let mut ids = tok.encode_plain(&defuse(question))?;
     ids.extend(tok.stop_ids.first().copied());
@@ -32,7 +31,7 @@ pub(crate) fn gains(d: &Decoder, question: &str, passages: &[&str], p: &AnswerPa
     let options = GenerateOptions { max_tokens: 0, score: vec![ids], ..GenerateOptions::default() };
     let likelihood = |text: &str| -> Result<f32> {
         let prompt = d.chat_prompt(&[Message::system(SYSTEM), Message::user(format!("Text: {text}"))])?;
-        let stream = if p.wait_for_decoder { d.start(prompt, &options)? } else { d.try_start(prompt, &options)? };
+        let stream = if wait { d.start(prompt, &options)? } else { d.try_start(prompt, &options)? };
         let g = stream.finish(|_| true)?;
         Ok(g.scores.first().copied().unwrap_or(f32::NEG_INFINITY))
     };

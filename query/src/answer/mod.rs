@@ -12,7 +12,7 @@
 //! uses the collection's own encoder, so it runs wherever search runs.
 
 mod decide;
-mod likely;
+pub(crate) mod likely;
 mod mention;
 mod numeric;
 mod passages;
@@ -298,7 +298,7 @@ pub fn answer(
             if let Some(own) = own.filter(|o| o.source.n != passages[0].source.n) {
                 judge.push(own.source.passage.as_str());
             }
-            let g = likely::gains(d, &query, &judge, p)?.into_iter().fold(f32::NEG_INFINITY, f32::max);
+            let g = likely::gains(d, &query, &judge, p.wait_for_decoder)?.into_iter().fold(f32::NEG_INFINITY, f32::max);
             timings.gain_ms = ms(t);
             Some(g)
         }
