@@ -220,7 +220,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub complete: bool,
     /// Rerank the first 10 hits by how much each raises the decoder's likelihood of the query
-    /// (better order, ~0.2-0.3 s a hit on a laptop CPU: docs/retrieval.md).
+    /// (a better order, ~1 s a query on a 2-core CPU: docs/retrieval.md).
     #[arg(long)]
     pub rerank: bool,
     #[command(flatten)]

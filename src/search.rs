@@ -6,6 +6,7 @@ use crate::paths::PINNED;
 use crate::paths::{ensure_model, load_encoder};
 use crate::remote::{warn_missing, Target, Temporary};
 use anyhow::{bail, Result};
+use sousuo_decoder::Decoder;
 use sousuo_encoder::Encoder;
 use sousuo_encoder::EncoderOptions;
 use sousuo_indexer::{index_paths, ChunkParams, IndexOptions, Progress};
@@ -110,9 +111,11 @@ pub fn eval(g: &Global, args: EvalArgs) -> Result<()> {
         bail!("--collection names one collection: use it with one --beir directory");
     }
     let encoder = load_encoder(g, EncoderOptions::default())?;
+    // Loaded once for every data set.
+    let reranker = if args.rerank { Some(crate::paths::load_decoder(g, &args.decoder, 1)?) } else { None };
     let mut results = Vec::with_capacity(args.beir.len());
     for dir in &args.beir {
-        results.push(eval_dir(g, &args, dir, &encoder)?);
+        results.push(eval_dir(g, &args, dir, &encoder, reranker.as_ref())?);
     }
     match results.as_slice() {
         [one] => print_one(&args, one),
@@ -129,7 +132,13 @@ struct DirReport {
     modes: Vec<(String, ModeReport)>,
 }
 
-fn eval_dir(g: &Global, args: &EvalArgs, dir: &Path, encoder: &Encoder) -> Result<DirReport> {
+fn eval_dir(
+    g: &Global,
+    args: &EvalArgs,
+    dir: &Path,
+    encoder: &Encoder,
+    reranker: Option<&Decoder>,
+) -> Result<DirReport> {
     let corpus = dir.join("corpus.jsonl");
     if !corpus.is_file() {
         bail!("{} has no corpus.jsonl: --beir takes a BEIR directory", dir.display());
@@ -140,7 +149,7 @@ fn eval_dir(g: &Global, args: &EvalArgs, dir: &Path, encoder: &Encoder) -> Resul
     }
     let done = |label: String, modes| DirReport { label, dir: dir.to_path_buf(), queries: judged.queries.len(), modes };
     if let Some(nats) = &args.nats {
-        let (label, modes) = eval_cluster(g, args, nats, dir, encoder, &judged)?;
+        let (label, modes) = eval_cluster(args, nats, dir, encoder, &judged, reranker)?;
         return Ok(done(label, modes));
     }
     let tmp;
@@ -170,19 +179,19 @@ fn eval_dir(g: &Global, args: &EvalArgs, dir: &Path, encoder: &Encoder) -> Resul
         "collection {name}: {} documents ({} embedded now, {:.0} s)",
         summary.documents_seen, summary.documents_indexed, summary.seconds
     );
-    let modes = measure(g, args, &collection, encoder, &judged)?;
+    let modes = measure(args, &collection, encoder, &judged, reranker)?;
     Ok(done(name, modes))
 }
 
 /// `eval --nats`: the corpus in a temporary clustered collection of `--shards` shards, held by
 /// the running nodes, evaluated by scatter-gather.
 fn eval_cluster(
-    g: &Global,
     args: &EvalArgs,
     nats: &str,
     dir: &Path,
     encoder: &Encoder,
     judged: &Judged,
+    reranker: Option<&Decoder>,
 ) -> Result<(String, Vec<(String, ModeReport)>)> {
     let name = crate::remote::temporary_name("eval");
     let tmp = Temporary::create(nats, &name, args.shards.max(1), encoder)?;
@@ -190,16 +199,16 @@ fn eval_cluster(
     let summary = tmp.0.index(encoder, &[dir.join("corpus.jsonl")], &IndexOptions::default(), false, false)?;
     eprintln!("collection {name}: {} documents in {} shards", summary.documents_seen, args.shards);
     let label = format!("{name} ({} shards)", args.shards);
-    Ok((label, measure(g, args, &tmp.0.collection, encoder, judged)?))
+    Ok((label, measure(args, &tmp.0.collection, encoder, judged, reranker)?))
 }
 
 /// Evaluates each asked mode (and the sweep) on `collection`.
 fn measure(
-    g: &Global,
     args: &EvalArgs,
     collection: &dyn Retriever,
     encoder: &Encoder,
     judged: &Judged,
+    reranker: Option<&Decoder>,
 ) -> Result<Vec<(String, ModeReport)>> {
     let modes: Vec<(String, SearchParams)> =
         args.mode.modes().into_iter().map(|m| (m.as_str().to_string(), params(&args.retrieval, m))).collect();
@@ -207,10 +216,9 @@ fn measure(
     for (name, p) in &modes {
         reports.push((name.clone(), evaluate(collection, encoder, judged, p, None)?));
     }
-    if args.rerank {
-        let d = crate::paths::load_decoder(g, &args.decoder, 1)?;
+    if let Some(d) = reranker {
         let p = params(&args.retrieval, Mode::Hybrid);
-        reports.push(("hybrid+rerank".into(), evaluate(collection, encoder, judged, &p, Some(&d))?));
+        reports.push(("hybrid+rerank".into(), evaluate(collection, encoder, judged, &p, Some(d))?));
     }
     if args.sweep {
         let mut grid: Vec<(String, Fusion)> =
