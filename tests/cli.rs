@@ -65,7 +65,11 @@ fn bad_input_gets_a_clear_error() {
     assert!(text(&out.stderr).contains("bad.jsonl:2"), "{}", text(&out.stderr));
     let out = sousuo(h.path(), &["index", "/nonexistent/path", "-c", "x"], None);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("/nonexistent/path"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("/nonexistent/path: no such file or directory"), "{}", text(&out.stderr));
+    let out = sousuo(h.path(), &["embed", "/nonexistent/file.jsonl"], None);
+    // Each cause once: the I/O error is not repeated after the message that carries it.
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.matches("No such file").count() == 1, "{err}");
     let out = sousuo(h.path(), &["index", ".", "-c", "../escape"], None);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("invalid collection name"), "{}", text(&out.stderr));

@@ -148,13 +148,13 @@ fn a_sharded_collection_searches_as_one_and_names_missing_shards() {
                 search_json(writer.path(), &["search", q, "-c", "kb", "--mode", mode, "--json", "--nats", &url]);
             let (l, c) = (ranked(&local), ranked(&cluster));
             assert!(!l.is_empty() && cluster.get("missing_shards").is_none(), "{mode} {q}: {cluster:#}");
-            assert_eq!(
-                l.iter().map(|x| &x.0).collect::<Vec<_>>(),
-                c.iter().map(|x| &x.0).collect::<Vec<_>>(),
-                "{mode} {q}"
-            );
-            for ((_, a), (_, b)) in l.iter().zip(&c) {
+            // The same documents in the same order, except that hits whose scores are equal to
+            // float rounding may swap (tantivy sums a query's term scores in an order that
+            // depends on the segments, which differ between one index and the shards).
+            assert_eq!(l.len(), c.len(), "{mode} {q}: {l:?} on one node, {c:?} across shards");
+            for ((x, a), (y, b)) in l.iter().zip(&c) {
                 assert!((a - b).abs() < 1e-3, "{mode} {q}: score {a} on one node, {b} across shards");
+                assert!(x == y || (a - b).abs() < 1e-5, "{mode} {q}: {l:?} on one node, {c:?} across shards");
             }
             assert_eq!(local["hits"][0]["snippet"], cluster["hits"][0]["snippet"], "{mode} {q}");
         }

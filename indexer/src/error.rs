@@ -14,6 +14,9 @@ pub enum Error {
     /// The named collection is not on disk.
     #[error("collection {0:?} does not exist")]
     NoSuchCollection(String),
+    /// A path given to index does not exist.
+    #[error("{0}: no such file or directory (nothing was indexed)")]
+    NoSuchPath(PathBuf),
     /// A collection of that name is already on disk.
     #[error("collection {0:?} already exists")]
     CollectionExists(String),

@@ -179,7 +179,7 @@ fn run(
     let started = Instant::now();
     let found = walk(paths);
     if let Some(p) = found.missing.first() {
-        return Err(Error::Io { path: p.clone(), source: std::io::Error::from(std::io::ErrorKind::NotFound) });
+        return Err(Error::NoSuchPath(p.clone()));
     }
     let mut summary = IndexSummary { skipped: found.skipped.iter().cloned().collect(), ..Default::default() };
     on(Progress::Planned { files: found.files.len(), estimated_docs: estimate_docs(&found.files) });

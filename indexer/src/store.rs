@@ -158,6 +158,7 @@ pub fn set_store_cache_bytes(bytes: u64) {
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
+        wait_for_release(path);
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
@@ -328,6 +329,22 @@ impl Store {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// sled lets go of its file lock when the last of its background threads drops the database,
+/// which can be a moment after the handle itself is dropped: a reopen in the same process waits
+/// for that (at most a few seconds) instead of failing. Another process holding a collection is
+/// refused earlier, by the collection's own lock.
+fn wait_for_release(path: &Path) {
+    let Ok(file) = std::fs::File::open(path.join("db")) else { return };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        if std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = file.unlock();
 }
 
 #[cfg(test)]

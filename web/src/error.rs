@@ -199,6 +199,7 @@ fn indexer(e: &sousuo_indexer::Error) -> Class {
         E::InvalidName { .. } => (BAD, "bad_collection_name"),
         E::NoSuchCollection(_) => (StatusCode::NOT_FOUND, "collection_not_found"),
         E::NoSuchDocument(_) => (StatusCode::NOT_FOUND, "document_not_found"),
+        E::NoSuchPath(_) => (BAD, "no_such_path"),
         E::CollectionExists(_) => (CONFLICT, "collection_exists"),
         E::InUse { .. } => (CONFLICT, "collection_in_use"),
         E::EncoderMismatch { .. } => (CONFLICT, "encoder_mismatch"),

@@ -141,6 +141,7 @@ fn indexer() -> Vec<(sousuo_indexer::Error, u16)> {
     let all = vec![
         (E::InvalidName { name: s(), reason: "r" }, BAD),
         (E::NoSuchCollection(s()), NOT_FOUND),
+        (E::NoSuchPath(PathBuf::from("p")), BAD),
         (E::CollectionExists(s()), CONFLICT),
         (E::InUse { collection: s() }, CONFLICT),
         (
@@ -168,6 +169,7 @@ fn indexer() -> Vec<(sousuo_indexer::Error, u16)> {
         match e {
             E::InvalidName { .. }
             | E::NoSuchCollection(_)
+            | E::NoSuchPath(_)
             | E::CollectionExists(_)
             | E::InUse { .. }
             | E::EncoderMismatch { .. }
