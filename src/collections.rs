@@ -28,6 +28,10 @@ fn fields(args: &IndexArgs) -> JsonFields {
 
 pub fn index(g: &Global, args: IndexArgs) -> Result<()> {
     sousuo_indexer::validate_name(&args.collection)?;
+    // Before anything is created: a typo in a path must not leave an empty collection behind.
+    if let Some(p) = args.paths.iter().find(|p| !p.exists()) {
+        return Err(sousuo_indexer::Error::NoSuchPath(p.clone()).into());
+    }
     let options = IndexOptions {
         fields: fields(&args),
         sync: args.sync,
@@ -169,9 +173,18 @@ pub fn stats(g: &Global, name: &str, json: bool) -> Result<()> {
     println!("on disk      {}", human_bytes(s.bytes_on_disk));
     println!("operations   {}", s.seq);
     if let Some(t) = s.last_update {
-        println!("updated      {} (unix time)", t);
+        println!("updated      {}", when(t));
     }
     Ok(())
+}
+
+/// Seconds since the epoch as a UTC date and time ("2026-12-05 16:52 UTC").
+fn when(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| format!("{secs} (unix time)"))
 }
 
 pub fn list(g: &Global, json: bool) -> Result<()> {
@@ -210,7 +223,7 @@ pub fn list(g: &Global, json: bool) -> Result<()> {
             r["chunks"].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
             r["encoder"].as_str().unwrap_or("?"),
             human_bytes(r["bytes_on_disk"].as_u64().unwrap_or(0)),
-            r["updated"].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "?".into())
+            r["updated"].as_u64().map(when).unwrap_or_else(|| "?".into())
         );
     }
     Ok(())

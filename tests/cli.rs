@@ -66,6 +66,8 @@ fn bad_input_gets_a_clear_error() {
     let out = sousuo(h.path(), &["index", "/nonexistent/path", "-c", "x"], None);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("/nonexistent/path: no such file or directory"), "{}", text(&out.stderr));
+    let out = sousuo(h.path(), &["collections", "--json"], None);
+    assert_eq!(text(&out.stdout).trim(), "[]", "a failed index run left a collection behind");
     let out = sousuo(h.path(), &["embed", "/nonexistent/file.jsonl"], None);
     // Each cause once: the I/O error is not repeated after the message that carries it.
     let err = text(&out.stderr);
