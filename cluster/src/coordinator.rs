@@ -165,9 +165,9 @@ impl ClusterCollection {
             }),
             depth,
         );
-        let (page, candidates) = lists.fuse_page(p);
+        let page = lists.fuse_page(p);
         let mut by_shard: BTreeMap<u32, Vec<(String, u64)>> = BTreeMap::new();
-        for placed in &page {
+        for placed in &page.placed {
             by_shard
                 .entry(shard_of(&placed.doc_id, self.spec.shards))
                 .or_default()
@@ -190,6 +190,7 @@ impl ClusterCollection {
             }
         }
         let hits: Vec<Hit> = page
+            .placed
             .into_iter()
             .filter_map(|placed| bodies.remove(&(placed.doc_id.clone(), placed.chunk_key)).map(|b| placed.into_hit(b)))
             .collect();
@@ -197,7 +198,8 @@ impl ClusterCollection {
             query: query.to_string(),
             mode: p.mode,
             hits,
-            candidates,
+            candidates: page.candidates,
+            semantic_ratio: page.semantic_ratio,
             missing_shards: missing,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })

@@ -19,7 +19,18 @@ pub struct TermStats {
     pub doc_freq: BTreeMap<String, u64>,
 }
 
+/// BM25's term-frequency saturation (tantivy's k1).
+const K1: f32 = 1.2;
+
 impl TermStats {
+    /// The most one chunk can score for the query under BM25: each term's IDF (tantivy's) times
+    /// 1 + k1, the limit of its saturating term-frequency factor.
+    pub fn bm25_bound(&self) -> f32 {
+        let n = self.docs as f32;
+        let idf = |df: f32| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        self.doc_freq.values().map(|&df| idf(df as f32) * (1.0 + K1)).sum()
+    }
+
     /// Adds another index's statistics for the same query.
     pub fn add(&mut self, other: &TermStats) {
         self.docs += other.docs;

@@ -17,6 +17,7 @@ pub mod beir;
 mod error;
 pub mod eval;
 pub mod filter;
+mod fusion;
 pub mod metrics;
 pub mod qa;
 mod rank;

@@ -1,12 +1,11 @@
 //! Ranking over one collection: each retriever's best chunk per document (BM25, optionally with
-//! given term statistics; dense by HNSW, or exactly over a filter's few chunks), fusion of the
-//! two lists, and snippets.
+//! given term statistics; dense by HNSW, or exactly over a filter's few chunks) and snippets
+//! (fusion of the two lists: [`crate::fusion`]).
 
-use crate::types::{Fusion, Mode};
 use crate::{Error, Result};
 use sousuo_indexer::bm25::{Bm25Query, Snippets};
 use sousuo_indexer::{Collection, TermStats};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// A document's best chunk from one retriever.
 #[derive(Debug, Clone, Copy)]
@@ -88,50 +87,6 @@ pub(crate) fn best_per_doc(chunks: impl Iterator<Item = (String, DocScore)>, dep
     all.into_iter().filter(|(d, _)| seen.insert(d.clone())).take(depth).collect()
 }
 
-/// Merges the two ranked lists into (doc, fused score, best chunk), best first.
-pub(crate) fn fuse(mode: Mode, fusion: Fusion, bm25: &Ranked, dense: &Ranked) -> Vec<(String, f32, DocScore)> {
-    let mut scores: HashMap<String, (f32, DocScore)> = HashMap::new();
-    match mode {
-        Mode::Bm25 | Mode::Dense => {
-            let list = if mode == Mode::Bm25 { bm25 } else { dense };
-            for (d, s) in list {
-                scores.insert(d.clone(), (s.score, *s));
-            }
-        }
-        Mode::Hybrid => match fusion {
-            Fusion::Rrf { k } => {
-                for list in [bm25, dense] {
-                    for (i, (d, s)) in list.iter().enumerate() {
-                        let e = scores.entry(d.clone()).or_insert((0.0, *s));
-                        e.0 += 1.0 / (k + (i + 1) as f32);
-                    }
-                }
-            }
-            Fusion::Convex { semantic_ratio } => {
-                let w = semantic_ratio.clamp(0.0, 1.0);
-                for (list, weight) in [(bm25, 1.0 - w), (dense, w)] {
-                    let (lo, hi) =
-                        list.iter().fold((f32::MAX, f32::MIN), |(lo, hi), (_, s)| (lo.min(s.score), hi.max(s.score)));
-                    for (d, s) in list {
-                        let norm = if hi > lo { (s.score - lo) / (hi - lo) } else { 1.0 };
-                        let e = scores.entry(d.clone()).or_insert((0.0, *s));
-                        e.0 += weight * norm;
-                    }
-                }
-            }
-        },
-    }
-    // The snippet comes from BM25's best chunk when there is one (it holds the query's words).
-    for (d, s) in bm25 {
-        if let Some(e) = scores.get_mut(d) {
-            e.1 = *s;
-        }
-    }
-    let mut out: Vec<(String, f32, DocScore)> = scores.into_iter().map(|(d, (score, best))| (d, score, best)).collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    out
-}
-
 /// The highlighted snippet of a passage, or its opening sentences (escaped) when no query
 /// word occurs in it (a dense-only hit).
 pub(crate) fn snippet(generator: Option<&Snippets>, passage: &str) -> String {
@@ -170,41 +125,12 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-/// Fusion on plain (doc, score) lists, for the criterion benchmark.
-#[doc(hidden)]
-pub fn fuse_for_bench(fusion: Fusion, bm25: &[(String, f32)], dense: &[(String, f32)]) -> usize {
-    let conv = |l: &[(String, f32)]| -> Ranked {
-        l.iter().map(|(d, s)| (d.clone(), DocScore { chunk_key: 0, score: *s })).collect()
-    };
-    fuse(Mode::Hybrid, fusion, &conv(bm25), &conv(dense)).len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ds(k: u64, s: f32) -> DocScore {
         DocScore { chunk_key: k, score: s }
-    }
-
-    #[test]
-    fn rrf_rewards_agreement() {
-        let bm25 = vec![("a".to_string(), ds(1, 9.0)), ("b".to_string(), ds(2, 5.0))];
-        let dense = vec![("b".to_string(), ds(3, 0.9)), ("c".to_string(), ds(4, 0.8))];
-        let out = fuse(Mode::Hybrid, Fusion::Rrf { k: 60.0 }, &bm25, &dense);
-        assert_eq!(out[0].0, "b");
-        assert_eq!(out[0].2.chunk_key, 2, "the BM25 chunk is kept for the snippet");
-        assert!((out[0].1 - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6);
-    }
-
-    #[test]
-    fn convex_weights_normalised_scores() {
-        let bm25 = vec![("a".to_string(), ds(1, 10.0)), ("b".to_string(), ds(2, 0.0))];
-        let dense = vec![("b".to_string(), ds(3, 0.9)), ("a".to_string(), ds(4, 0.1))];
-        let all_sem = fuse(Mode::Hybrid, Fusion::Convex { semantic_ratio: 1.0 }, &bm25, &dense);
-        assert_eq!(all_sem[0].0, "b");
-        let all_kw = fuse(Mode::Hybrid, Fusion::Convex { semantic_ratio: 0.0 }, &bm25, &dense);
-        assert_eq!(all_kw[0].0, "a");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use sousuo_encoder::Encoder;
 use sousuo_indexer::Collection;
 use std::time::Instant;
 
-pub use crate::rank::{escape_html, fuse_for_bench};
+pub use crate::fusion::fuse_for_bench;
+pub use crate::rank::escape_html;
 pub use crate::types::{Fusion, Hit, Mode, RetrieverScore, SearchParams, SearchResults, DEFAULT_FUSION};
 
 /// Runs a search on one collection: the shard's half ([`shard::lists`]), fusion and paging,
@@ -29,15 +30,17 @@ pub fn search(collection: &Collection, encoder: &Encoder, query: &str, p: &Searc
         })
     };
     let lists = shard::lists_then_vector(collection, query, vector, None, p)?;
-    let (page, candidates) = lists.fuse_page(p);
-    let bodies =
-        shard::bodies(collection, query, p, &page.iter().map(|h| (h.doc_id.clone(), h.chunk_key)).collect::<Vec<_>>())?;
-    let hits = page.into_iter().zip(bodies).filter_map(|(placed, body)| body.map(|b| placed.into_hit(b))).collect();
+    let page = lists.fuse_page(p);
+    let items: Vec<(String, u64)> = page.placed.iter().map(|h| (h.doc_id.clone(), h.chunk_key)).collect();
+    let bodies = shard::bodies(collection, query, p, &items)?;
+    let hits =
+        page.placed.into_iter().zip(bodies).filter_map(|(placed, body)| body.map(|b| placed.into_hit(b))).collect();
     Ok(SearchResults {
         query: query.to_string(),
         mode: p.mode,
         hits,
-        candidates,
+        candidates: page.candidates,
+        semantic_ratio: page.semantic_ratio,
         missing_shards: Vec::new(),
         took_ms: started.elapsed().as_secs_f64() * 1000.0,
     })

@@ -7,7 +7,8 @@
 //! fuses once ([`Lists::fuse_page`]) and builds the hits ([`Placed::into_hit`]). A single node's
 //! [`search`](crate::search()) runs the same functions with nothing in between.
 
-use crate::rank::{best_per_doc, bm25_docs, dense_docs, fuse, snippet, DocScore, Ranked, SNIPPET_CHARS};
+use crate::fusion::fuse;
+use crate::rank::{best_per_doc, bm25_docs, dense_docs, snippet, DocScore, Ranked, SNIPPET_CHARS};
 use crate::types::{Hit, Mode, RetrieverScore, SearchParams};
 use crate::Result;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,22 @@ pub struct Lists {
     pub bm25: Vec<Scored>,
     /// The dense retriever's list (empty in bm25 mode).
     pub dense: Vec<Scored>,
+    /// The most a chunk could score under BM25 for the query (with the statistics the list was
+    /// scored with; 0 when BM25 did not run): the adaptive fusion's measure of how much of the
+    /// query BM25's best match covers.
+    #[serde(default)]
+    pub bm25_bound: f32,
+}
+
+/// A page placed by fusion.
+#[derive(Debug, Clone)]
+pub struct FusedPage {
+    /// The page's documents, in order.
+    pub placed: Vec<Placed>,
+    /// Documents that either retriever found.
+    pub candidates: usize,
+    /// The dense list's weight the fusion used (convex and adaptive fusion in hybrid mode).
+    pub semantic_ratio: Option<f32>,
 }
 
 /// A document placed on the result page by fusion, before its body is fetched.
@@ -96,23 +113,25 @@ fn from_ranked(list: Ranked) -> Vec<Scored> {
 impl Lists {
     /// The shards' lists as one: each retriever's documents by score, the best `depth` kept.
     pub fn merge(parts: impl IntoIterator<Item = Lists>, depth: usize) -> Lists {
-        let (mut bm25, mut dense) = (Vec::new(), Vec::new());
+        let (mut bm25, mut dense, mut bm25_bound) = (Vec::new(), Vec::new(), 0.0f32);
         for part in parts {
+            // The shards score with the same summed statistics: the same bound.
+            bm25_bound = bm25_bound.max(part.bm25_bound);
             bm25.extend(to_ranked(&part.bm25));
             dense.extend(to_ranked(&part.dense));
         }
         Lists {
             bm25: from_ranked(best_per_doc(bm25.into_iter(), depth)),
             dense: from_ranked(best_per_doc(dense.into_iter(), depth)),
+            bm25_bound,
         }
     }
 
-    /// Fuses the lists (once, over the whole collection's candidates) and cuts the page:
-    /// the placed documents and the number of candidates.
-    pub fn fuse_page(&self, p: &SearchParams) -> (Vec<Placed>, usize) {
+    /// Fuses the lists (once, over the whole collection's candidates) and cuts the page.
+    pub fn fuse_page(&self, p: &SearchParams) -> FusedPage {
         let (bm25, dense) = (to_ranked(&self.bm25), to_ranked(&self.dense));
-        let fused = fuse(p.mode, p.fusion, &bm25, &dense);
-        let candidates = fused.len();
+        let fused = fuse(p.mode, p.fusion, &bm25, &dense, self.bm25_bound);
+        let candidates = fused.docs.len();
         let ranks = |list: &Ranked| -> HashMap<String, RetrieverScore> {
             list.iter()
                 .enumerate()
@@ -120,7 +139,8 @@ impl Lists {
                 .collect()
         };
         let (bm25_ranks, dense_ranks) = (ranks(&bm25), ranks(&dense));
-        let page = fused
+        let placed = fused
+            .docs
             .into_iter()
             .skip(p.offset)
             .take(p.limit)
@@ -132,7 +152,7 @@ impl Lists {
                 chunk_key: best.chunk_key,
             })
             .collect();
-        (page, candidates)
+        FusedPage { placed, candidates, semantic_ratio: fused.semantic_ratio }
     }
 }
 
@@ -175,16 +195,23 @@ pub fn lists_then_vector(
     // BM25 alone needs no list past the page: nothing is fused with it. (Dense alone keeps
     // `depth`, which sets its search width.)
     let bm25_depth = if p.mode == Mode::Bm25 { p.offset + p.limit } else { depth };
-    let bm25 = match (p.mode, collection.bm25().query(query, p.syntax)?) {
-        (Mode::Dense, _) | (_, None) => Vec::new(),
-        (_, Some(q)) => bm25_docs(collection, &q, allowed.as_ref(), bm25_depth.max(1), stats)?,
+    let (bm25, bm25_bound) = match (p.mode, collection.bm25().query(query, p.syntax)?) {
+        (Mode::Dense, _) | (_, None) => (Vec::new(), 0.0),
+        (_, Some(q)) => {
+            let bound = match (p.mode, stats) {
+                (Mode::Bm25, _) => 0.0,
+                (_, Some(stats)) => stats.bm25_bound(),
+                (_, None) => collection.bm25().term_stats(&q)?.bm25_bound(),
+            };
+            (bm25_docs(collection, &q, allowed.as_ref(), bm25_depth.max(1), stats)?, bound)
+        }
     };
     let vector = vector()?;
     let dense = match (p.mode, vector.as_deref()) {
         (Mode::Bm25, _) | (_, None) => Vec::new(),
         (_, Some(v)) => dense_docs(collection, v, allowed.as_ref(), depth, p.ef)?,
     };
-    Ok(Lists { bm25: from_ranked(bm25), dense: from_ranked(dense) })
+    Ok(Lists { bm25: from_ranked(bm25), dense: from_ranked(dense), bm25_bound })
 }
 
 /// What the hits for `items` (document id, chunk key) show, in their order; `None` for a
@@ -229,11 +256,12 @@ mod tests {
 
     #[test]
     fn merging_orders_every_shard_by_score_and_keeps_depth() {
-        let a = Lists { bm25: vec![s("a1", 9.0), s("a2", 3.0)], dense: vec![s("a1", 0.5)] };
-        let b = Lists { bm25: vec![s("b1", 5.0), s("b2", 1.0)], dense: vec![s("b2", 0.9)] };
+        let a = Lists { bm25: vec![s("a1", 9.0), s("a2", 3.0)], dense: vec![s("a1", 0.5)], bm25_bound: 20.0 };
+        let b = Lists { bm25: vec![s("b1", 5.0), s("b2", 1.0)], dense: vec![s("b2", 0.9)], bm25_bound: 20.0 };
         let m = Lists::merge([a, b], 3);
         let ids = |l: &[Scored]| l.iter().map(|x| x.doc_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&m.bm25), ["a1", "b1", "a2"]);
         assert_eq!(ids(&m.dense), ["b2", "a1"]);
+        assert_eq!(m.bm25_bound, 20.0);
     }
 }

@@ -62,10 +62,14 @@ pub enum Fusion {
         /// Weight of the dense scores, 0 to 1.
         semantic_ratio: f32,
     },
+    /// (1 - w) * z(bm25) + w * z(dense), the weight w set per query by how much of the query
+    /// BM25's best match covers (less covered, more dense weight).
+    Adaptive,
 }
 
-/// The default fusion, chosen on SciFact's train qrels (docs/retrieval.md says how).
-pub const DEFAULT_FUSION: Fusion = Fusion::Convex { semantic_ratio: 0.5 };
+/// The default fusion: adaptive, chosen on SciFact's train split and a reverse-dictionary set
+/// (docs/retrieval.md says how).
+pub const DEFAULT_FUSION: Fusion = Fusion::Adaptive;
 
 /// Search parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +166,9 @@ pub struct SearchResults {
     pub hits: Vec<Hit>,
     /// Documents that either retriever found (before paging).
     pub candidates: usize,
+    /// The dense list's weight the fusion used (hybrid mode with convex or adaptive fusion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantic_ratio: Option<f32>,
     /// Shards of a clustered collection that no replica answered for: their documents are
     /// missing from these results. Empty (and absent from JSON) when the results are whole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

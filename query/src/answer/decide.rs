@@ -5,7 +5,7 @@
 //! sentences are quoted; otherwise the answer says the sources do not say.
 
 use super::passages::{dot, Passage};
-use super::short::{Expect, Ranked, Short};
+use super::short::{Expect, Ranked, Short, FOCUS_SHARE};
 use super::verify::carries_contact;
 use super::verify::Verdict;
 use super::{AnswerKind, AnswerParams, Sentence};
@@ -70,9 +70,15 @@ impl Decision {
         let mut sentences = vec![sentence(s.text.clone(), s.n, 1.0)];
         let best = ranked.first().map_or(0.0, |r| r.score);
         let own = ranked.iter().find(|r| r.text == s.sentence);
-        let other = ranked
-            .iter()
-            .find(|r| r.text != s.sentence && r.score >= best - QUOTE_MARGIN && r.text.split_whitespace().count() >= 4);
+        // The second comes from the same source, or holds the question's focus: a sentence of
+        // another source sharing one of the question's words ("BM25") but not what it asks
+        // about is no support for the answer.
+        let other = ranked.iter().find(|r| {
+            r.text != s.sentence
+                && r.score >= best - QUOTE_MARGIN
+                && (r.n == s.n || r.share >= FOCUS_SHARE)
+                && r.text.split_whitespace().count() >= 4
+        });
         for r in own.into_iter().chain(other) {
             sentences.push(sentence(format!("“{}”", r.text.trim()), r.n, r.cosine));
         }

@@ -31,7 +31,7 @@ const TERM_WEIGHT: f32 = 0.5;
 const PREVIOUS: f32 = 0.2;
 /// Below this share of the question's content terms (and below strong evidence in cosine) a
 /// sentence does not hold the question's focus.
-const FOCUS_SHARE: f32 = 0.5;
+pub(crate) const FOCUS_SHARE: f32 = 0.5;
 /// Tokens of the short answer at most.
 const MAX_TOKENS: usize = 12;
 /// Sentences shown to the decoder (and copied from).
