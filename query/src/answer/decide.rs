@@ -16,7 +16,7 @@ const LINK_IN_QUOTE: &str = "holds a link or contact detail: quoted from its sou
 const NOT_SAID: &str = "The sources do not say.";
 /// A second sentence is quoted beside the short answer's own when its rank score is within
 /// this of the best.
-const QUOTE_MARGIN: f32 = 0.15;
+const QUOTE_MARGIN: f32 = 0.3;
 
 /// What the answer says and why.
 pub(crate) struct Decision {
@@ -70,13 +70,13 @@ impl Decision {
         let mut sentences = vec![sentence(s.text.clone(), s.n, 1.0)];
         let best = ranked.first().map_or(0.0, |r| r.score);
         let own = ranked.iter().find(|r| r.text == s.sentence);
-        // The second comes from the same source, or holds the question's focus: a sentence of
-        // another source sharing one of the question's words ("BM25") but not what it asks
-        // about is no support for the answer.
+        // The second comes from the short answer's source or retrieval's first, or holds the
+        // question's focus: a sentence of a lower source sharing one of the question's words
+        // ("BM25") but not what it asks about is no support for the answer.
         let other = ranked.iter().find(|r| {
             r.text != s.sentence
                 && r.score >= best - QUOTE_MARGIN
-                && (r.n == s.n || r.share >= FOCUS_SHARE)
+                && (r.n == s.n || r.n == 1 || r.share >= FOCUS_SHARE)
                 && r.text.split_whitespace().count() >= 4
         });
         for r in own.into_iter().chain(other) {

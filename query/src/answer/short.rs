@@ -267,6 +267,9 @@ pub(crate) enum Expect {
     Any,
 }
 
+/// Prepositions that, left at the end of a question, ask for their object.
+const STRANDED: &[&str] = &["to", "for", "of", "in", "on", "at", "by", "with", "from", "into", "about", "like", "than"];
+
 pub(crate) fn expected(question: &str) -> Expect {
     let q = question.trim().to_lowercase();
     // "When X happens, what does Y do?": the clause sets the scene, a later question word asks.
@@ -284,9 +287,12 @@ pub(crate) fn expected(question: &str) -> Expect {
     let definition = ["what is ", "what are ", "what's "].iter().any(|p| {
         q.strip_prefix(p).is_some_and(|rest| rest.trim_end_matches(['?', ' ']).split_whitespace().count() <= 4)
     });
+    // "What are stators attached to?", "What is QED short for?": a preposition left at the end
+    // asks for its object, a phrase, whatever the question opens with.
+    let stranded = q.trim_end_matches(['?', ' ']).rsplit(' ').next().is_some_and(|w| STRANDED.contains(&w));
     if numeric::style(q).is_some() {
         Expect::Number
-    } else if definition || DESCRIPTION.iter().any(|p| q.starts_with(p)) {
+    } else if !stranded && (definition || DESCRIPTION.iter().any(|p| q.starts_with(p))) {
         Expect::Description
     } else if ["who ", "whom ", "whose "].iter().any(|p| q.starts_with(p)) {
         Expect::Name
@@ -386,6 +392,8 @@ mod tests {
         assert_eq!(expected("How many items is the library home to?"), Expect::Number);
         assert_eq!(expected("Who designed it?"), Expect::Name);
         assert_eq!(expected("What is HNSW?"), Expect::Description);
+        assert_eq!(expected("What is QED short for?"), Expect::Any);
+        assert_eq!(expected("How are stators attached to?"), Expect::Any);
         assert_eq!(expected("What is the Rankine cycle sometimes called?"), Expect::Any);
         assert_eq!(expected("When was the treaty signed?"), Expect::Number);
         assert_eq!(expected("When a cell is eaten, who eats it?"), Expect::Name);
