@@ -47,13 +47,8 @@ pub fn search(g: &Global, args: SearchArgs) -> Result<()> {
         ..params(&args.retrieval, mode)
     };
     let results = if args.rerank {
-        // The first DEPTH hits are reranked, then the page is cut from them.
-        let depth = sousuo_query::rerank::DEPTH.max(args.offset + args.limit);
-        let mut r = target.retriever().search(&encoder, &args.query, &SearchParams { limit: depth, offset: 0, ..p })?;
         let d = crate::paths::load_decoder(g, &args.decoder, 1)?;
-        sousuo_query::rerank::rerank(&d, &args.query, &mut r.hits, sousuo_query::rerank::DEPTH)?;
-        r.hits = r.hits.into_iter().skip(args.offset).take(args.limit).collect();
-        r
+        sousuo_query::rerank::search_reranked(target.retriever(), &encoder, &d, &args.query, &p)?
     } else {
         target.retriever().search(&encoder, &args.query, &p)?
     };

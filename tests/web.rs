@@ -150,6 +150,27 @@ async fn upload_search_ask_stream_and_openai() {
         .await
         .unwrap();
     assert_eq!(r["hits"][0]["doc_id"], "hnsw.md", "{r}");
+    let w = r["semantic_ratio"].as_f64().unwrap_or(-1.0);
+    assert!((0.2..=0.9).contains(&w), "the adaptive fusion's weight is reported: {r}");
+
+    // Reranked by the server's decoder: the same documents, each once, the page cut after it.
+    let q = [("q", "what keeps uploads beside each collection"), ("rerank", "true")];
+    let rr: Value =
+        http.get(format!("{base}/collections/e2e/search")).query(&q).send().await.unwrap().json().await.unwrap();
+    let plain: Value =
+        http.get(format!("{base}/collections/e2e/search")).query(&q[..1]).send().await.unwrap().json().await.unwrap();
+    let ids = |v: &Value| {
+        let mut ids: Vec<String> =
+            v["hits"].as_array().unwrap().iter().map(|h| h["doc_id"].as_str().unwrap().to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&rr), ids(&plain), "{rr}");
+    assert_eq!(rr["hits"][0]["doc_id"], "notes.txt", "{rr}");
+    let one = [("q", "graph"), ("rerank", "true"), ("limit", "1"), ("offset", "1")];
+    let r: Value =
+        http.get(format!("{base}/collections/e2e/search")).query(&one).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["hits"].as_array().map(Vec::len), Some(1), "{r}");
 
     // Ask with Server-Sent Events: sources, at least one token (the short answer's), done.
     let body = http

@@ -5,9 +5,11 @@
 //! decoder scoring job per candidate, so it is asked for (`--rerank`), not the default.
 
 use crate::answer::likely;
-use crate::types::Hit;
+use crate::retriever::Retriever;
+use crate::types::{Hit, SearchParams, SearchResults};
 use crate::Result;
 use sousuo_decoder::Decoder;
+use sousuo_encoder::Encoder;
 
 /// Candidates reranked by default: the first page.
 pub const DEPTH: usize = 10;
@@ -32,6 +34,22 @@ pub fn rerank(d: &Decoder, query: &str, hits: &mut [Hit], depth: usize) -> Resul
     let top: Vec<Hit> = order.iter().map(|&(_, i)| hits[i].clone()).collect();
     hits[..n].clone_from_slice(&top);
     Ok(())
+}
+
+/// A search whose first [`DEPTH`] hits are reranked before the page is cut from them (a page
+/// past them keeps the fusion's order).
+pub fn search_reranked(
+    retriever: &dyn Retriever,
+    encoder: &Encoder,
+    decoder: &Decoder,
+    query: &str,
+    p: &SearchParams,
+) -> Result<SearchResults> {
+    let depth = DEPTH.max(p.offset + p.limit);
+    let mut r = retriever.search(encoder, query, &SearchParams { limit: depth, offset: 0, ..p.clone() })?;
+    rerank(decoder, query, &mut r.hits, DEPTH)?;
+    r.hits = r.hits.into_iter().skip(p.offset).take(p.limit).collect();
+    Ok(r)
 }
 
 /// Min-max normalised (all zero when the values are equal or not finite).

@@ -146,6 +146,11 @@ async fn collections_documents_search_and_ask() {
     let (st, v) = call(&s, "GET", "/collections/kb/documents/nope", None, None).await;
     assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "document_not_found"));
 
+    // No decoder in this state: reranking is refused by name.
+    let (st, v) = call(&s, "GET", "/collections/kb/search?q=graph&rerank=true", None, None).await;
+    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "bad_parameter"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or("").contains("rerank"), "{v}");
+
     // No decoder in this state: the answer is extractive, cited, and checked.
     let (st, v) =
         call(&s, "POST", "/collections/kb/ask", None, Some(json!({"q": "What does BM25 rank documents by?"}))).await;
