@@ -232,7 +232,7 @@ mod tests {
     fn cut(sentence: &str, question: &str) -> Vec<String> {
         let q: HashSet<String> = terms(question).into_iter().collect();
         let style = style(question).expect("a number question");
-        cores(sentence, &runs(sentence, &q, true), style, &q).into_iter().map(|r| r.text).collect()
+        cores(sentence, &runs(sentence, question, true), style, &q).into_iter().map(|r| r.text).collect()
     }
 
     #[test]

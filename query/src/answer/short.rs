@@ -169,7 +169,8 @@ pub(crate) fn short_answer(
         return Ok(if on_focus(top[0]) { Outcome::Describe } else { Outcome::OffFocus });
     }
     let q: HashSet<String> = terms(question).into_iter().collect();
-    let runs: Vec<String> = top.iter().flat_map(|t| span::runs(&defuse(t.text), &q, false)).map(|r| r.text).collect();
+    let runs: Vec<String> =
+        top.iter().flat_map(|t| span::runs(&defuse(t.text), question, false)).map(|r| r.text).collect();
     let style = numeric::style(question).filter(|_| expect == Expect::Number);
     // Runs of the kind the question asks for, when there are any (a date for "when").
     let typed: Vec<&String> = runs
@@ -188,7 +189,8 @@ pub(crate) fn short_answer(
     // asked for (cut finer than the decoder's runs, also at auxiliary verbs and relative words).
     // A number question's runs are cut to their numbers ("1988", not "1988 but ...").
     let of_kind = |t: &Ranked| -> Vec<span::Run> {
-        let runs: Vec<span::Run> = span::runs(t.text, &q, true).into_iter().filter(|r| fits(&r.text, expect)).collect();
+        let runs: Vec<span::Run> =
+            span::runs(t.text, question, true).into_iter().filter(|r| fits(&r.text, expect)).collect();
         let runs = match style {
             Some(style) => numeric::cores(t.text, &runs, style, &q),
             // A "who" question's runs are cut to the names in them.
