@@ -9,7 +9,7 @@
 
 use crate::fusion::fuse;
 use crate::rank::{best_per_doc, bm25_docs, dense_docs, snippet, DocScore, Ranked, SNIPPET_CHARS};
-use crate::types::{Hit, Mode, RetrieverScore, SearchParams};
+use crate::types::{Fusion, Hit, Mode, RetrieverScore, SearchParams};
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use sousuo_indexer::{Collection, TermStats};
@@ -34,7 +34,7 @@ pub struct Lists {
     /// The dense retriever's list (empty in bm25 mode).
     pub dense: Vec<Scored>,
     /// The most a chunk could score under BM25 for the query (with the statistics the list was
-    /// scored with; 0 when BM25 did not run): the adaptive fusion's measure of how much of the
+    /// scored with; 0 when BM25 did not run or the fusion is not adaptive): the adaptive fusion's measure of how much of the
     /// query BM25's best match covers.
     #[serde(default)]
     pub bm25_bound: f32,
@@ -198,10 +198,11 @@ pub fn lists_then_vector(
     let (bm25, bm25_bound) = match (p.mode, collection.bm25().query(query, p.syntax)?) {
         (Mode::Dense, _) | (_, None) => (Vec::new(), 0.0),
         (_, Some(q)) => {
-            let bound = match (p.mode, stats) {
-                (Mode::Bm25, _) => 0.0,
-                (_, Some(stats)) => stats.bm25_bound(),
-                (_, None) => collection.bm25().term_stats(&q)?.bm25_bound(),
+            // Only the adaptive fusion reads the bound: other searches skip its statistics.
+            let bound = match (p.mode == Mode::Hybrid && p.fusion == Fusion::Adaptive, stats) {
+                (false, _) => 0.0,
+                (true, Some(stats)) => stats.bm25_bound(),
+                (true, None) => collection.bm25().term_stats(&q)?.bm25_bound(),
             };
             (bm25_docs(collection, &q, allowed.as_ref(), bm25_depth.max(1), stats)?, bound)
         }
