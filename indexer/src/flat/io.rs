@@ -63,6 +63,11 @@ impl FlatGraph {
                 }
             }
         }
+        let score = |a: u32, b: u32| {
+            let (a, b) = (a as usize * dim, b as usize * dim);
+            sousuo_kernels::dot(&rows[a..a + dim], &rows[b..b + dim])
+        };
+        super::fill::ensure_incoming(&mut links0, m0, super::fill::MIN_INCOMING, &score);
         let upper = uppers.into_iter().map(upper_layer).collect();
         let entry = if n > 0 { index(top as u8, 0) } else { 0 };
         let node_of = FlatGraph::node_table(&ids);

@@ -106,3 +106,58 @@ fn odd_queries_answer_nothing_rather_than_fail() {
     let zero = flat.search(&[0.0; 8], 5, 10, None);
     assert!(zero.len() <= 5);
 }
+
+/// `count` clusters of `size` near-duplicates each (`sigma` of noise per coordinate).
+fn clusters(count: usize, size: usize, dim: usize, sigma: f32, seed: u64) -> Vec<Vec<f32>> {
+    let centres = unit_vectors(count, dim, seed);
+    let noise = unit_vectors(count * size, dim, seed + 1);
+    let scale = sigma * (dim as f32).sqrt();
+    (0..count * size)
+        .map(|i| {
+            let v: Vec<f32> = centres[i % count].iter().zip(&noise[i]).map(|(c, n)| c + scale * n).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / norm).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_node_of_clustered_data_is_reachable() {
+    let data = clusters(30, 100, 32, 0.05, 8);
+    let flat = graph(&data);
+    let mut incoming = vec![0usize; flat.len()];
+    for &l in flat.links0.iter().filter(|&&l| l != NONE) {
+        incoming[l as usize] += 1;
+    }
+    let short = incoming.iter().filter(|&&c| c < fill::MIN_INCOMING).count();
+    assert_eq!(short, 0, "{short} of {} nodes have fewer than {} incoming links", flat.len(), fill::MIN_INCOMING);
+    let queries = unit_vectors(40, 32, 9);
+    let r = recall(&flat, &data, &queries, None);
+    assert!(r >= 0.95, "recall on clusters {r}");
+}
+
+#[test]
+fn incoming_links_fill_free_slots_and_keep_the_old_ones() {
+    // Node 3 links to 0, nothing links to it; 0's list is full.
+    let m0 = 4;
+    let mut links = vec![
+        1, 2, 4, 5, // 0: full
+        0, 2, NONE, NONE, // 1
+        0, 1, NONE, NONE, // 2
+        0, NONE, NONE, NONE, // 3
+        0, 1, NONE, NONE, // 4
+        0, 1, NONE, NONE, // 5
+    ];
+    let before = links.clone();
+    // Nearness: |a - b| smaller is nearer.
+    let score = |a: u32, b: u32| -(a as f32 - b as f32).abs();
+    fill::ensure_incoming(&mut links, m0, 2, &score);
+    for (node, (old, new)) in before.chunks(m0).zip(links.chunks(m0)).enumerate() {
+        let kept = old.iter().take_while(|&&l| l != NONE);
+        assert!(kept.clone().zip(new).all(|(a, b)| a == b), "node {node}: {old:?} -> {new:?}");
+    }
+    let into = |n: u32| links.iter().filter(|&&l| l == n).count();
+    assert!((0..6).all(|n| into(n) >= 2), "{links:?}");
+    // 3's candidates nearest first: 2 and 4 (0 is full); 1 only if needed.
+    assert!(links[2 * m0..3 * m0].contains(&3) && links[4 * m0..5 * m0].contains(&3), "{links:?}");
+}
