@@ -354,6 +354,18 @@ fn the_flat_graph_is_searched_after_reopening_and_remade_when_missing_or_damaged
     let c = open(&data, "flat");
     assert!(finds(&c, third, "c"), "a damaged flat copy is made again from the dump");
     drop(c);
+    // A copy written by an older version (before every node had incoming links) is made again.
+    let meta_of =
+        |data: &std::path::Path| data.join("flat/hnsw").join(current(data)["flat"].as_str().unwrap()).join("meta.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(meta_of(&data)).unwrap()).unwrap();
+    let version = meta["version"].as_u64().unwrap();
+    meta["version"] = serde_json::json!(version - 1);
+    std::fs::write(meta_of(&data), serde_json::to_vec(&meta).unwrap()).unwrap();
+    let c = open(&data, "flat");
+    assert!(finds(&c, texts[0], "a") && finds(&c, third, "c"));
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(meta_of(&data)).unwrap()).unwrap();
+    assert_eq!(meta["version"].as_u64(), Some(version), "the older copy was written again at this version");
+    drop(c);
     // A collection written before flat copies existed: CURRENT without "flat".
     let mut cur = current(&data);
     std::fs::remove_dir_all(data.join("flat/hnsw").join(cur["flat"].as_str().unwrap())).unwrap();

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-const VERSION: u32 = 1;
+/// 2: every layer-0 node given incoming links (`super::fill`); a copy of version 1 is made
+/// again from the graph's dump on open.
+const VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Meta {
@@ -124,6 +126,13 @@ impl FlatGraph {
         let meta_path = dir.join("meta.json");
         let meta: Meta = serde_json::from_slice(&std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?)
             .map_err(|e| bad(format!("meta.json: {e}")))?;
+        if meta.version < VERSION {
+            return Err(Error::Vectors(format!(
+                "the graph files in {} were written by an older version ({}, now {VERSION})",
+                dir.display(),
+                meta.version
+            )));
+        }
         if meta.version != VERSION || meta.dim != dim {
             return Err(bad(format!("version {} dim {} (expected {VERSION}, {dim})", meta.version, meta.dim)));
         }
