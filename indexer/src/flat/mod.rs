@@ -257,15 +257,48 @@ impl FlatGraph {
     fn beam_layer1(&self, s: &mut Scratch, q: &[i8], qscale: f32, width: usize) {
         let entry = self.descend(q, qscale, 1);
         let layer = &self.upper[0];
-        s.visit(entry.1);
-        s.cand.push(entry);
-        s.found.push(Reverse(entry));
+        s.entries.clear();
+        s.entries.push(entry);
+        self.walk(s, q, qscale, width, |n| layer.links(n), None);
+        s.entries.clear();
+        s.entries.extend(s.found.drain().map(|Reverse(c)| c));
+    }
+
+    /// The best-first walk of layer 0 keeping the `ef` best accepted nodes in `s.found`.
+    fn walk_layer0(&self, s: &mut Scratch, q: &[i8], qscale: f32, ef: usize, keep: Option<&dyn Fn(u64) -> bool>) {
+        let m0 = self.m0;
+        self.walk(s, q, qscale, ef, |n| &self.links0[n as usize * m0..(n as usize + 1) * m0], keep);
+    }
+
+    /// A best-first walk of one layer (its links by `links`) from every node of `s.entries`,
+    /// keeping the `width` best nodes `keep` accepts in `s.found`.
+    fn walk<'a>(
+        &self,
+        s: &mut Scratch,
+        q: &[i8],
+        qscale: f32,
+        width: usize,
+        links: impl Fn(u32) -> &'a [u32],
+        keep: Option<&dyn Fn(u64) -> bool>,
+    ) {
+        let accepts = |node: u32| keep.is_none_or(|f| f(self.ids[node as usize]));
+        for i in 0..s.entries.len() {
+            let entry = s.entries[i];
+            s.visit(entry.1);
+            s.cand.push(entry);
+            if accepts(entry.1) {
+                s.found.push(Reverse(entry));
+                if s.found.len() > width {
+                    s.found.pop();
+                }
+            }
+        }
         while let Some(c) = s.cand.pop() {
             let worst = s.found.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
             if s.found.len() >= width && c.0 < worst {
                 break;
             }
-            for &n in layer.links(c.1) {
+            for &n in links(c.1) {
                 if n == NONE {
                     break;
                 }
@@ -276,58 +309,16 @@ impl FlatGraph {
                 let worst = s.found.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
                 if s.found.len() < width || score > worst {
                     s.cand.push(Cand(score, n));
-                    s.found.push(Reverse(Cand(score, n)));
-                    if s.found.len() > width {
-                        s.found.pop();
-                    }
-                }
-            }
-        }
-        s.cand.clear();
-        s.entries.clear();
-        s.entries.extend(s.found.drain().map(|Reverse(c)| c));
-    }
-
-    /// The best-first walk of layer 0 keeping the `ef` best accepted nodes in `s.found`.
-    fn walk_layer0(&self, s: &mut Scratch, q: &[i8], qscale: f32, ef: usize, keep: Option<&dyn Fn(u64) -> bool>) {
-        let accepts = |node: u32| keep.is_none_or(|f| f(self.ids[node as usize]));
-        for i in 0..s.entries.len() {
-            let entry = s.entries[i];
-            s.visit(entry.1);
-            s.cand.push(entry);
-            if accepts(entry.1) {
-                s.found.push(Reverse(entry));
-                if s.found.len() > ef {
-                    s.found.pop();
-                }
-            }
-        }
-        while let Some(c) = s.cand.pop() {
-            let worst = s.found.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
-            if s.found.len() >= ef && c.0 < worst {
-                break;
-            }
-            let links = &self.links0[c.1 as usize * self.m0..(c.1 as usize + 1) * self.m0];
-            for &n in links {
-                if n == NONE {
-                    break;
-                }
-                if !s.visit(n) {
-                    continue;
-                }
-                let score = self.score8(q, qscale, n);
-                let worst = s.found.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
-                if s.found.len() < ef || score > worst {
-                    s.cand.push(Cand(score, n));
                     if accepts(n) {
                         s.found.push(Reverse(Cand(score, n)));
-                        if s.found.len() > ef {
+                        if s.found.len() > width {
                             s.found.pop();
                         }
                     }
                 }
             }
         }
+        s.cand.clear();
     }
 }
 
