@@ -1,11 +1,11 @@
 //! The direct answer: the sources' sentences ranked against the question (encoder cosine plus
 //! the share of the question's content terms each holds, weighted by their rarity among the
 //! sources' sentences), then the decoder picks a few words
-//! from the best two with decoding constrained to copy from them, and the words are chosen in
-//! the best sentence holding a run of the kind asked for (cut to its numbers or names where
+//! from the best two with decoding constrained to copy from them, and the words are chosen
+//! among the runs of the kind asked for in those sentences (cut to its numbers or names where
 //! those are asked for; `span`: closeness to the question's terms and the noun its question
-//! word asks about, length, names, the decoder's pick and its likelihood of each run as the whole answer,
-//! scored in the same decoder job), so the short answer exists
+//! word asks about, names, the decoder's pick and its likelihood of each run as the whole
+//! answer, scored in the same decoder job, and the rank of the run's sentence), so the short answer exists
 //! verbatim in a cited sentence by construction. Words the question itself supplies (or stop
 //! words alone) are not an answer.
 
@@ -185,8 +185,8 @@ pub(crate) fn short_answer(
         // The best sentences hold nothing of the kind asked for (no number for "how many").
         return Ok(Outcome::NoneOfKind(expect));
     }
-    // The words will be chosen in the first of the best sentences holding a run of the kind
-    // asked for (cut finer than the decoder's runs, also at auxiliary verbs and relative words).
+    // The words will be chosen among the best sentences' runs of the kind asked for (cut finer
+    // than the decoder's runs, also at auxiliary verbs and relative words).
     // A number question's runs are cut to their numbers ("1988", not "1988 but ...").
     let of_kind = |t: &Ranked| -> Vec<span::Run> {
         let runs: Vec<span::Run> =
@@ -201,10 +201,12 @@ pub(crate) fn short_answer(
         // apart) is no candidate: choosing it would drop the short answer altogether.
         runs.into_iter().filter(|r| answers(&clean(&r.text), &q)).collect()
     };
-    let Some((best, cut)) = top.iter().map(|t| (*t, of_kind(t))).find(|(_, cut)| !cut.is_empty()) else {
+    let cuts: Vec<(&Ranked, Vec<span::Run>)> =
+        top.iter().map(|t| (*t, of_kind(t))).filter(|(_, cut)| !cut.is_empty()).collect();
+    if cuts.is_empty() {
         // Nothing to choose from: no need to run the decoder for a pick.
         return Ok(Outcome::Unsure);
-    };
+    }
     let text = top.iter().map(|t| defuse(t.text)).collect::<Vec<_>>().join(" ");
     let user = |text: &str, q: &str| format!("Text: {text}\n\nQuestion: {q}");
     let prompt = d.chat_prompt(&[
@@ -222,8 +224,8 @@ pub(crate) fn short_answer(
         return Ok(Outcome::Unsure);
     }
     // Each candidate scored as the whole answer: its words, then the end of the turn.
-    let mut score = Vec::with_capacity(cut.len());
-    for run in &cut {
+    let mut score = Vec::new();
+    for run in cuts.iter().flat_map(|(_, cut)| cut) {
         let mut ids = tok.encode_plain(&clean(&run.text))?;
         ids.extend(tok.stop_ids.first().copied());
         score.push(ids);
@@ -235,12 +237,25 @@ pub(crate) fn short_answer(
         on(AnswerEvent::Token(tok));
         !p.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     })?;
-    // Its runs scored by closeness to the question's terms, the decoder's pick and its
-    // likelihood of each as the answer.
-    let chosen = span::pick(best.text, question, &q, &cut, &clean(&g.text), &g.scores);
-    let Some(span) = chosen.map(|r| clean(&r.text)).filter(|s| best.text.contains(s.as_str())) else {
+    // The runs scored by closeness to the question's terms, the decoder's pick, its likelihood
+    // of each as the answer and their sentence's rank.
+    let mut at = 0;
+    let among: Vec<span::Candidates> = cuts
+        .iter()
+        .map(|(t, cut)| {
+            let likely = g.scores.get(at..at + cut.len()).unwrap_or_default();
+            at += cut.len();
+            span::Candidates { sentence: t.text, rank: t.score, runs: cut, likely }
+        })
+        .collect();
+    let Some((k, run)) = span::pick(question, &q, &among, &clean(&g.text)) else {
         return Ok(Outcome::Unsure);
     };
+    let best = cuts[k].0;
+    let span = clean(&run.text);
+    if !best.text.contains(span.as_str()) {
+        return Ok(Outcome::Unsure);
+    }
     if !on_focus(best) {
         // The span's sentence answers another question on the topic: with the best sentence
         // off the question's focus too, the sources do not answer it; otherwise let the
