@@ -5,7 +5,7 @@
 //! sentences are quoted; otherwise the answer says the sources do not say.
 
 use super::passages::{dot, Passage};
-use super::short::{Expect, Ranked, Short, FOCUS_SHARE};
+use super::short::{Expect, Ranked, Short};
 use super::verify::carries_contact;
 use super::verify::Verdict;
 use super::{AnswerKind, AnswerParams, Sentence};
@@ -14,9 +14,6 @@ use super::{AnswerKind, AnswerParams, Sentence};
 const LINK_IN_QUOTE: &str = "holds a link or contact detail: quoted from its source, not checked";
 
 const NOT_SAID: &str = "The sources do not say.";
-/// A second sentence is quoted beside the short answer's own when its rank score is within
-/// this of the best.
-const QUOTE_MARGIN: f32 = 0.3;
 
 /// What the answer says and why.
 pub(crate) struct Decision {
@@ -55,7 +52,7 @@ impl Decision {
 
     /// The decoder's short answer, then the sentence it is copied from and the next
     /// best-matching sentence (when about as close to the question), all cited.
-    pub fn direct(s: &Short, ranked: &[Ranked<'_>]) -> Self {
+    pub fn direct(s: &Short, ranked: &[Ranked<'_>], second: Option<&Ranked<'_>>) -> Self {
         let sentence = |text: String, n: usize, support: f32| {
             let link = carries_contact(&text);
             Sentence {
@@ -68,18 +65,8 @@ impl Decision {
             }
         };
         let mut sentences = vec![sentence(s.text.clone(), s.n, 1.0)];
-        let best = ranked.first().map_or(0.0, |r| r.score);
         let own = ranked.iter().find(|r| r.text == s.sentence);
-        // The second comes from the short answer's source or retrieval's first, or holds the
-        // question's focus: a sentence of a lower source sharing one of the question's words
-        // ("BM25") but not what it asks about is no support for the answer.
-        let other = ranked.iter().find(|r| {
-            r.text != s.sentence
-                && r.score >= best - QUOTE_MARGIN
-                && (r.n == s.n || r.n == 1 || r.share >= FOCUS_SHARE)
-                && r.text.split_whitespace().count() >= 4
-        });
-        for r in own.into_iter().chain(other) {
+        for r in own.into_iter().chain(second) {
             sentences.push(sentence(format!("“{}”", r.text.trim()), r.n, r.cosine));
         }
         let quotes: Vec<String> = sentences[1..].iter().map(|q| format!("{} [{}]", q.text, q.citations[0])).collect();

@@ -24,19 +24,45 @@ const SLOPE: f32 = 4.0;
 /// For each of `passages`, the question's log-likelihood per token after it, less its
 /// log-likelihood per token after no text (measured once).
 pub(crate) fn gains(d: &Decoder, question: &str, passages: &[&str], wait: bool) -> Result<Vec<f32>> {
-    let tok = d.tokenizer();
-    let mut ids = tok.encode_plain(&defuse(question))?;
-    ids.extend(tok.stop_ids.first().copied());
-    let tokens = ids.len().max(1) as f32;
-    let options = GenerateOptions { max_tokens: 0, score: vec![ids], ..GenerateOptions::default() };
-    let likelihood = |text: &str| -> Result<f32> {
+    let l = Likelihood::new(d, question, wait)?;
+    passages.iter().map(|x| l.gain(x)).collect()
+}
+
+/// The decoder's likelihood of one question after a text, against its likelihood after no
+/// text (measured once, when made).
+pub(crate) struct Likelihood<'a> {
+    d: &'a Decoder,
+    options: GenerateOptions,
+    tokens: f32,
+    without: f32,
+    wait: bool,
+}
+
+impl<'a> Likelihood<'a> {
+    pub(crate) fn new(d: &'a Decoder, question: &str, wait: bool) -> Result<Self> {
+        let tok = d.tokenizer();
+        let mut ids = tok.encode_plain(&defuse(question))?;
+        ids.extend(tok.stop_ids.first().copied());
+        let tokens = ids.len().max(1) as f32;
+        let options = GenerateOptions { max_tokens: 0, score: vec![ids], ..GenerateOptions::default() };
+        let mut l = Likelihood { d, options, tokens, without: 0.0, wait };
+        l.without = l.log_likelihood(NO_TEXT)?;
+        Ok(l)
+    }
+
+    /// The question's log-likelihood per token after `text`, less its log-likelihood per token
+    /// after no text.
+    pub(crate) fn gain(&self, text: &str) -> Result<f32> {
+        Ok((self.log_likelihood(&defuse(text))? - self.without) / self.tokens)
+    }
+
+    fn log_likelihood(&self, text: &str) -> Result<f32> {
+        let d = self.d;
         let prompt = d.chat_prompt(&[Message::system(SYSTEM), Message::user(format!("Text: {text}"))])?;
-        let stream = if wait { d.start(prompt, &options)? } else { d.try_start(prompt, &options)? };
+        let stream = if self.wait { d.start(prompt, &self.options)? } else { d.try_start(prompt, &self.options)? };
         let g = stream.finish(|_| true)?;
         Ok(g.scores.first().copied().unwrap_or(f32::NEG_INFINITY))
-    };
-    let without = likelihood(NO_TEXT)?;
-    passages.iter().map(|x| Ok((likelihood(&defuse(x))? - without) / tokens)).collect()
+    }
 }
 
 /// Whether the passage's gain, weighed with the retrieval evidence, says it answers the question.

@@ -288,18 +288,25 @@ pub fn answer(
     let unnamed = if close { mention::unmentioned(&query, &whole) } else { None };
     let named = close && unnamed.is_none();
     let ranked = if named && decoder.is_some() { short::rank_sentences(&query, &qv, &passages) } else { Vec::new() };
+    // The question's likelihood without a text, measured once for the passages and sentences.
+    let t = Instant::now();
+    let likely = match decoder {
+        Some(d) if named => Some(likely::Likelihood::new(d, &query, p.wait_for_decoder)?),
+        _ => None,
+    };
     // Does the passage the answer would rest on (the best sentence's, or retrieval's first)
     // answer the question? The better of the two.
-    let gain = match judged {
-        Some((d, _)) if named => {
-            let t = Instant::now();
+    let gain = match (&likely, judged) {
+        (Some(l), Some(_)) => {
             let mut judge = vec![passages[0].source.passage.as_str()];
             let own = ranked.first().and_then(|r| passages.iter().find(|x| x.source.n == r.n));
             if let Some(own) = own.filter(|o| o.source.n != passages[0].source.n) {
                 judge.push(own.source.passage.as_str());
             }
-            let g = likely::gains(d, &query, &judge, p.wait_for_decoder)?.into_iter().fold(f32::NEG_INFINITY, f32::max);
-            timings.gain_ms = ms(t);
+            let mut g = f32::NEG_INFINITY;
+            for x in judge {
+                g = g.max(l.gain(x)?);
+            }
             Some(g)
         }
         _ => None,
@@ -310,6 +317,7 @@ pub fn answer(
     };
     let covered = named && !ungrounded;
     let direct = covered && p.direct && decoder.is_some();
+    timings.gain_ms = ms(t);
     let outcome = match decoder {
         Some(d) if direct => {
             let t = Instant::now();
@@ -325,6 +333,13 @@ pub fn answer(
         }
         _ => None,
     };
+    // The sentence quoted beside a short answer's own.
+    let t = Instant::now();
+    let second = match &outcome {
+        Outcome::Found(s) => short::second_quote(likely.as_ref(), s, &ranked, &passages)?,
+        _ => None,
+    };
+    timings.gain_ms += ms(t);
     let t = Instant::now();
     let decision = match (&generation, &outcome) {
         _ if !covered => match (&unnamed, gain) {
@@ -332,7 +347,7 @@ pub fn answer(
             (None, Some(g)) if close => Decision::not_answered(g, evidence),
             _ => Decision::not_covered(evidence, floor),
         },
-        (_, Outcome::Found(s)) => Decision::direct(s, &ranked),
+        (_, Outcome::Found(s)) => Decision::direct(s, &ranked, second),
         (_, Outcome::NoneOfKind(kind)) => Decision::none_of_kind(*kind),
         (_, Outcome::OffFocus) => Decision::off_focus(),
         (_, Outcome::NegationUnstated) => Decision::negation_unstated(),

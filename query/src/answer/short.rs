@@ -9,6 +9,7 @@
 //! verbatim in a cited sentence by construction. Words the question itself supplies (or stop
 //! words alone) are not an answer.
 
+use super::likely::Likelihood;
 use super::numeric;
 use super::passages::{dot, Passage};
 use super::prompt::defuse;
@@ -29,6 +30,12 @@ const TERM_WEIGHT: f32 = 0.5;
 /// How much the share of the question's terms only the sentence before holds adds, when the
 /// sentence opens by referring back to it.
 const PREVIOUS: f32 = 0.2;
+/// A second sentence is quoted beside the short answer's own when its rank score is within
+/// this of the best.
+const QUOTE_MARGIN: f32 = 0.3;
+/// How much a sentence's question-likelihood gain (nats per token) adds to its rank score when
+/// the second quote is chosen.
+const GAIN_WEIGHT: f32 = 0.4;
 /// Below this share of the question's content terms (and below strong evidence in cosine) a
 /// sentence does not hold the question's focus.
 pub(crate) const FOCUS_SHARE: f32 = 0.5;
@@ -131,6 +138,50 @@ pub(crate) fn rank_sentences<'a>(question: &str, qv: &[f32], passages: &'a [Pass
     }
     all.sort_by(|a, b| b.score.total_cmp(&a.score));
     all
+}
+
+/// The sentence quoted beside the short answer's own: among the sentences ranked within
+/// [`QUOTE_MARGIN`] of the best (from the answer's source or retrieval's first, or holding the
+/// question's focus: a lower source's sentence sharing one of its words, "BM25", but not what
+/// it asks about is no support), the one that most raises the decoder's likelihood of the
+/// question (`likely`; read after the sentence before it in its passage, which one opening
+/// "It..." refers back to), weighed with its rank score. The sentence a question was asked
+/// about predicts its wording; one that only shares its topic words does not. Without a
+/// decoder, or with one candidate, the best-ranked.
+pub(crate) fn second_quote<'a>(
+    likely: Option<&Likelihood<'_>>,
+    s: &Short,
+    ranked: &'a [Ranked<'a>],
+    passages: &[Passage],
+) -> Result<Option<&'a Ranked<'a>>> {
+    let best = ranked.first().map_or(0.0, |r| r.score);
+    let eligible: Vec<&Ranked> = ranked
+        .iter()
+        .filter(|r| {
+            r.text != s.sentence
+                && r.score >= best - QUOTE_MARGIN
+                && (r.n == s.n || r.n == 1 || r.share >= FOCUS_SHARE)
+                && r.text.split_whitespace().count() >= 4
+        })
+        .collect();
+    let Some(likely) = likely.filter(|_| eligible.len() > 1) else { return Ok(eligible.first().copied()) };
+    let mut chosen = None;
+    let mut top = f32::NEG_INFINITY;
+    for r in eligible {
+        let own = passages.iter().find(|p| p.source.n == r.n);
+        let at = own.and_then(|p| p.sentences.iter().position(|x| x == r.text));
+        let before = own.zip(at.and_then(|i| i.checked_sub(1))).map(|(p, i)| p.sentences[i].as_str());
+        let text = match before {
+            Some(b) => format!("{b} {}", r.text),
+            None => r.text.to_string(),
+        };
+        let score = r.score + GAIN_WEIGHT * likely.gain(&text)?;
+        if score > top {
+            top = score;
+            chosen = Some(r);
+        }
+    }
+    Ok(chosen)
 }
 
 /// Whether a sentence opens by referring back to the one before ("It stands on...", "These
@@ -394,6 +445,26 @@ mod tests {
         assert_eq!(first, "It is 1,047 km long.");
         let (_, apart) = it(&["The Vistula crosses Warsaw.", "Poland is large.", "It is 1,047 km long."]);
         assert!(after > apart, "{after:?} {apart:?}");
+    }
+
+    #[test]
+    fn the_second_quote_without_a_decoder_is_the_best_ranked_that_may_support_it() {
+        let r = |score: f32, share: f32, n: usize, text: &'static str| Ranked { score, cosine: 0.5, share, n, text };
+        let s = Short { text: "Farel".into(), n: 2, sentence: "Farel, a student of Lefevre, led it.".into() };
+        let ranked = [
+            r(1.0, 0.6, 2, "Farel, a student of Lefevre, led it."),
+            // A lower source's sentence without the question's focus: no support.
+            r(0.95, 0.2, 3, "Lefevre taught in Paris for years."),
+            r(0.9, 0.2, 2, "Too short here."),
+            r(0.85, 0.2, 2, "He preached in Geneva from 1532."),
+            r(0.6, 0.9, 1, "Farel was born in Gap in 1489."),
+        ];
+        let second = second_quote(None, &s, &ranked, &[]).unwrap();
+        assert_eq!(second.map(|r| r.text), Some("He preached in Geneva from 1532."));
+        // Nothing within the margin of the best: one quote.
+        let far = [ranked[0], ranked[4]];
+        let second = second_quote(None, &s, &far, &[]).unwrap();
+        assert!(second.is_none());
     }
 
     #[test]
