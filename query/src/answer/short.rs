@@ -358,9 +358,16 @@ pub(crate) fn expected(question: &str) -> Expect {
     // "What are stators attached to?", "What is QED short for?": a preposition left at the end
     // asks for its object, a phrase, whatever the question opens with.
     let stranded = q.trim_end_matches(['?', ' ']).rsplit(' ').next().is_some_and(|w| STRANDED.contains(&w));
+    // "What does a reranker do?": what something does is explained, not named ("...galvanize
+    // them to do?" asks for an action, a phrase).
+    let words: Vec<&str> = q.trim_end_matches(['?', ' ']).split_whitespace().collect();
+    let does = ["what does ", "what do ", "what did "].iter().any(|p| q.starts_with(p))
+        && words.len() >= 4
+        && words.last() == Some(&"do")
+        && words[words.len() - 2] != "to";
     if numeric::style(q).is_some() {
         Expect::Number
-    } else if !stranded && (definition || DESCRIPTION.iter().any(|p| q.starts_with(p))) {
+    } else if does || (!stranded && (definition || DESCRIPTION.iter().any(|p| q.starts_with(p)))) {
         Expect::Description
     } else if ["who ", "whom ", "whose "].iter().any(|p| q.starts_with(p)) {
         Expect::Name
@@ -481,6 +488,8 @@ mod tests {
         assert_eq!(expected("Who designed it?"), Expect::Name);
         assert_eq!(expected("What is HNSW?"), Expect::Description);
         assert_eq!(expected("What is QED short for?"), Expect::Any);
+        assert_eq!(expected("What does a cross-encoder reranker do?"), Expect::Description);
+        assert_eq!(expected("What did the conflict galvanize Muslims to do?"), Expect::Any);
         assert_eq!(expected("How are stators attached to?"), Expect::Any);
         assert_eq!(expected("What is the Rankine cycle sometimes called?"), Expect::Any);
         assert_eq!(expected("When was the treaty signed?"), Expect::Number);
