@@ -50,9 +50,9 @@ impl Decision {
         }
     }
 
-    /// The decoder's short answer, then the sentence it is copied from and the next
-    /// best-matching sentence (when about as close to the question), all cited.
-    pub fn direct(s: &Short, ranked: &[Ranked<'_>], second: Option<&Ranked<'_>>) -> Self {
+    /// The decoder's short answer, then the sentence it is copied from and the sentences quoted
+    /// beside it (`short::quotes`: none, one or two), all cited.
+    pub fn direct(s: &Short, ranked: &[Ranked<'_>], quotes: &[&Ranked<'_>]) -> Self {
         let sentence = |text: String, n: usize, support: f32| {
             let link = carries_contact(&text);
             Sentence {
@@ -66,13 +66,13 @@ impl Decision {
         };
         let mut sentences = vec![sentence(s.text.clone(), s.n, 1.0)];
         let own = ranked.iter().find(|r| r.text == s.sentence);
-        for r in own.into_iter().chain(second) {
+        for r in own.into_iter().chain(quotes.iter().copied()) {
             sentences.push(sentence(format!("“{}”", r.text.trim()), r.n, r.cosine));
         }
-        let quotes: Vec<String> = sentences[1..].iter().map(|q| format!("{} [{}]", q.text, q.citations[0])).collect();
+        let quoted: Vec<String> = sentences[1..].iter().map(|q| format!("{} [{}]", q.text, q.citations[0])).collect();
         Decision {
             kind: AnswerKind::Generated,
-            text: format!("{} [{}]. {}", s.text, s.n, quotes.join(" ")),
+            text: format!("{} [{}]. {}", s.text, s.n, quoted.join(" ")),
             sentences,
             invalid_citations: Vec::new(),
             reason: format!("a short answer copied from source {}, and the sentences it rests on", s.n),

@@ -333,11 +333,11 @@ pub fn answer(
         }
         _ => None,
     };
-    // The sentence quoted beside a short answer's own.
+    // The sentences quoted beside a short answer's own.
     let t = Instant::now();
-    let second = match &outcome {
-        Outcome::Found(s) => short::second_quote(likely.as_ref(), s, &ranked, &passages)?,
-        _ => None,
+    let quotes = match &outcome {
+        Outcome::Found(s) => short::quotes(likely.as_ref(), s, &ranked, &passages)?,
+        _ => Vec::new(),
     };
     timings.gain_ms += ms(t);
     let t = Instant::now();
@@ -347,7 +347,7 @@ pub fn answer(
             (None, Some(g)) if close => Decision::not_answered(g, evidence),
             _ => Decision::not_covered(evidence, floor),
         },
-        (_, Outcome::Found(s)) => Decision::direct(s, &ranked, second),
+        (_, Outcome::Found(s)) => Decision::direct(s, &ranked, &quotes),
         (_, Outcome::NoneOfKind(kind)) => Decision::none_of_kind(*kind),
         (_, Outcome::OffFocus) => Decision::off_focus(),
         (_, Outcome::NegationUnstated) => Decision::negation_unstated(),

@@ -34,7 +34,7 @@ const PREVIOUS: f32 = 0.2;
 /// this of the best.
 const QUOTE_MARGIN: f32 = 0.3;
 /// How much a sentence's question-likelihood gain (nats per token) adds to its rank score when
-/// the second quote is chosen.
+/// the quotes beside the short answer are chosen.
 const GAIN_WEIGHT: f32 = 0.4;
 /// Below this share of the question's content terms (and below strong evidence in cosine) a
 /// sentence does not hold the question's focus.
@@ -140,20 +140,22 @@ pub(crate) fn rank_sentences<'a>(question: &str, qv: &[f32], passages: &'a [Pass
     all
 }
 
-/// The sentence quoted beside the short answer's own: among the sentences ranked within
-/// [`QUOTE_MARGIN`] of the best (from the answer's source or retrieval's first, or holding the
-/// question's focus: a lower source's sentence sharing one of its words, "BM25", but not what
-/// it asks about is no support), the one that most raises the decoder's likelihood of the
+/// The sentences quoted beside the short answer's own. The first: among the sentences ranked
+/// within [`QUOTE_MARGIN`] of the best (from the answer's source or retrieval's first, or holding
+/// the question's focus: a lower source's sentence sharing one of its words, "BM25", but not
+/// what it asks about is no support), the one that most raises the decoder's likelihood of the
 /// question (`likely`; read after the sentence before it in its passage, which one opening
 /// "It..." refers back to), weighed with its rank score. The sentence a question was asked
-/// about predicts its wording; one that only shares its topic words does not. Without a
-/// decoder, or with one candidate, the best-ranked.
-pub(crate) fn second_quote<'a>(
+/// about predicts its wording; one that only shares its topic words does not. The runner-up is
+/// quoted too when it raises that likelihood more than the short answer's own sentence does:
+/// the decoder then reads it as the likelier answer, and the short answer may be the wrong
+/// sentence's. Without a decoder, or with one candidate, the best-ranked alone.
+pub(crate) fn quotes<'a>(
     likely: Option<&Likelihood<'_>>,
     s: &Short,
     ranked: &'a [Ranked<'a>],
     passages: &[Passage],
-) -> Result<Option<&'a Ranked<'a>>> {
+) -> Result<Vec<&'a Ranked<'a>>> {
     let best = ranked.first().map_or(0.0, |r| r.score);
     let eligible: Vec<&Ranked> = ranked
         .iter()
@@ -164,24 +166,39 @@ pub(crate) fn second_quote<'a>(
                 && r.text.split_whitespace().count() >= 4
         })
         .collect();
-    let Some(likely) = likely.filter(|_| eligible.len() > 1) else { return Ok(eligible.first().copied()) };
-    let mut chosen = None;
-    let mut top = f32::NEG_INFINITY;
+    let Some(likely) = likely.filter(|_| eligible.len() > 1) else {
+        return Ok(eligible.into_iter().take(1).collect());
+    };
+    // (rank score with gain, gain, sentence)
+    let mut scored = Vec::new();
     for r in eligible {
-        let own = passages.iter().find(|p| p.source.n == r.n);
-        let at = own.and_then(|p| p.sentences.iter().position(|x| x == r.text));
-        let before = own.zip(at.and_then(|i| i.checked_sub(1))).map(|(p, i)| p.sentences[i].as_str());
-        let text = match before {
-            Some(b) => format!("{b} {}", r.text),
-            None => r.text.to_string(),
+        let gain = sentence_gain(likely, r, passages)?;
+        scored.push((r.score + GAIN_WEIGHT * gain, gain, r));
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut chosen: Vec<&Ranked> = scored.iter().take(1).map(|x| x.2).collect();
+    if let Some(&(_, gain, r)) = scored.get(1) {
+        let own = match ranked.iter().find(|r| r.text == s.sentence) {
+            Some(o) => sentence_gain(likely, o, passages)?,
+            None => f32::NEG_INFINITY,
         };
-        let score = r.score + GAIN_WEIGHT * likely.gain(&text)?;
-        if score > top {
-            top = score;
-            chosen = Some(r);
+        if gain > own {
+            chosen.push(r);
         }
     }
     Ok(chosen)
+}
+
+/// How much a sentence raises the decoder's likelihood of the question, read after the sentence
+/// before it in its passage.
+fn sentence_gain(likely: &Likelihood<'_>, r: &Ranked<'_>, passages: &[Passage]) -> Result<f32> {
+    let own = passages.iter().find(|p| p.source.n == r.n);
+    let at = own.and_then(|p| p.sentences.iter().position(|x| x == r.text));
+    let before = own.zip(at.and_then(|i| i.checked_sub(1))).map(|(p, i)| p.sentences[i].as_str());
+    match before {
+        Some(b) => likely.gain(&format!("{b} {}", r.text)),
+        None => likely.gain(r.text),
+    }
 }
 
 /// Whether a sentence opens by referring back to the one before ("It stands on...", "These
@@ -455,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn the_second_quote_without_a_decoder_is_the_best_ranked_that_may_support_it() {
+    fn without_a_decoder_the_one_quote_beside_the_answer_is_the_best_ranked_that_may_support_it() {
         let r = |score: f32, share: f32, n: usize, text: &'static str| Ranked { score, cosine: 0.5, share, n, text };
         let s = Short { text: "Farel".into(), n: 2, sentence: "Farel, a student of Lefevre, led it.".into() };
         let ranked = [
@@ -466,12 +483,11 @@ mod tests {
             r(0.85, 0.2, 2, "He preached in Geneva from 1532."),
             r(0.6, 0.9, 1, "Farel was born in Gap in 1489."),
         ];
-        let second = second_quote(None, &s, &ranked, &[]).unwrap();
-        assert_eq!(second.map(|r| r.text), Some("He preached in Geneva from 1532."));
-        // Nothing within the margin of the best: one quote.
+        let quoted: Vec<&str> = quotes(None, &s, &ranked, &[]).unwrap().iter().map(|r| r.text).collect();
+        assert_eq!(quoted, ["He preached in Geneva from 1532."]);
+        // Nothing within the margin of the best: no quote beside the answer's own.
         let far = [ranked[0], ranked[4]];
-        let second = second_quote(None, &s, &far, &[]).unwrap();
-        assert!(second.is_none());
+        assert!(quotes(None, &s, &far, &[]).unwrap().is_empty());
     }
 
     #[test]
