@@ -53,21 +53,18 @@ impl Decision {
     /// The decoder's short answer, then the sentence it is copied from and the sentences quoted
     /// beside it (`short::quotes`: none, one or two), all cited.
     pub fn direct(s: &Short, ranked: &[Ranked<'_>], quotes: &[&Ranked<'_>]) -> Self {
-        let sentence = |text: String, n: usize, support: f32| {
-            let link = carries_contact(&text);
-            Sentence {
-                supported: !link,
-                note: link.then_some(LINK_IN_QUOTE),
-                text,
-                citations: vec![n],
-                support,
-                citation_added: false,
-            }
-        };
-        let mut sentences = vec![sentence(s.text.clone(), s.n, 1.0)];
+        let link = carries_contact(&s.text);
+        let mut sentences = vec![Sentence {
+            supported: !link,
+            note: link.then_some(LINK_IN_QUOTE),
+            text: s.text.clone(),
+            citations: vec![s.n],
+            support: 1.0,
+            citation_added: false,
+        }];
         let own = ranked.iter().find(|r| r.text == s.sentence);
         for r in own.into_iter().chain(quotes.iter().copied()) {
-            sentences.push(sentence(format!("“{}”", r.text.trim()), r.n, r.cosine));
+            sentences.push(quote(r.text, r.n, r.cosine));
         }
         let quoted: Vec<String> = sentences[1..].iter().map(|q| format!("{} [{}]", q.text, q.citations[0])).collect();
         Decision {
@@ -124,9 +121,23 @@ impl Decision {
         }
     }
 
-    /// The question asks for an explanation: quote the sentences that match it best.
-    pub fn described(qv: &[f32], passages: &[Passage]) -> Self {
-        Self::quoted("the question asks for an explanation".into(), Vec::new(), qv, passages)
+    /// The question asks for an explanation: quote the sentences chosen for it
+    /// (`short::explanation`).
+    pub fn described(chosen: &[&Ranked<'_>]) -> Self {
+        Self::chosen("the question asks for an explanation".into(), Vec::new(), chosen)
+    }
+
+    /// The sentences chosen by `short::explanation`, quoted (none: insufficient evidence).
+    fn chosen(why: String, invalid_citations: Vec<usize>, chosen: &[&Ranked<'_>]) -> Self {
+        let sentences: Vec<Sentence> = chosen.iter().map(|r| quote(r.text, r.n, r.cosine)).collect();
+        let kind = if sentences.is_empty() { AnswerKind::InsufficientEvidence } else { AnswerKind::Extractive };
+        Decision {
+            kind,
+            text: if sentences.is_empty() { NOT_SAID.into() } else { render(&sentences) },
+            sentences,
+            invalid_citations,
+            reason: format!("{why}: quoting the sentences that answer it best"),
+        }
     }
 
     /// No decoder runs: quote the sources.
@@ -135,7 +146,16 @@ impl Decision {
     }
 
     /// The generated text, checked.
-    pub fn from_verdict(v: Verdict, evidence: f32, qv: &[f32], passages: &[Passage], p: &AnswerParams) -> Self {
+    /// A failed check falls back to quoting: the sentences in `fallback` (`short::explanation`,
+    /// when the sentences were ranked), else the closest in cosine.
+    pub fn from_verdict(
+        v: Verdict,
+        evidence: f32,
+        fallback: &[&Ranked<'_>],
+        qv: &[f32],
+        passages: &[Passage],
+        p: &AnswerParams,
+    ) -> Self {
         if v.accepted() {
             // The text says only what the sources support; `sentences` keeps every generated
             // sentence with its flag, for display with a mark.
@@ -154,6 +174,9 @@ impl Decision {
             format!("only {} of {} generated sentences are supported", v.supported(), v.sentences.len())
         };
         if evidence >= p.strong_evidence {
+            if !fallback.is_empty() {
+                return Self::chosen(why, v.invalid, fallback);
+            }
             return Self::quoted(why, v.invalid, qv, passages);
         }
         Decision {
@@ -192,21 +215,20 @@ fn extract(qv: &[f32], passages: &[Passage], n: usize) -> Vec<Sentence> {
     all.sort_by(|a, b| b.0.total_cmp(&a.0));
     // Only sentences about as close to the question as the best one.
     let floor = all.first().map(|a| a.0 - 0.15).unwrap_or(0.0);
-    all.into_iter()
-        .take_while(|a| a.0 >= floor)
-        .take(n)
-        .map(|(score, src, s)| {
-            let link = carries_contact(s);
-            Sentence {
-                text: format!("“{}”", s.trim()),
-                citations: vec![src],
-                supported: !link,
-                support: score,
-                citation_added: false,
-                note: link.then_some(LINK_IN_QUOTE),
-            }
-        })
-        .collect()
+    all.into_iter().take_while(|a| a.0 >= floor).take(n).map(|(score, src, s)| quote(s, src, score)).collect()
+}
+
+/// A source sentence quoted and cited (not shown as checked when it holds a link).
+fn quote(s: &str, n: usize, support: f32) -> Sentence {
+    let link = carries_contact(s);
+    Sentence {
+        text: format!("“{}”", s.trim()),
+        citations: vec![n],
+        supported: !link,
+        support,
+        citation_added: false,
+        note: link.then_some(LINK_IN_QUOTE),
+    }
 }
 
 /// The answer text: each sentence followed by its markers.

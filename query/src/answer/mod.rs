@@ -337,6 +337,7 @@ pub fn answer(
     let t = Instant::now();
     let quotes = match &outcome {
         Outcome::Found(s) => short::quotes(likely.as_ref(), s, &ranked, &passages)?,
+        Outcome::Describe => short::explanation(likely.as_ref(), &ranked, &passages)?,
         _ => Vec::new(),
     };
     timings.gain_ms += ms(t);
@@ -351,10 +352,17 @@ pub fn answer(
         (_, Outcome::NoneOfKind(kind)) => Decision::none_of_kind(*kind),
         (_, Outcome::OffFocus) => Decision::off_focus(),
         (_, Outcome::NegationUnstated) => Decision::negation_unstated(),
-        (_, Outcome::Describe) => Decision::described(&qv, &passages),
+        (_, Outcome::Describe) => Decision::described(&quotes),
         (Some(g), _) => {
             let verdict = verify::verify(encoder, &query, &g.text, &passages, p.support_threshold)?;
-            Decision::from_verdict(verdict, evidence, &qv, &passages, p)
+            // Should the check fail with strong retrieval, the quotes are chosen as for an
+            // explanation.
+            let fallback = if verdict.accepted() || evidence < p.strong_evidence {
+                Vec::new()
+            } else {
+                short::explanation(likely.as_ref(), &ranked, &passages)?
+            };
+            Decision::from_verdict(verdict, evidence, &fallback, &qv, &passages, p)
         }
         (None, _) => Decision::without_decoder(&qv, &passages),
     };

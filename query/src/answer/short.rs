@@ -39,6 +39,8 @@ const GAIN_WEIGHT: f32 = 0.4;
 /// Below this share of the question's content terms (and below strong evidence in cosine) a
 /// sentence does not hold the question's focus.
 pub(crate) const FOCUS_SHARE: f32 = 0.5;
+/// Sentences weighed (one decoder job each) for the quotes that answer an explanation question.
+const EXPLANATION_CANDIDATES: usize = 6;
 /// Tokens of the short answer at most.
 const MAX_TOKENS: usize = 12;
 /// Sentences shown to the decoder (and copied from).
@@ -169,13 +171,7 @@ pub(crate) fn quotes<'a>(
     let Some(likely) = likely.filter(|_| eligible.len() > 1) else {
         return Ok(eligible.into_iter().take(1).collect());
     };
-    // (rank score with gain, gain, sentence)
-    let mut scored = Vec::new();
-    for r in eligible {
-        let gain = sentence_gain(likely, r, passages)?;
-        scored.push((r.score + GAIN_WEIGHT * gain, gain, r));
-    }
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let scored = by_gain(likely, eligible, passages)?;
     let mut chosen: Vec<&Ranked> = scored.iter().take(1).map(|x| x.2).collect();
     if let Some(&(_, gain, r)) = scored.get(1) {
         let own = match ranked.iter().find(|r| r.text == s.sentence) {
@@ -187,6 +183,47 @@ pub(crate) fn quotes<'a>(
         }
     }
     Ok(chosen)
+}
+
+/// The sentences quoted when the question asks for an explanation: the two best of those ranked
+/// within [`QUOTE_MARGIN`] of the best (4+ words; from the best's source or retrieval's first, or
+/// holding the question's focus), by rank score plus [`GAIN_WEIGHT`] times their question
+/// likelihood gain, as the quotes beside a short answer are chosen. Without a decoder, the two
+/// best-ranked.
+pub(crate) fn explanation<'a>(
+    likely: Option<&Likelihood<'_>>,
+    ranked: &'a [Ranked<'a>],
+    passages: &[Passage],
+) -> Result<Vec<&'a Ranked<'a>>> {
+    let Some(first) = ranked.first() else { return Ok(Vec::new()) };
+    let eligible: Vec<&Ranked> = ranked
+        .iter()
+        .filter(|r| {
+            r.score >= first.score - QUOTE_MARGIN
+                && (r.n == first.n || r.n == 1 || r.share >= FOCUS_SHARE)
+                && r.text.split_whitespace().count() >= 4
+        })
+        .take(EXPLANATION_CANDIDATES)
+        .collect();
+    let Some(likely) = likely.filter(|_| eligible.len() > 2) else {
+        return Ok(eligible.into_iter().take(2).collect());
+    };
+    Ok(by_gain(likely, eligible, passages)?.into_iter().take(2).map(|x| x.2).collect())
+}
+
+/// Sentences with their rank score plus [`GAIN_WEIGHT`] times their gain, and the gain, best first.
+fn by_gain<'a>(
+    likely: &Likelihood<'_>,
+    sentences: Vec<&'a Ranked<'a>>,
+    passages: &[Passage],
+) -> Result<Vec<(f32, f32, &'a Ranked<'a>)>> {
+    let mut scored = Vec::new();
+    for r in sentences {
+        let gain = sentence_gain(likely, r, passages)?;
+        scored.push((r.score + GAIN_WEIGHT * gain, gain, r));
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Ok(scored)
 }
 
 /// How much a sentence raises the decoder's likelihood of the question, read after the sentence
@@ -488,6 +525,30 @@ mod tests {
         // Nothing within the margin of the best: no quote beside the answer's own.
         let far = [ranked[0], ranked[4]];
         assert!(quotes(None, &s, &far, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn without_a_decoder_an_explanation_quotes_the_two_best_ranked_that_may_answer_it() {
+        let r = |score: f32, share: f32, n: usize, text: &'static str| Ranked { score, cosine: 0.5, share, n, text };
+        let ranked = [
+            r(1.0, 0.6, 2, "A cross-encoder reads the query and the passage together."),
+            // A heading: too short to explain anything.
+            r(0.98, 0.6, 2, "Cross-encoders"),
+            // A lower source's sentence without the question's focus.
+            r(0.95, 0.2, 3, "Encoders map text to vectors."),
+            r(0.9, 0.2, 2, "It costs a forward pass per candidate."),
+            r(0.8, 0.9, 4, "Cross-encoders rerank the top results."),
+        ];
+        let quoted: Vec<&str> = explanation(None, &ranked, &[]).unwrap().iter().map(|r| r.text).collect();
+        assert_eq!(
+            quoted,
+            ["A cross-encoder reads the query and the passage together.", "It costs a forward pass per candidate."]
+        );
+        // Nothing else within the margin of the best: one quote.
+        let far = [ranked[0], r(0.6, 0.9, 1, "Cross-encoders were proposed in 2019.")];
+        let quoted: Vec<&str> = explanation(None, &far, &[]).unwrap().iter().map(|r| r.text).collect();
+        assert_eq!(quoted, ["A cross-encoder reads the query and the passage together."]);
+        assert!(explanation(None, &[], &[]).unwrap().is_empty());
     }
 
     #[test]
