@@ -129,15 +129,8 @@ impl Decision {
 
     /// The sentences chosen by `short::explanation`, quoted (none: insufficient evidence).
     fn chosen(why: String, invalid_citations: Vec<usize>, chosen: &[&Ranked<'_>]) -> Self {
-        let sentences: Vec<Sentence> = chosen.iter().map(|r| quote(r.text, r.n, r.cosine)).collect();
-        let kind = if sentences.is_empty() { AnswerKind::InsufficientEvidence } else { AnswerKind::Extractive };
-        Decision {
-            kind,
-            text: if sentences.is_empty() { NOT_SAID.into() } else { render(&sentences) },
-            sentences,
-            invalid_citations,
-            reason: format!("{why}: quoting the sentences that answer it best"),
-        }
+        let sentences = chosen.iter().map(|r| quote(r.text, r.n, r.cosine)).collect();
+        Self::quotes(format!("{why}: quoting the sentences that answer it best"), invalid_citations, sentences)
     }
 
     /// No decoder runs: quote the sources.
@@ -191,13 +184,18 @@ impl Decision {
     /// The best-matching source sentences, quoted (none: insufficient evidence).
     fn quoted(why: String, invalid_citations: Vec<usize>, qv: &[f32], passages: &[Passage]) -> Self {
         let sentences = extract(qv, passages, 2);
+        Self::quotes(format!("{why}: quoting the best-matching sentences instead"), invalid_citations, sentences)
+    }
+
+    /// Quoted sentences as the answer (none: insufficient evidence).
+    fn quotes(reason: String, invalid_citations: Vec<usize>, sentences: Vec<Sentence>) -> Self {
         let kind = if sentences.is_empty() { AnswerKind::InsufficientEvidence } else { AnswerKind::Extractive };
         Decision {
             kind,
             text: if sentences.is_empty() { NOT_SAID.into() } else { render(&sentences) },
             sentences,
             invalid_citations,
-            reason: format!("{why}: quoting the best-matching sentences instead"),
+            reason,
         }
     }
 }
