@@ -1,9 +1,16 @@
 //! The BM25 index (tantivy): one tantivy document per chunk.
 //!
-//! Fields: `chunk_key` (u64, the sled key), `doc_id` (raw string), `title` (analysed, stored)
-//! and `text` (title + passage, analysed, stored: what queries and snippets run on; one field
-//! for both measured best on SciFact). Each commit carries the sled sequence number it
-//! includes as its payload.
+//! Fields: `chunk_key` (u64, the sled key), `doc_id` (raw string), `title` (analysed, stored),
+//! `text` (title + passage, analysed, stored: what snippets and the query syntax run on; one
+//! field for both measured best on SciFact) and `context` (title + the passage with the
+//! chunks before and after it in its document, analysed, frequencies only). Each commit
+//! carries the sled sequence number it includes as its payload.
+//!
+//! A plain query scores a chunk by its context, plus [`OWN_WEIGHT`] times its own text: a
+//! passage cut from a longer document keeps the words its neighbours say it with (an abstract
+//! split in two answers a query whose terms fall on both sides of the cut), and among one
+//! document's chunks the one holding the words comes first (its snippet, its citation).
+//! Measured in docs/retrieval.md ("Passages scored with their neighbours").
 
 use crate::document::Chunk;
 use crate::store::{Op, Store};
@@ -16,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
 };
@@ -34,10 +41,29 @@ pub struct Fields {
     pub title: Field,
     /// The chunk's text (indexed and stored, for snippets).
     pub text: Field,
+    /// The title and the chunk's text between its neighbours' (indexed, term frequencies only).
+    pub context: Field,
 }
 
-/// A parsed BM25 query ([`Bm25::query`]).
-pub struct Bm25Query(Box<dyn Query>);
+/// Weight of a chunk's own text against its context in a plain query's score (chosen on
+/// SciFact's train split: 0.1 to 0.5 rank alike; the least that still orders one document's
+/// chunks by their own words).
+pub const OWN_WEIGHT: f32 = 0.1;
+
+/// A parsed BM25 query ([`Bm25::query`]), with the weight of each field it scores.
+pub struct Bm25Query {
+    query: Box<dyn Query>,
+    weights: Vec<(Field, f32)>,
+}
+
+impl Bm25Query {
+    /// The most one chunk can score for this query under BM25 with `stats` (its terms'
+    /// statistics): each term's IDF times 1 + k1 (the limit of BM25's saturating term
+    /// frequency), times its field's weight in the query.
+    pub fn bound(&self, stats: &TermStats) -> f32 {
+        stats.bm25_bound(|field| self.weights.iter().find(|(f, _)| f.field_id() == field).map_or(0.0, |(_, w)| *w))
+    }
+}
 
 /// Highlights a query's words in passages ([`Bm25::snippets`]).
 pub struct Snippets(SnippetGenerator);
@@ -91,6 +117,12 @@ fn schema() -> (Schema, Fields) {
         doc_id: b.add_text_field("doc_id", STRING | STORED),
         title: b.add_text_field("title", analysed.clone()),
         text: b.add_text_field("text", analysed),
+        context: b.add_text_field(
+            "context",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs),
+            ),
+        ),
     };
     (b.build(), fields)
 }
@@ -100,8 +132,19 @@ impl Bm25 {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let (schema, fields) = schema();
-        let mmap = tantivy::directory::MmapDirectory::open(dir).map_err(|e| Error::Bm25(e.to_string()))?;
-        let index = Index::open_or_create(mmap, schema)?;
+        let mmap = || tantivy::directory::MmapDirectory::open(dir).map_err(|e| Error::Bm25(e.to_string()));
+        let existing = mmap()?;
+        let exists = Index::exists(&existing).map_err(|e| Error::Bm25(e.to_string()))?;
+        let index = if exists && Index::open(existing)?.schema() != schema {
+            // An index from an earlier build (without the context field): started afresh, and
+            // the collection rebuilds it from its store (it reads as never committed).
+            tracing::info!(dir = %dir.display(), "BM25 index of an earlier format: rebuilt from the store");
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            Index::create(mmap()?, schema, tantivy::IndexSettings::default())?
+        } else {
+            Index::open_or_create(mmap()?, schema)?
+        };
         index.tokenizers().register(ANALYZER, analyzer());
         let writer = index.writer_with_num_threads(1, 64_000_000)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
@@ -123,26 +166,39 @@ impl Bm25 {
     }
 
     /// Adds one operation's changes to the writer (visible after [`Self::commit`]). Chunks that
-    /// are no longer in sled (a later operation removed them) are skipped.
+    /// are no longer in sled (a later operation removed them) are skipped. The added chunks
+    /// are one document's, in order: each is indexed with its neighbours as context.
     pub fn apply(&self, op: &Op, store: &Store, title: &str) -> Result<()> {
         let writer = self.writer.lock().map_err(|_| poisoned())?;
         for k in op.removed.iter().chain(&op.added) {
             writer.delete_term(Term::from_field_u64(self.fields.chunk_key, *k));
         }
+        let mut chunks = Vec::with_capacity(op.added.len());
         for &k in &op.added {
             if let Some(chunk) = store.get_chunk(k)? {
-                writer.add_document(self.document(k, &chunk, title))?;
+                chunks.push((k, chunk));
             }
+        }
+        for (i, (k, chunk)) in chunks.iter().enumerate() {
+            let around = &chunks[i.saturating_sub(1)..(i + 2).min(chunks.len())];
+            let context: Vec<&str> = around.iter().map(|(_, c)| c.text.as_str()).collect();
+            writer.add_document(self.document(*k, chunk, &context, title))?;
         }
         let mut pending = self.pending_seq.lock().map_err(|_| poisoned())?;
         *pending = (*pending).max(op.seq);
         Ok(())
     }
 
-    fn document(&self, key: u64, chunk: &Chunk, title: &str) -> TantivyDocument {
+    fn document(&self, key: u64, chunk: &Chunk, context: &[&str], title: &str) -> TantivyDocument {
         let f = self.fields;
-        let text = if title.is_empty() { chunk.text.clone() } else { format!("{title}\n\n{}", chunk.text) };
-        doc!(f.chunk_key => key, f.doc_id => chunk.doc_id.clone(), f.title => title.to_string(), f.text => text)
+        let titled = |body: &str| if title.is_empty() { body.to_string() } else { format!("{title}\n\n{body}") };
+        doc!(
+            f.chunk_key => key,
+            f.doc_id => chunk.doc_id.clone(),
+            f.title => title.to_string(),
+            f.text => titled(&chunk.text),
+            f.context => titled(&context.join("\n\n")),
+        )
     }
 
     /// Commits what was added, recording the sequence number, and makes it searchable.
@@ -162,18 +218,18 @@ impl Bm25 {
         self.reader.searcher().num_docs()
     }
 
-    /// The analysed terms of `text` for the `text` field.
-    fn terms(&self, text: &str) -> Vec<Term> {
+    /// The analysed words of `text`, each once.
+    fn words(text: &str) -> Vec<String> {
         let mut a = analyzer();
         let mut stream = a.token_stream(text);
-        let mut terms = Vec::new();
+        let mut words: Vec<String> = Vec::new();
         while stream.advance() {
-            let t = Term::from_field_text(self.fields.text, &stream.token().text);
-            if !terms.contains(&t) {
-                terms.push(t);
+            let w = &stream.token().text;
+            if !words.contains(w) {
+                words.push(w.clone());
             }
         }
-        terms
+        words
     }
 
     /// Parses a query: its analysed words OR-ed (syntax characters are just separators, so no
@@ -189,17 +245,23 @@ impl Bm25 {
             let searcher = self.reader.searcher();
             q.weight(tantivy::query::EnableScoring::enabled_from_searcher(&searcher))
                 .map_err(|e| syntax_error(e.to_string()))?;
-            return Ok(Some(Bm25Query(q)));
+            return Ok(Some(Bm25Query { query: q, weights: vec![(self.fields.text, 1.0)] }));
         }
-        let terms = self.terms(text);
-        if terms.is_empty() {
+        let words = Self::words(text);
+        if words.is_empty() {
             return Ok(None);
         }
-        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
-            .into_iter()
-            .map(|t| (Occur::Should, Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)) as Box<dyn Query>))
-            .collect();
-        Ok(Some(Bm25Query(Box::new(BooleanQuery::new(clauses)))))
+        let weights = vec![(self.fields.context, 1.0), (self.fields.text, OWN_WEIGHT)];
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(words.len() * weights.len());
+        for w in &words {
+            for &(field, weight) in &weights {
+                let q = TermQuery::new(Term::from_field_text(field, w), IndexRecordOption::WithFreqs);
+                let q: Box<dyn Query> =
+                    if weight == 1.0 { Box::new(q) } else { Box::new(BoostQuery::new(Box::new(q), weight)) };
+                clauses.push((Occur::Should, q));
+            }
+        }
+        Ok(Some(Bm25Query { query: Box::new(BooleanQuery::new(clauses)), weights }))
     }
 
     /// Plain-text BM25 search: the query's words OR-ed; syntax characters are just separators.
@@ -218,7 +280,7 @@ impl Bm25 {
     /// The local statistics of the terms `query` uses, to be summed over the shards of a
     /// collection ([`TermStats::add`]) and given back to [`Self::search_with`].
     pub fn term_stats(&self, query: &Bm25Query) -> Result<TermStats> {
-        Ok(crate::termstats::collect(&self.reader.searcher(), &*query.0)?)
+        Ok(crate::termstats::collect(&self.reader.searcher(), &*query.query)?)
     }
 
     /// [`Self::search`] scoring with the given statistics (a whole collection's, when this
@@ -278,11 +340,11 @@ impl Bm25 {
     ) -> Result<Vec<(Score, DocAddress)>> {
         let filtered;
         let query: &dyn Query = match allowed {
-            None => &*query.0,
+            None => &*query.query,
             Some(keys) => {
                 let terms = keys.iter().map(|&k| Term::from_field_u64(self.fields.chunk_key, k));
                 let clauses: Vec<(Occur, Box<dyn Query>)> =
-                    vec![(Occur::Must, query.0.box_clone()), (Occur::Must, Box::new(TermSetQuery::new(terms)))];
+                    vec![(Occur::Must, query.query.box_clone()), (Occur::Must, Box::new(TermSetQuery::new(terms)))];
                 filtered = BooleanQuery::new(clauses);
                 &filtered
             }
@@ -302,7 +364,7 @@ impl Bm25 {
         // As tantivy's `SnippetGenerator::create`, but only the query's meaningful words are
         // marked: stop words ("the", "and", "do") would be highlighted in every snippet.
         let mut terms = std::collections::BTreeSet::new();
-        query.0.query_terms(&mut |term, _| {
+        query.query.query_terms(&mut |term, _| {
             if term.field() == self.fields.text {
                 terms.insert(term.clone());
             }
@@ -357,4 +419,38 @@ fn is_stop_word(term: &str) -> bool {
 
 fn poisoned() -> Error {
     Error::Bm25("a writer lock was poisoned by a panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_of_an_earlier_schema_is_started_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Schema::builder();
+        let text = b.add_text_field("text", tantivy::schema::TEXT);
+        let index = Index::create_in_dir(dir.path(), b.build()).unwrap();
+        let mut w: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        w.add_document(doc!(text => "an old chunk")).unwrap();
+        w.commit().unwrap();
+        drop((w, index));
+        let bm25 = Bm25::open(dir.path()).unwrap();
+        assert_eq!((bm25.num_chunks(), bm25.committed_seq().unwrap()), (0, 0), "empty, never committed");
+        assert!(bm25.index.schema().get_field("context").is_ok());
+        drop(bm25);
+        assert!(Bm25::open(dir.path()).is_ok(), "the new one reopens as it is");
+    }
+
+    #[test]
+    fn the_bound_weighs_each_field_as_the_query_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let bm25 = Bm25::open(dir.path()).unwrap();
+        let q = bm25.query("zeppelin", false).unwrap().unwrap();
+        let stats = bm25.term_stats(&q).unwrap();
+        let bound = q.bound(&stats);
+        // One word, in two fields: (1 + OWN_WEIGHT) of one field's bound.
+        let one = stats.bm25_bound(|f| if f == bm25.fields.context.field_id() { 1.0 } else { 0.0 });
+        assert!(one > 0.0 && (bound - (1.0 + OWN_WEIGHT) * one).abs() < 1e-4, "{bound} {one}");
+    }
 }

@@ -272,7 +272,24 @@ impl Collection {
     fn catch_up(&self) -> Result<()> {
         let seq = self.store.seq()?;
         let bm25_seq = self.bm25.committed_seq()?;
-        if bm25_seq < seq {
+        if bm25_seq == 0 && seq > 0 {
+            // Never committed (removed, or of an earlier format): the oplog may have been
+            // pruned, so the index is rebuilt from the documents themselves.
+            let mut docs = 0usize;
+            for doc in self.store.docs() {
+                let doc = doc?;
+                let op = Op { seq, doc_id: doc.id.clone(), added: doc.chunk_keys.clone(), removed: Vec::new() };
+                self.bm25.apply(&op, &self.store, &doc.title)?;
+                docs += 1;
+            }
+            self.bm25.apply(
+                &Op { seq, doc_id: String::new(), added: Vec::new(), removed: Vec::new() },
+                &self.store,
+                "",
+            )?;
+            self.bm25.commit()?;
+            tracing::info!(collection = %self.name, docs, "BM25 index rebuilt from the store");
+        } else if bm25_seq < seq {
             let mut replayed = 0usize;
             for op in self.store.ops_after(bm25_seq) {
                 let op = op?;

@@ -24,11 +24,13 @@ const K1: f32 = 1.2;
 
 impl TermStats {
     /// The most one chunk can score for the query under BM25: each term's IDF (tantivy's) times
-    /// 1 + k1, the limit of its saturating term-frequency factor.
-    pub fn bm25_bound(&self) -> f32 {
+    /// 1 + k1, the limit of its saturating term-frequency factor, times `weight` of its field
+    /// (by id: the query's weight of that field).
+    pub fn bm25_bound(&self, weight: impl Fn(u32) -> f32) -> f32 {
         let n = self.docs as f32;
         let idf = |df: f32| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-        self.doc_freq.values().map(|&df| idf(df as f32) * (1.0 + K1)).sum()
+        let field = |key: &str| key.split(':').next().and_then(|f| f.parse::<u32>().ok());
+        self.doc_freq.iter().map(|(k, &df)| field(k).map_or(0.0, &weight) * idf(df as f32) * (1.0 + K1)).sum()
     }
 
     /// Adds another index's statistics for the same query.

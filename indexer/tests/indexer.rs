@@ -214,6 +214,58 @@ fn incremental_runs_embed_only_what_changed_and_sync_deletes() {
 }
 
 #[test]
+fn a_chunk_is_found_by_its_neighbours_words_but_its_own_come_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("ctx");
+    write(
+        &docs,
+        "long.txt",
+        b"Long\n\nThe aardvark digs burrows at night in the dry savanna.\n\n\
+          Nothing much happens in this quiet middle paragraph here.\n\n\
+          A zeppelin floats slowly above the distant city skyline.",
+    );
+    write(&docs, "short.txt", b"Short\n\nA zeppelin was moored beside the old hangar yesterday.");
+    let info = EncoderInfo::of(encoder()).unwrap();
+    let params = ChunkParams { max_tokens: 20, overlap_tokens: 0 };
+    let c = Collection::open(&tmp.path().join("data"), "ctx", &info, OpenMode::Create(params)).unwrap();
+    let s = run(&c, &[docs], false);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let chunks = c.get_doc("long.txt").unwrap().unwrap().chunk_keys;
+    let texts: Vec<String> = chunks.iter().map(|k| c.store().get_chunk(*k).unwrap().unwrap().text).collect();
+    assert_eq!(chunks.len(), 3, "one chunk a paragraph: {texts:?}");
+    // No chunk holds both words; the middle one's context (its neighbours) does.
+    let both = c.search_bm25("aardvark zeppelin", 10).unwrap();
+    assert_eq!((both[0].doc_id.as_str(), both[0].chunk_key), ("long.txt", chunks[1]), "{both:?}");
+    // One word: the chunk that holds it first, its neighbour next, the chunk two away not at all.
+    let z: Vec<u64> = c
+        .search_bm25("zeppelin", 10)
+        .unwrap()
+        .into_iter()
+        .filter(|h| h.doc_id == "long.txt")
+        .map(|h| h.chunk_key)
+        .collect();
+    assert_eq!(z, vec![chunks[2], chunks[1]]);
+}
+
+#[test]
+fn a_removed_bm25_index_is_rebuilt_from_the_store_after_the_oplog_was_pruned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    write(&docs, "a.txt", b"Alpha\n\nThe first document talks about apples.");
+    write(&docs, "b.txt", b"Beta\n\nThe second document talks about bananas.");
+    let data = tmp.path().join("data");
+    let c = open(&data, "rebuild");
+    run(&c, &[docs], false);
+    c.commit().unwrap();
+    drop(c);
+    std::fs::remove_dir_all(data.join("rebuild").join("bm25")).unwrap();
+    let c = open(&data, "rebuild");
+    assert_eq!(c.search_bm25("bananas", 5).unwrap()[0].doc_id, "b.txt");
+    assert_eq!(c.search_bm25("apples", 5).unwrap()[0].doc_id, "a.txt");
+    assert_eq!(c.stats().unwrap().bm25_chunks, 2);
+}
+
+#[test]
 fn bad_input_is_counted_and_never_aborts_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let docs = tmp.path().join("bad");

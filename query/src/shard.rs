@@ -201,8 +201,8 @@ pub fn lists_then_vector(
             // Only the adaptive fusion reads the bound: other searches skip its statistics.
             let bound = match (p.mode == Mode::Hybrid && p.fusion == Fusion::Adaptive, stats) {
                 (false, _) => 0.0,
-                (true, Some(stats)) => stats.bm25_bound(),
-                (true, None) => collection.bm25().term_stats(&q)?.bm25_bound(),
+                (true, Some(stats)) => q.bound(stats),
+                (true, None) => q.bound(&collection.bm25().term_stats(&q)?),
             };
             (bm25_docs(collection, &q, allowed.as_ref(), bm25_depth.max(1), stats)?, bound)
         }
