@@ -54,9 +54,19 @@ pub const OWN_WEIGHT: f32 = 0.1;
 pub struct Bm25Query {
     query: Box<dyn Query>,
     weights: Vec<(Field, f32)>,
+    /// For a plain query over chunks in their context: the same words over the chunks' own
+    /// text, and that field.
+    own: Option<(Box<dyn Query>, Field)>,
 }
 
 impl Bm25Query {
+    /// The query's words over the chunks' own text alone (`None` when the query scores only
+    /// that already): among one document's chunks, the one that holds the words.
+    pub fn own_text(&self) -> Option<Bm25Query> {
+        let (q, field) = self.own.as_ref()?;
+        Some(Bm25Query { query: q.box_clone(), weights: vec![(*field, 1.0)], own: None })
+    }
+
     /// The most one chunk can score for this query under BM25 with `stats` (its terms'
     /// statistics): each term's IDF times 1 + k1 (the limit of BM25's saturating term
     /// frequency), times its field's weight in the query.
@@ -245,7 +255,7 @@ impl Bm25 {
             let searcher = self.reader.searcher();
             q.weight(tantivy::query::EnableScoring::enabled_from_searcher(&searcher))
                 .map_err(|e| syntax_error(e.to_string()))?;
-            return Ok(Some(Bm25Query { query: q, weights: vec![(self.fields.text, 1.0)] }));
+            return Ok(Some(Bm25Query { query: q, weights: vec![(self.fields.text, 1.0)], own: None }));
         }
         let words = Self::words(text);
         if words.is_empty() {
@@ -253,15 +263,23 @@ impl Bm25 {
         }
         let weights = vec![(self.fields.context, 1.0), (self.fields.text, OWN_WEIGHT)];
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(words.len() * weights.len());
+        let mut own: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(words.len());
         for w in &words {
             for &(field, weight) in &weights {
                 let q = TermQuery::new(Term::from_field_text(field, w), IndexRecordOption::WithFreqs);
+                if field == self.fields.text {
+                    own.push((Occur::Should, Box::new(q.clone())));
+                }
                 let q: Box<dyn Query> =
                     if weight == 1.0 { Box::new(q) } else { Box::new(BoostQuery::new(Box::new(q), weight)) };
                 clauses.push((Occur::Should, q));
             }
         }
-        Ok(Some(Bm25Query { query: Box::new(BooleanQuery::new(clauses)), weights }))
+        Ok(Some(Bm25Query {
+            query: Box::new(BooleanQuery::new(clauses)),
+            weights,
+            own: Some((Box::new(BooleanQuery::new(own)), self.fields.text)),
+        }))
     }
 
     /// Plain-text BM25 search: the query's words OR-ed; syntax characters are just separators.

@@ -5,7 +5,7 @@
 use crate::{Error, Result};
 use sousuo_indexer::bm25::{Bm25Query, Snippets};
 use sousuo_indexer::{Collection, TermStats};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// A document's best chunk from one retriever.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,24 @@ pub(crate) fn bm25_docs(
     let docs = hits.into_iter().filter_map(|(key, score)| {
         collection.chunk_doc(key).map(|d| (d.to_string(), DocScore { chunk_key: key, score }))
     });
-    Ok(best_per_doc(docs, depth))
+    let mut ranked = best_per_doc(docs, depth);
+    // Documents rank by their chunks in context (a chunk's neighbours count); the chunk each
+    // one shows (its snippet, the passage an answer reads) is the one whose own text matches
+    // best, where its own words match at all.
+    if let Some(own) = query.own_text() {
+        let mut shown: HashMap<std::sync::Arc<str>, u64> = HashMap::new();
+        for (key, _) in collection.bm25().search_keys(&own, allowed, depth * 3, stats)? {
+            if let Some(d) = collection.chunk_doc(key) {
+                shown.entry(d).or_insert(key);
+            }
+        }
+        for (d, s) in &mut ranked {
+            if let Some(&key) = shown.get(d.as_str()) {
+                s.chunk_key = key;
+            }
+        }
+    }
+    Ok(ranked)
 }
 
 /// Below this many allowed chunks (a filter's, or the whole collection's), a dense search scores

@@ -160,3 +160,25 @@ fn modes_paging_snippets_and_explain() {
         assert_eq!(r.hits[0].doc_id, doc.id, "{mode:?}");
     }
 }
+
+#[test]
+fn a_document_ranked_by_its_chunks_in_context_shows_the_chunk_that_holds_the_words() {
+    let f = fixture();
+    let docs: Vec<_> =
+        f.collection.store().docs().map(|d| d.unwrap()).filter(|d| d.chunk_keys.len() >= 3).take(8).collect();
+    assert!(docs.len() >= 4, "the slice has documents of three chunks or more");
+    for doc in docs {
+        // Words from the middle of the middle chunk: its neighbours hold them in their context.
+        let chunk = f.collection.store().get_chunk(doc.chunk_keys[1]).unwrap().unwrap();
+        let words: Vec<&str> = chunk.text.split_whitespace().collect();
+        let mid = words.len() / 2;
+        let phrase = words[mid.saturating_sub(6)..(mid + 6).min(words.len())].join(" ");
+        for mode in [Mode::Bm25, Mode::Hybrid] {
+            let p = SearchParams { mode, limit: 10, ..SearchParams::default() };
+            let r = search(&f.collection, &f.encoder, &phrase, &p).unwrap();
+            let hit =
+                r.hits.iter().find(|h| h.doc_id == doc.id).unwrap_or_else(|| panic!("{phrase:?} finds {}", doc.id));
+            assert!(hit.passage.contains(&phrase), "{mode:?}: {phrase:?} shows {:?}", hit.passage);
+        }
+    }
+}
