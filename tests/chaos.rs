@@ -43,8 +43,22 @@ fn slice(dir: &Path, n: usize) -> (PathBuf, Vec<(String, String)>) {
     (path, docs)
 }
 
-fn spawn(c: &mut Command) -> Proc {
-    Proc(c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+/// Starts a process whose log (stderr) is appended to `log`, which a restart keeps adding to.
+fn spawn(c: &mut Command, log: &Path) -> Proc {
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Proc(c.stdout(Stdio::null()).stderr(f).spawn().unwrap())
+}
+
+/// The last `n` lines of each log, for a failure's message.
+fn tails(logs: &[PathBuf], n: usize) -> String {
+    let mut out = String::new();
+    for log in logs {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out += &format!("\n--- {} (last {n} lines)\n", log.display());
+        out += &lines[lines.len().saturating_sub(n)..].join("\n");
+    }
+    out
 }
 
 fn status(home: &Path, urls: &str) -> Option<Value> {
@@ -149,7 +163,7 @@ fn the_cluster_survives_sigkills_of_a_replica_a_worker_and_a_nats_server() {
         if i == 3 {
             args.extend(["--bind", &bind, "--no-answers"]);
         }
-        spawn(&mut cmd(homes[i].path(), &args))
+        spawn(&mut cmd(homes[i].path(), &args), &homes[i].path().join("node.log"))
     };
     let mut nodes: Vec<Proc> = (0..4).map(node).collect();
     wait_for(client.path(), &urls, 90, "4 nodes register", |s| s["nodes"].as_array().is_some_and(|n| n.len() == 4));
@@ -167,10 +181,13 @@ fn the_cluster_survives_sigkills_of_a_replica_a_worker_and_a_nats_server() {
     });
     eprintln!("placement: {}", placed["shards"]);
     let worker = |i: usize| {
-        spawn(&mut cmd(
-            homes[i].path(),
-            &["worker", "--nats", &urls, "--id", &format!("w{}", i + 1), "--ack-wait-secs", "5"],
-        ))
+        spawn(
+            &mut cmd(
+                homes[i].path(),
+                &["worker", "--nats", &urls, "--id", &format!("w{}", i + 1), "--ack-wait-secs", "5"],
+            ),
+            &homes[i].path().join("worker.log"),
+        )
     };
     let mut workers = vec![worker(0), worker(1)];
     wait_for(client.path(), &urls, 60, "2 workers register", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
@@ -224,10 +241,12 @@ fn the_cluster_survives_sigkills_of_a_replica_a_worker_and_a_nats_server() {
         if ingest.elapsed() > Duration::from_secs(600) {
             index.kill().unwrap();
             let status = cmd(client.path(), &["cluster", "status", "--nats", &urls]).output().unwrap();
+            let logs: Vec<PathBuf> = homes.iter().map(|h| h.path().join("node.log")).collect();
             panic!(
-                "the ingest did not finish in 10 minutes; cluster status: {}{}",
+                "the ingest did not finish in 10 minutes; cluster status: {}{}\nnode logs:{}",
                 String::from_utf8_lossy(&status.stdout),
-                String::from_utf8_lossy(&status.stderr)
+                String::from_utf8_lossy(&status.stderr),
+                tails(&logs, 30)
             );
         }
         std::thread::sleep(Duration::from_millis(500));
