@@ -8,9 +8,10 @@
 //!
 //! A plain query scores a chunk by its context, plus [`OWN_WEIGHT`] times its own text: a
 //! passage cut from a longer document keeps the words its neighbours say it with (an abstract
-//! split in two answers a query whose terms fall on both sides of the cut), and among one
-//! document's chunks the one holding the words comes first (its snippet, its citation).
-//! Measured in docs/retrieval.md ("Passages scored with their neighbours").
+//! split in two answers a query whose terms fall on both sides of the cut). Which of a
+//! document's chunks it shows (its snippet, its citation) is asked of the own text alone
+//! ([`Bm25Query::own_text`]). Measured in docs/retrieval.md ("Passages scored with their
+//! neighbours").
 
 use crate::document::Chunk;
 use crate::store::{Op, Store};
@@ -46,8 +47,7 @@ pub struct Fields {
 }
 
 /// Weight of a chunk's own text against its context in a plain query's score (chosen on
-/// SciFact's train split: 0.1 to 0.5 rank alike; the least that still orders one document's
-/// chunks by their own words).
+/// SciFact's train split, where 0.1 to 0.5 rank alike and 0.1 ranks best).
 pub const OWN_WEIGHT: f32 = 0.1;
 
 /// A parsed BM25 query ([`Bm25::query`]), with the weight of each field it scores.
