@@ -211,6 +211,14 @@ impl Bm25 {
         )
     }
 
+    /// Records that the next commit includes every change up to `seq` (a rebuild from the
+    /// store's documents holds them all, whatever the changes that made them).
+    pub fn include_seq(&self, seq: u64) -> Result<()> {
+        let mut pending = self.pending_seq.lock().map_err(|_| poisoned())?;
+        *pending = (*pending).max(seq);
+        Ok(())
+    }
+
     /// Commits what was added, recording the sequence number, and makes it searchable.
     pub fn commit(&self) -> Result<()> {
         let seq = *self.pending_seq.lock().map_err(|_| poisoned())?;

@@ -282,11 +282,7 @@ impl Collection {
                 self.bm25.apply(&op, &self.store, &doc.title)?;
                 docs += 1;
             }
-            self.bm25.apply(
-                &Op { seq, doc_id: String::new(), added: Vec::new(), removed: Vec::new() },
-                &self.store,
-                "",
-            )?;
+            self.bm25.include_seq(seq)?;
             self.bm25.commit()?;
             tracing::info!(collection = %self.name, docs, "BM25 index rebuilt from the store");
         } else if bm25_seq < seq {
